@@ -1,0 +1,19 @@
+//! The catalog: databases and tables, all derived from the object store's layout.
+//!
+//! A database is a top-level folder of the data root (`<db>/`, marked by a small
+//! `.minidb_database` object so an empty database survives a restart); a table is any folder
+//! `<db>/<table>/` with a Delta log, whoever wrote it. Nothing else is stored, so the catalog can
+//! never drift from the data, and a restarted server (or another replica) sees the same catalog.
+//!
+//! [`StatementCatalog`] presents the catalog to DataFusion for one statement: the database list is
+//! read once, and each table resolves to the snapshot current when the statement first names it.
+
+mod error;
+mod names;
+mod provider;
+mod store;
+
+pub use error::CatalogError;
+pub use names::{DEFAULT_DATABASE, validate_name};
+pub use provider::{CATALOG_NAME, StatementCatalog};
+pub use store::Catalog;

@@ -1,0 +1,160 @@
+//! The catalog as DataFusion sees it during one statement.
+//!
+//! DataFusion resolves names synchronously except for `SchemaProvider::table`, so the database
+//! list (and, for statements that read `information_schema`, the table lists) is read before
+//! planning. Every table resolves once per statement to the snapshot current at that moment,
+//! so a statement that names a table twice sees one version of it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreUrl;
+
+use super::{Catalog, CatalogError};
+use crate::table::DeltaTableProvider;
+
+/// The single Flight SQL / DataFusion catalog name; MiniDB databases are its schemas.
+pub const CATALOG_NAME: &str = "minidb";
+
+type Resolved = Mutex<HashMap<(String, String), Arc<dyn TableProvider>>>;
+
+/// One statement's view of the catalog.
+#[derive(Debug)]
+pub struct StatementCatalog {
+    catalog: Arc<Catalog>,
+    store_url: ObjectStoreUrl,
+    /// Databases, each with its tables when they were listed up front.
+    databases: BTreeMap<String, Option<Vec<String>>>,
+    resolved: Arc<Resolved>,
+}
+
+impl StatementCatalog {
+    /// Reads the database list (and the table lists when `with_tables`) for one statement.
+    pub async fn load(catalog: Arc<Catalog>, with_tables: bool) -> Result<Self, CatalogError> {
+        let mut databases = BTreeMap::new();
+        for db in catalog.databases().await? {
+            let tables = if with_tables {
+                Some(catalog.tables(&db).await?)
+            } else {
+                None
+            };
+            databases.insert(db, tables);
+        }
+        let store_url = ObjectStoreUrl::parse(catalog.store().engine_url()).map_err(|e| {
+            CatalogError::InvalidName {
+                name: e.to_string(),
+                reason: "engine store URL",
+            }
+        })?;
+        Ok(Self {
+            catalog,
+            store_url,
+            databases,
+            resolved: Arc::default(),
+        })
+    }
+}
+
+impl CatalogProviderList for StatementCatalog {
+    fn register_catalog(
+        &self,
+        _name: String,
+        _catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        None
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        vec![CATALOG_NAME.to_string()]
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        (name == CATALOG_NAME).then(|| {
+            Arc::new(DatabaseList {
+                catalog: Arc::clone(&self.catalog),
+                store_url: self.store_url.clone(),
+                databases: self.databases.clone(),
+                resolved: Arc::clone(&self.resolved),
+            }) as Arc<dyn CatalogProvider>
+        })
+    }
+}
+
+#[derive(Debug)]
+struct DatabaseList {
+    catalog: Arc<Catalog>,
+    store_url: ObjectStoreUrl,
+    databases: BTreeMap<String, Option<Vec<String>>>,
+    resolved: Arc<Resolved>,
+}
+
+impl CatalogProvider for DatabaseList {
+    fn schema_names(&self) -> Vec<String> {
+        self.databases.keys().cloned().collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let tables = self.databases.get(name)?;
+        Some(Arc::new(Database {
+            catalog: Arc::clone(&self.catalog),
+            store_url: self.store_url.clone(),
+            name: name.to_string(),
+            tables: tables.clone().unwrap_or_default(),
+            resolved: Arc::clone(&self.resolved),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct Database {
+    catalog: Arc<Catalog>,
+    store_url: ObjectStoreUrl,
+    name: String,
+    tables: Vec<String>,
+    resolved: Arc<Resolved>,
+}
+
+impl Database {
+    fn resolved(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<dyn TableProvider>>> {
+        // Entries are inserted whole; a panic elsewhere cannot leave one half-written.
+        self.resolved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for Database {
+    fn table_names(&self) -> Vec<String> {
+        self.tables.clone()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let key = (self.name.clone(), name.to_string());
+        if let Some(found) = self.resolved().get(&key) {
+            return Ok(Some(Arc::clone(found)));
+        }
+        let handle = match self.catalog.table(&self.name, name).await {
+            Ok(handle) => handle,
+            Err(CatalogError::TableNotFound(_)) => return Ok(None),
+            Err(e) => return Err(DataFusionError::External(Box::new(e))),
+        };
+        let snapshot = handle.cached();
+        let provider: Arc<dyn TableProvider> = Arc::new(DeltaTableProvider::new(
+            format!("{}.{name}", self.name),
+            handle,
+            snapshot,
+            self.store_url.clone(),
+        ));
+        Ok(Some(Arc::clone(
+            self.resolved().entry(key).or_insert(provider),
+        )))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.iter().any(|t| t == name)
+    }
+}

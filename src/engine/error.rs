@@ -1,0 +1,116 @@
+//! Errors of the engine, classified by what the caller should do about them.
+
+use datafusion::common::DataFusionError;
+
+use crate::catalog::CatalogError;
+use crate::txlog::TxLogError;
+
+/// What kind of failure an error is; protocols map it to a status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The statement is wrong: bad syntax, unknown column, value that does not fit.
+    InvalidInput,
+    /// A named database or table does not exist.
+    NotFound,
+    /// A database or table being created exists already.
+    AlreadyExists,
+    /// A concurrent commit won; running the statement again may succeed.
+    Conflict,
+    /// Valid SQL that MiniDB does not implement.
+    NotSupported,
+    /// A fault of the server or its storage.
+    Internal,
+}
+
+/// A statement failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("not supported: {0}")]
+    NotSupported(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("{}", describe_datafusion(.0))]
+    DataFusion(#[from] DataFusionError),
+}
+
+impl EngineError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::InvalidInput(_) => ErrorKind::InvalidInput,
+            EngineError::NotSupported(_) => ErrorKind::NotSupported,
+            EngineError::Catalog(e) => catalog_kind(e),
+            EngineError::DataFusion(e) => datafusion_kind(e),
+        }
+    }
+}
+
+fn catalog_kind(e: &CatalogError) -> ErrorKind {
+    match e {
+        CatalogError::DatabaseNotFound(_) | CatalogError::TableNotFound(_) => ErrorKind::NotFound,
+        CatalogError::DatabaseExists(_) | CatalogError::TableExists(_) => ErrorKind::AlreadyExists,
+        CatalogError::InvalidName { .. } => ErrorKind::InvalidInput,
+        CatalogError::TxLog(e) => txlog_kind(e),
+        CatalogError::ObjectStore(_) => ErrorKind::Internal,
+    }
+}
+
+fn txlog_kind(e: &TxLogError) -> ErrorKind {
+    match e {
+        TxLogError::TableNotFound(_) => ErrorKind::NotFound,
+        TxLogError::TableExists(_) => ErrorKind::AlreadyExists,
+        TxLogError::Conflict { .. } => ErrorKind::Conflict,
+        TxLogError::Unsupported(_) => ErrorKind::NotSupported,
+        TxLogError::Corrupt { .. } | TxLogError::ObjectStore(_) | TxLogError::Json(_) => {
+            ErrorKind::Internal
+        }
+    }
+}
+
+fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
+    match e {
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            datafusion_kind(inner)
+        }
+        DataFusionError::Shared(inner) => datafusion_kind(inner),
+        DataFusionError::External(inner) => {
+            if let Some(e) = inner.downcast_ref::<CatalogError>() {
+                catalog_kind(e)
+            } else if let Some(e) = inner.downcast_ref::<TxLogError>() {
+                txlog_kind(e)
+            } else if inner.downcast_ref::<DataFusionError>().is_some() {
+                inner
+                    .downcast_ref::<DataFusionError>()
+                    .map_or(ErrorKind::Internal, datafusion_kind)
+            } else {
+                ErrorKind::Internal
+            }
+        }
+        DataFusionError::NotImplemented(_) => ErrorKind::NotSupported,
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::ArrowError(..)
+        | DataFusionError::Execution(_)
+        | DataFusionError::Configuration(_) => ErrorKind::InvalidInput,
+        DataFusionError::Collection(errors) => {
+            errors.first().map_or(ErrorKind::Internal, datafusion_kind)
+        }
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// DataFusion's message without its internal prefixes ("Error during planning: " and the like
+/// stay, they help; backtraces and nested "External error:" wrappers go).
+fn describe_datafusion(e: &DataFusionError) -> String {
+    match e {
+        DataFusionError::External(inner) => inner.to_string(),
+        DataFusionError::NotImplemented(msg) => format!("not supported: {msg}"),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            describe_datafusion(inner)
+        }
+        DataFusionError::Shared(inner) => describe_datafusion(inner),
+        other => other.strip_backtrace(),
+    }
+}

@@ -1,0 +1,382 @@
+//! [`Engine`]: one catalog and one DataFusion configuration, shared by every session.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{self, ColumnOption};
+
+use super::statement::{self, Statement, TableName};
+use super::types::{column_type, sql_type_name};
+use super::{EngineError, Listing, Outcome, Session};
+use crate::catalog::{CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, StatementCatalog};
+use crate::storage::DataStore;
+
+/// The query engine behind every protocol. Cheap to share: all state is in the object store.
+#[derive(Debug)]
+pub struct Engine {
+    catalog: Arc<Catalog>,
+    state: SessionState,
+    started: Instant,
+}
+
+impl Engine {
+    /// Opens the catalog in `store` and prepares DataFusion to read it.
+    pub async fn open(store: DataStore) -> Result<Self, EngineError> {
+        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        let engine_url = url::Url::parse(store.engine_url())
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        runtime.register_object_store(&engine_url, Arc::clone(store.object_store()));
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true);
+        // Plain Utf8 everywhere: Flight SQL JDBC drivers before 19 cannot read Utf8View.
+        config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        let catalog = Arc::new(Catalog::open(store).await?);
+        Ok(Self {
+            catalog,
+            state,
+            started: Instant::now(),
+        })
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Time since the engine was opened.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Runs one SQL statement in `session`.
+    pub async fn execute(&self, session: &mut Session, sql: &str) -> Result<Outcome, EngineError> {
+        match statement::parse(sql)? {
+            Statement::CreateDatabase {
+                name,
+                if_not_exists,
+            } => match self.catalog.create_database(&name).await {
+                Ok(()) => Ok(Outcome::DatabaseCreated(name)),
+                Err(CatalogError::DatabaseExists(_)) if if_not_exists => Ok(Outcome::NothingToDo(
+                    format!("Database {name} already exists"),
+                )),
+                Err(e) => Err(e.into()),
+            },
+            Statement::DropDatabase { name, if_exists } => {
+                if name == DEFAULT_DATABASE {
+                    return Err(EngineError::InvalidInput(
+                        "the default database cannot be dropped".into(),
+                    ));
+                }
+                match self.catalog.drop_database(&name).await {
+                    Ok(()) => Ok(Outcome::DatabaseDropped(name)),
+                    Err(CatalogError::DatabaseNotFound(_)) if if_exists => Ok(
+                        Outcome::NothingToDo(format!("Database {name} does not exist")),
+                    ),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Statement::Use(name) => {
+                if !self.catalog.database_exists(&name).await? {
+                    return Err(CatalogError::DatabaseNotFound(name).into());
+                }
+                session.set_database(name.clone());
+                Ok(Outcome::UsingDatabase(name))
+            }
+            Statement::ShowDatabases => Ok(Outcome::names(
+                Listing::Databases,
+                "database_name",
+                self.catalog.databases().await?,
+            )),
+            Statement::ShowTables(database) => {
+                let database = database.unwrap_or_else(|| session.database().to_string());
+                let tables = self.catalog.tables(&database).await?;
+                Ok(Outcome::names(
+                    Listing::Tables { database },
+                    "table_name",
+                    tables,
+                ))
+            }
+            Statement::Describe(name) => self.describe(session, name).await,
+            Statement::DropTable { names, if_exists } => {
+                self.drop_tables(session, names, if_exists).await
+            }
+            Statement::Parsed(parsed) => self.execute_parsed(session, *parsed).await,
+        }
+    }
+
+    /// The schema of the rows `sql` returns, without running it; `None` when the statement
+    /// returns no rows (DDL, INSERT). Used to prepare statements.
+    pub async fn output_schema(
+        &self,
+        session: &Session,
+        sql: &str,
+    ) -> Result<Option<SchemaRef>, EngineError> {
+        let parsed = match statement::parse(sql)? {
+            Statement::ShowDatabases | Statement::ShowTables(_) => {
+                return Ok(Some(Arc::new(Schema::new(vec![Field::new(
+                    "name",
+                    arrow::datatypes::DataType::Utf8,
+                    false,
+                )]))));
+            }
+            Statement::Describe(_) => return Ok(Some(Outcome::columns_schema())),
+            Statement::Parsed(parsed) if returns_rows(&parsed) => parsed,
+            _ => return Ok(None),
+        };
+        let plan = self.physical_plan(session, *parsed).await?;
+        Ok(Some(plan.schema()))
+    }
+
+    async fn describe(&self, session: &Session, name: TableName) -> Result<Outcome, EngineError> {
+        let database = name
+            .database
+            .unwrap_or_else(|| session.database().to_string());
+        let handle = self.catalog.table(&database, &name.table).await?;
+        let snapshot = handle.cached();
+        let fields = snapshot.schema().fields();
+        let batch = RecordBatch::try_new(
+            Outcome::columns_schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    fields.iter().map(|f| f.name()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    fields.iter().map(|f| sql_type_name(f.data_type())),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    fields
+                        .iter()
+                        .map(|f| if f.is_nullable() { "YES" } else { "NO" }),
+                )),
+            ],
+        )
+        .map_err(|e| EngineError::DataFusion(e.into()))?;
+        Ok(Outcome::Listing(
+            Listing::Columns {
+                table: format!("{database}.{}", name.table),
+            },
+            batch,
+        ))
+    }
+
+    async fn drop_tables(
+        &self,
+        session: &Session,
+        names: Vec<TableName>,
+        if_exists: bool,
+    ) -> Result<Outcome, EngineError> {
+        let mut dropped = Vec::new();
+        let mut missing = Vec::new();
+        for name in names {
+            let database = name
+                .database
+                .unwrap_or_else(|| session.database().to_string());
+            match self.catalog.drop_table(&database, &name.table).await {
+                Ok(()) => dropped.push(name.table),
+                Err(CatalogError::TableNotFound(t)) if if_exists => missing.push(t),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if dropped.is_empty() {
+            return Ok(Outcome::NothingToDo(format!(
+                "Table {} does not exist",
+                missing.join(", ")
+            )));
+        }
+        Ok(Outcome::TableDropped(dropped.join(", ")))
+    }
+
+    async fn execute_parsed(
+        &self,
+        session: &Session,
+        parsed: DFStatement,
+    ) -> Result<Outcome, EngineError> {
+        if let DFStatement::Statement(statement) = &parsed {
+            match statement.as_ref() {
+                ast::Statement::CreateTable(create) => {
+                    return self.create_table(session, create).await;
+                }
+                ast::Statement::Update(_) => {
+                    return Err(EngineError::NotSupported(
+                        "UPDATE is not supported yet (it arrives with Merge-on-Read deletion vectors)".into(),
+                    ));
+                }
+                ast::Statement::Delete(_) => {
+                    return Err(EngineError::NotSupported(
+                        "DELETE is not supported yet (it arrives with Merge-on-Read deletion vectors)".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if !returns_rows(&parsed) && !is_insert(&parsed) {
+            return Err(EngineError::NotSupported(statement_kind(&parsed)));
+        }
+        let plan = self.physical_plan(session, parsed.clone()).await?;
+        if let Some(table) = insert_target(&parsed) {
+            let batches = collect(plan, self.state.task_ctx()).await?;
+            let rows = batches
+                .first()
+                .and_then(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
+                .map_or(0, |counts| counts.value(0));
+            return Ok(Outcome::Inserted { table, rows });
+        }
+        Ok(Outcome::Rows(execute_stream(plan, self.state.task_ctx())?))
+    }
+
+    /// Plans a DataFusion statement against a fresh view of the catalog.
+    async fn physical_plan(
+        &self,
+        session: &Session,
+        parsed: DFStatement,
+    ) -> Result<Arc<dyn ExecutionPlan>, EngineError> {
+        let with_tables = parsed
+            .to_string()
+            .to_lowercase()
+            .contains("information_schema");
+        let view = StatementCatalog::load(Arc::clone(&self.catalog), with_tables).await?;
+        let mut config = self.state.config().clone();
+        config.options_mut().catalog.default_schema = session.database().to_string();
+        let state = SessionStateBuilder::new_from_existing(self.state.clone())
+            .with_config(config)
+            .with_catalog_list(Arc::new(view))
+            .build();
+        let plan = state.statement_to_plan(parsed).await?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| EngineError::NotSupported(e.strip_backtrace()))?;
+        if let LogicalPlan::Dml(dml) = &plan
+            && !matches!(dml.op, WriteOp::Insert(_))
+        {
+            return Err(EngineError::NotSupported(format!("{}", dml.op)));
+        }
+        Ok(state.create_physical_plan(&plan).await?)
+    }
+
+    async fn create_table(
+        &self,
+        session: &Session,
+        create: &ast::CreateTable,
+    ) -> Result<Outcome, EngineError> {
+        if create.query.is_some() {
+            return Err(EngineError::NotSupported("CREATE TABLE … AS SELECT".into()));
+        }
+        if create.partition_by.is_some() {
+            return Err(EngineError::NotSupported("PARTITION BY".into()));
+        }
+        if let Some(constraint) = create.constraints.first() {
+            return Err(EngineError::NotSupported(format!(
+                "table constraint {constraint} (constraints arrive in a later release)"
+            )));
+        }
+        if create.columns.is_empty() {
+            return Err(EngineError::InvalidInput(
+                "a table needs at least one column".into(),
+            ));
+        }
+        let name = statement::table_name(&create.name)?;
+        let database = name
+            .database
+            .unwrap_or_else(|| session.database().to_string());
+        let mut fields: Vec<Field> = Vec::with_capacity(create.columns.len());
+        for column in &create.columns {
+            let column_name = statement::normalize(&column.name);
+            if fields
+                .iter()
+                .any(|f| f.name().eq_ignore_ascii_case(&column_name))
+            {
+                return Err(EngineError::InvalidInput(format!(
+                    "column '{column_name}' is declared twice"
+                )));
+            }
+            let mut nullable = true;
+            for option in &column.options {
+                match &option.option {
+                    ColumnOption::NotNull => nullable = false,
+                    ColumnOption::Null => nullable = true,
+                    other => {
+                        return Err(EngineError::NotSupported(format!(
+                            "column option {other} on '{column_name}' (constraints arrive in a later release)"
+                        )));
+                    }
+                }
+            }
+            fields.push(Field::new(
+                column_name,
+                column_type(&column.data_type)?,
+                nullable,
+            ));
+        }
+        let schema = Schema::new(fields);
+        match self
+            .catalog
+            .create_table(&database, &name.table, &schema)
+            .await
+        {
+            Ok(_) => Ok(Outcome::TableCreated(name.table)),
+            Err(CatalogError::TableExists(t)) if create.if_not_exists => {
+                Ok(Outcome::NothingToDo(format!("Table {t} already exists")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// True for statements whose result is a set of rows (queries, EXPLAIN).
+fn returns_rows(parsed: &DFStatement) -> bool {
+    match parsed {
+        DFStatement::Statement(s) => matches!(s.as_ref(), ast::Statement::Query(_)),
+        DFStatement::Explain(_) => true,
+        _ => false,
+    }
+}
+
+fn is_insert(parsed: &DFStatement) -> bool {
+    insert_target(parsed).is_some()
+}
+
+/// The table an INSERT writes to, as written in the statement.
+fn insert_target(parsed: &DFStatement) -> Option<String> {
+    match parsed {
+        DFStatement::Statement(s) => match s.as_ref() {
+            ast::Statement::Insert(insert) => Some(match &insert.table {
+                ast::TableObject::TableName(name) => statement::table_name(name)
+                    .map(|n| n.table)
+                    .unwrap_or_else(|_| name.to_string()),
+                other => other.to_string(),
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A short description of a statement MiniDB does not run, for the error message.
+fn statement_kind(parsed: &DFStatement) -> String {
+    let text = parsed.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    format!("{} statements", words.join(" ").to_uppercase())
+}

@@ -1,0 +1,79 @@
+//! What a statement produced, before a protocol encodes it.
+
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::execution::SendableRecordBatchStream;
+
+/// The result of one statement.
+pub enum Outcome {
+    /// A result set, streamed batch by batch.
+    Rows(SendableRecordBatchStream),
+    /// A catalog listing (SHOW …, DESCRIBE), small enough to hold in one batch.
+    Listing(Listing, RecordBatch),
+    DatabaseCreated(String),
+    DatabaseDropped(String),
+    UsingDatabase(String),
+    TableCreated(String),
+    TableDropped(String),
+    /// An INSERT committed `rows` rows.
+    Inserted {
+        table: String,
+        rows: u64,
+    },
+    /// An `IF [NOT] EXISTS` statement that had nothing to do.
+    NothingToDo(String),
+}
+
+/// Which catalog listing a [`Outcome::Listing`] holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    Databases,
+    Tables { database: String },
+    Columns { table: String },
+}
+
+impl Outcome {
+    /// Rows changed by a DML statement (0 for DDL and queries).
+    pub fn affected_rows(&self) -> u64 {
+        match self {
+            Outcome::Inserted { rows, .. } => *rows,
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn names(listing: Listing, column: &str, names: Vec<String>) -> Self {
+        let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(names))])
+            .expect("one non-null Utf8 column matches its schema");
+        Outcome::Listing(listing, batch)
+    }
+
+    /// The schema of a DESCRIBE listing.
+    pub(crate) fn columns_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("column_name", DataType::Utf8, false),
+            Field::new("data_type", DataType::Utf8, false),
+            Field::new("is_nullable", DataType::Utf8, false),
+        ]))
+    }
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Rows(stream) => write!(f, "Rows({:?})", stream.schema()),
+            Outcome::Listing(listing, batch) => {
+                write!(f, "Listing({listing:?}, {} rows)", batch.num_rows())
+            }
+            Outcome::DatabaseCreated(n) => write!(f, "DatabaseCreated({n})"),
+            Outcome::DatabaseDropped(n) => write!(f, "DatabaseDropped({n})"),
+            Outcome::UsingDatabase(n) => write!(f, "UsingDatabase({n})"),
+            Outcome::TableCreated(n) => write!(f, "TableCreated({n})"),
+            Outcome::TableDropped(n) => write!(f, "TableDropped({n})"),
+            Outcome::Inserted { table, rows } => write!(f, "Inserted({table}, {rows})"),
+            Outcome::NothingToDo(m) => write!(f, "NothingToDo({m})"),
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Recognising MiniDB's own statements before DataFusion sees the rest.
+//!
+//! MySQL-flavoured catalog statements (`CREATE/DROP DATABASE`, `USE`, `SHOW DATABASES|TABLES|
+//! COLUMNS`, `DESCRIBE`, `DROP TABLE`) are matched on tokens here, since their handling is ours
+//! and dialects disagree on their syntax. Everything else is parsed by DataFusion's parser;
+//! `CREATE TABLE` comes back from it as a sqlparser AST that MiniDB executes itself.
+
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{Ident, ObjectName, ObjectNamePart};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
+
+use super::EngineError;
+
+/// A table name as written: optionally qualified by a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    pub database: Option<String>,
+    pub table: String,
+}
+
+/// One statement, classified.
+#[derive(Debug)]
+pub enum Statement {
+    CreateDatabase {
+        name: String,
+        if_not_exists: bool,
+    },
+    DropDatabase {
+        name: String,
+        if_exists: bool,
+    },
+    Use(String),
+    ShowDatabases,
+    ShowTables(Option<String>),
+    Describe(TableName),
+    DropTable {
+        names: Vec<TableName>,
+        if_exists: bool,
+    },
+    /// Parsed by DataFusion's parser: CREATE TABLE, queries, INSERT, EXPLAIN…
+    Parsed(Box<DFStatement>),
+}
+
+/// Parses exactly one statement (a trailing `;` is allowed).
+pub fn parse(sql: &str) -> Result<Statement, EngineError> {
+    let dialect = GenericDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| EngineError::InvalidInput(format!("syntax error: {e}")))?;
+    let tokens: Vec<Token> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    if let Some(statement) = Tokens::new(&tokens).catalog_statement()? {
+        return Ok(statement);
+    }
+    let mut statements = DFParser::parse_sql_with_dialect(sql, &dialect)
+        .map_err(|e| EngineError::InvalidInput(e.strip_backtrace()))?;
+    match (statements.pop_front(), statements.is_empty()) {
+        (Some(statement), true) => Ok(Statement::Parsed(Box::new(statement))),
+        (None, _) => Err(EngineError::InvalidInput("empty statement".into())),
+        (Some(_), false) => Err(EngineError::InvalidInput(
+            "one statement at a time, please (found several separated by ';')".into(),
+        )),
+    }
+}
+
+/// The name an identifier denotes: unquoted identifiers are case-insensitive (lower-cased),
+/// quoted ones are taken as written — the same rule DataFusion applies.
+pub fn normalize(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+/// Splits `db.table` / `table` from a sqlparser object name.
+pub fn table_name(name: &ObjectName) -> Result<TableName, EngineError> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| match part {
+            ObjectNamePart::Identifier(ident) => Ok(normalize(ident)),
+            other => Err(EngineError::InvalidInput(format!(
+                "unexpected name part {other}"
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
+    match parts.as_slice() {
+        [table] => Ok(TableName {
+            database: None,
+            table: table.clone(),
+        }),
+        [database, table] => Ok(TableName {
+            database: Some(database.clone()),
+            table: table.clone(),
+        }),
+        _ => Err(EngineError::InvalidInput(format!(
+            "table name {name} has too many parts; use table or database.table"
+        ))),
+    }
+}
+
+/// A cursor over the tokens of one statement.
+struct Tokens<'a> {
+    tokens: &'a [Token],
+    pos: usize,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(tokens: &'a [Token]) -> Self {
+        let end = tokens
+            .iter()
+            .rposition(|t| !matches!(t, Token::SemiColon | Token::EOF))
+            .map_or(0, |i| i + 1);
+        Self {
+            tokens: &tokens[..end],
+            pos: 0,
+        }
+    }
+
+    fn keyword(&mut self, keyword: Keyword) -> bool {
+        match self.tokens.get(self.pos) {
+            Some(Token::Word(Word {
+                keyword: k,
+                quote_style: None,
+                ..
+            })) if *k == keyword => {
+                self.pos += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn keywords(&mut self, keywords: &[Keyword]) -> bool {
+        let start = self.pos;
+        if keywords.iter().all(|k| self.keyword(*k)) {
+            true
+        } else {
+            self.pos = start;
+            false
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.pos == self.tokens.len()
+    }
+
+    fn ident(&mut self) -> Result<String, EngineError> {
+        match self.tokens.get(self.pos) {
+            Some(Token::Word(word)) => {
+                self.pos += 1;
+                Ok(normalize(&word.to_ident(
+                    datafusion::sql::sqlparser::tokenizer::Span::empty(),
+                )))
+            }
+            Some(other) => Err(EngineError::InvalidInput(format!(
+                "syntax error: expected a name, found '{other}'"
+            ))),
+            None => Err(EngineError::InvalidInput(
+                "syntax error: expected a name at the end of the statement".into(),
+            )),
+        }
+    }
+
+    fn table_name(&mut self) -> Result<TableName, EngineError> {
+        let first = self.ident()?;
+        if matches!(self.tokens.get(self.pos), Some(Token::Period)) {
+            self.pos += 1;
+            Ok(TableName {
+                database: Some(first),
+                table: self.ident()?,
+            })
+        } else {
+            Ok(TableName {
+                database: None,
+                table: first,
+            })
+        }
+    }
+
+    fn end(self, statement: Statement) -> Result<Option<Statement>, EngineError> {
+        match self.tokens.get(self.pos) {
+            None => Ok(Some(statement)),
+            Some(extra) => Err(EngineError::InvalidInput(format!(
+                "syntax error: unexpected '{extra}' after the statement"
+            ))),
+        }
+    }
+
+    /// Recognises the catalog statements MiniDB handles itself; `None` for anything else.
+    fn catalog_statement(mut self) -> Result<Option<Statement>, EngineError> {
+        use Keyword::*;
+        if self.keyword(CREATE) && (self.keyword(DATABASE) || self.keyword(SCHEMA)) {
+            let if_not_exists = self.keywords(&[IF, NOT, EXISTS]);
+            let name = self.ident()?;
+            return self.end(Statement::CreateDatabase {
+                name,
+                if_not_exists,
+            });
+        }
+        self.pos = 0;
+        if self.keyword(DROP) {
+            if self.keyword(DATABASE) || self.keyword(SCHEMA) {
+                let if_exists = self.keywords(&[IF, EXISTS]);
+                let name = self.ident()?;
+                return self.end(Statement::DropDatabase { name, if_exists });
+            }
+            if self.keyword(TABLE) {
+                let if_exists = self.keywords(&[IF, EXISTS]);
+                let mut names = vec![self.table_name()?];
+                while matches!(self.tokens.get(self.pos), Some(Token::Comma)) {
+                    self.pos += 1;
+                    names.push(self.table_name()?);
+                }
+                return self.end(Statement::DropTable { names, if_exists });
+            }
+            return Ok(None);
+        }
+        if self.keyword(USE) {
+            let name = self.ident()?;
+            return self.end(Statement::Use(name));
+        }
+        if self.keyword(SHOW) {
+            if self.keyword(DATABASES) || self.keyword(SCHEMAS) {
+                return self.end(Statement::ShowDatabases);
+            }
+            let _ = self.keyword(FULL);
+            if self.keyword(TABLES) {
+                let database = if self.keyword(FROM) || self.keyword(IN) {
+                    Some(self.ident()?)
+                } else {
+                    None
+                };
+                return self.end(Statement::ShowTables(database));
+            }
+            if self.keyword(COLUMNS) || self.keyword(FIELDS) {
+                if !(self.keyword(FROM) || self.keyword(IN)) {
+                    return Err(EngineError::InvalidInput(
+                        "syntax error: expected SHOW COLUMNS FROM table".into(),
+                    ));
+                }
+                let mut name = self.table_name()?;
+                if self.keyword(FROM) || self.keyword(IN) {
+                    name.database = Some(self.ident()?);
+                }
+                return self.end(Statement::Describe(name));
+            }
+            return Ok(None);
+        }
+        if (self.keyword(DESCRIBE) || self.keyword(DESC)) && !self.done() {
+            let _ = self.keyword(TABLE);
+            let name = self.table_name()?;
+            return self.end(Statement::Describe(name));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_statements_are_recognised() {
+        assert!(matches!(
+            parse("CREATE DATABASE IF NOT EXISTS Shop;").unwrap(),
+            Statement::CreateDatabase { ref name, if_not_exists: true } if name == "shop"
+        ));
+        assert!(matches!(parse("use \"Mixed\"").unwrap(), Statement::Use(ref n) if n == "Mixed"));
+        assert!(matches!(
+            parse("SHOW TABLES FROM test").unwrap(),
+            Statement::ShowTables(Some(ref d)) if d == "test"
+        ));
+        assert!(matches!(
+            parse("describe test.users").unwrap(),
+            Statement::Describe(TableName { database: Some(ref d), ref table }) if d == "test" && table == "users"
+        ));
+        assert!(matches!(
+            parse("DROP TABLE IF EXISTS a, b.c").unwrap(),
+            Statement::DropTable { ref names, if_exists: true } if names.len() == 2
+        ));
+        assert!(matches!(parse("SELECT 1").unwrap(), Statement::Parsed(_)));
+    }
+
+    #[test]
+    fn trailing_garbage_is_an_error() {
+        let err = parse("USE test extra").unwrap_err();
+        assert!(err.to_string().contains("unexpected"), "{err}");
+        assert!(parse("SELECT 1; SELECT 2").is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! The `minidb` command line: `minidb serve` starts the server.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use minidb::server::{RunningServer, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "minidb", version, about = "MiniDB lakehouse database server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve Flight SQL and the text protocol over the data root.
+    Serve {
+        /// Data root: a directory or an object-store URL (file:///…, memory://).
+        #[arg(long, env = "MINIDB_DATA", default_value = "./minidb_data")]
+        data: String,
+        /// Address of the gRPC listener (Flight SQL and the admin service).
+        #[arg(long, env = "MINIDB_FLIGHT_ADDR", default_value = "127.0.0.1:50051")]
+        flight_addr: String,
+        /// Address of the plain-text protocol listener.
+        #[arg(long, env = "MINIDB_TEXT_ADDR", default_value = "127.0.0.1:7205")]
+        text_addr: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Serve {
+        data,
+        flight_addr,
+        text_addr,
+    } = Cli::parse().command;
+    let config = ServerConfig {
+        data,
+        flight_addr,
+        text_addr,
+    };
+    let server = RunningServer::start(&config)
+        .await
+        .context("starting minidb")?;
+    let shutdown = server.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        shutdown.cancel();
+    });
+    server.wait().await.context("running minidb")?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler only fails without a signal driver");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,38 @@
+//! Self-contained statement handles and tickets.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tonic::Status;
+
+/// What a prepared-statement handle or a query ticket carries: everything needed to run it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementHandle {
+    pub sql: String,
+    pub database: String,
+}
+
+impl StatementHandle {
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("two strings always serialize"))
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, Status> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| Status::invalid_argument(format!("not a MiniDB statement handle: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_round_trip_and_reject_garbage() {
+        let handle = StatementHandle {
+            sql: "SELECT 1".into(),
+            database: "test".into(),
+        };
+        assert_eq!(StatementHandle::decode(&handle.encode()).unwrap(), handle);
+        assert!(StatementHandle::decode(b"\x00garbage").is_err());
+    }
+}

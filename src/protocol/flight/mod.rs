@@ -1,0 +1,21 @@
+//! Arrow Flight SQL over gRPC.
+//!
+//! Every handle and ticket is self-contained (the SQL text plus the database it runs in), so
+//! any replica can serve any call and nothing needs cleaning up when a client vanishes.
+//!
+//! **Sessions.** `USE db` answers with a `set-cookie: minidb_database=db` header; clients that
+//! keep cookies (JDBC by default, ADBC with `adbc.flight.sql.rpc.with_cookie_middleware=true`)
+//! send it back and stay in that database. A `x-minidb-database` request header, when present,
+//! takes precedence. Without either, statements run in `default`.
+//!
+//! **Statements.** Queries are planned at `GetFlightInfo` (for the schema) and run at `DoGet`,
+//! streaming batches. Statements that return no rows (DDL, INSERT) run at `GetFlightInfo`
+//! (ADBC's DBAPI sends every statement that way) or at `DoPut`, and answer with an empty schema.
+
+mod handle;
+mod service;
+mod session;
+mod status;
+
+pub use service::FlightSqlServer;
+pub use session::{DATABASE_COOKIE, DATABASE_HEADER};

@@ -1,0 +1,183 @@
+//! Rendering outcomes as text: ASCII tables and the seed's one-line messages.
+
+use arrow::array::RecordBatch;
+use arrow::error::ArrowError;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::engine::{Listing, Outcome};
+
+/// The one-line (or short) message for an outcome that is not a result set.
+pub fn message(outcome: &Outcome) -> Option<String> {
+    Some(match outcome {
+        Outcome::DatabaseCreated(name) => format!("Database created: {name}"),
+        Outcome::DatabaseDropped(name) => format!("Dropped database: {name}"),
+        Outcome::UsingDatabase(name) => format!("Using database: {name}"),
+        Outcome::TableCreated(name) => format!("Table created: {name}"),
+        Outcome::TableDropped(name) => format!("Dropped table: {name}"),
+        Outcome::Inserted { table, rows: 1 } => format!("Inserted into {table}"),
+        Outcome::Inserted { table, rows } => format!("Inserted {rows} row(s) into {table}"),
+        Outcome::NothingToDo(text) => format!("{text}, nothing done"),
+        Outcome::Rows(_) | Outcome::Listing(..) => return None,
+    })
+}
+
+/// SHOW DATABASES / SHOW TABLES as bulleted lists; DESCRIBE as a table.
+pub fn listing(listing: &Listing, batch: &RecordBatch) -> Result<String, ArrowError> {
+    let names = || -> Result<Vec<String>, ArrowError> {
+        Ok(cells(batch)?
+            .into_iter()
+            .filter_map(|mut row| row.pop())
+            .collect())
+    };
+    Ok(match listing {
+        Listing::Databases => bullets("Databases:", &names()?, "(no databases)"),
+        Listing::Tables { database } => bullets(
+            &format!("Tables in {database}:"),
+            &names()?,
+            "(no tables left)",
+        ),
+        Listing::Columns { .. } => {
+            let mut table = AsciiTable::new(batch, &cells(batch)?);
+            table.push_rows(&cells(batch)?);
+            table.finish()
+        }
+    })
+}
+
+fn bullets(title: &str, names: &[String], empty: &str) -> String {
+    if names.is_empty() {
+        return empty.to_string();
+    }
+    let mut text = title.to_string();
+    for name in names {
+        text.push_str("\n - ");
+        text.push_str(name);
+    }
+    text
+}
+
+/// The cells of a batch, formatted as text, row by row.
+pub fn cells(batch: &RecordBatch) -> Result<Vec<Vec<String>>, ArrowError> {
+    let options = FormatOptions::default().with_null("NULL");
+    let formatters = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect()
+        })
+        .collect())
+}
+
+/// An ASCII table whose column widths are fixed by its header and first rows; later rows that
+/// are wider simply overflow, so a long result streams without being held in memory.
+pub struct AsciiTable {
+    widths: Vec<usize>,
+    text: String,
+}
+
+impl AsciiTable {
+    /// Starts a table for `batch`'s columns, sized to fit the header and `sample` rows.
+    pub fn new(batch: &RecordBatch, sample: &[Vec<String>]) -> Self {
+        let header: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let widths = header
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                sample
+                    .iter()
+                    .map(|row| row[i].chars().count())
+                    .chain([h.chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut table = Self {
+            widths,
+            text: String::new(),
+        };
+        table.border();
+        table.row(&header);
+        table.border();
+        table
+    }
+
+    fn border(&mut self) {
+        self.text.push('+');
+        for width in &self.widths {
+            self.text.push_str(&"-".repeat(width + 2));
+            self.text.push('+');
+        }
+        self.text.push('\n');
+    }
+
+    fn row(&mut self, cells: &[String]) {
+        self.text.push('|');
+        for (cell, width) in cells.iter().zip(&self.widths) {
+            let pad = width.saturating_sub(cell.chars().count());
+            self.text.push(' ');
+            self.text.push_str(cell);
+            self.text.push_str(&" ".repeat(pad + 1));
+            self.text.push('|');
+        }
+        self.text.push('\n');
+    }
+
+    pub fn push_rows(&mut self, rows: &[Vec<String>]) {
+        for row in rows {
+            self.row(row);
+        }
+    }
+
+    /// Takes the text rendered so far (to send it while more rows come).
+    pub fn take_text(&mut self) -> String {
+        std::mem::take(&mut self.text)
+    }
+
+    /// The closing border.
+    pub fn finish(mut self) -> String {
+        self.border();
+        self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn renders_like_the_seed_transcript() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int32Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec![Some("Alice"), None])),
+            ],
+        )
+        .unwrap();
+        let rows = cells(&batch).unwrap();
+        let mut table = AsciiTable::new(&batch, &rows);
+        table.push_rows(&rows);
+        assert_eq!(
+            table.finish(),
+            "+----+-------+\n| id | name  |\n+----+-------+\n| 1  | Alice |\n| 2  | NULL  |\n+----+-------+\n"
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! The running server: binds the listeners, serves both protocols over one engine, and shuts
+//! down gracefully.
+//!
+//! Shutdown: the token stops both listeners from accepting; text sessions finish the statement
+//! they are running and close; gRPC drains in-flight calls. A commit is a single atomic object
+//! create, so stopping at any point never leaves a partial commit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::engine::{Engine, EngineError};
+use crate::protocol::admin::{Admin, AdminServiceServer};
+use crate::protocol::flight::FlightSqlServer;
+use crate::protocol::text;
+use crate::storage::{DataStore, StorageError};
+
+/// Largest gRPC message accepted or sent (ADBC sends up to 16 MiB by default).
+const MAX_GRPC_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Where the server keeps its data and listens.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// A directory, or an object-store URL (`file:///…`, `memory://`).
+    pub data: String,
+    pub flight_addr: String,
+    pub text_addr: String,
+}
+
+/// Starting or running the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("opening the catalog failed: {0}")]
+    Engine(#[from] EngineError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("a server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A started server; dropping it does not stop it, [`RunningServer::shutdown`] does.
+pub struct RunningServer {
+    pub flight_addr: SocketAddr,
+    pub text_addr: SocketAddr,
+    shutdown: CancellationToken,
+    flight: JoinHandle<Result<(), tonic::transport::Error>>,
+    text: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Opens the store, binds both listeners and starts serving.
+    pub async fn start(config: &ServerConfig) -> Result<Self, ServerError> {
+        let store = DataStore::open(&config.data)?;
+        let engine = Arc::new(Engine::open(store).await?);
+        let flight_listener = bind(&config.flight_addr).await?;
+        let text_listener = bind(&config.text_addr).await?;
+        let flight_addr = local_addr(&flight_listener, &config.flight_addr)?;
+        let text_addr = local_addr(&text_listener, &config.text_addr)?;
+        let shutdown = CancellationToken::new();
+
+        let flight_service = FlightServiceServer::new(FlightSqlServer::new(Arc::clone(&engine)))
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        let admin_service = AdminServiceServer::new(Admin::new(Arc::clone(&engine)));
+        let stop = shutdown.clone();
+        let flight = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(flight_service)
+                .add_service(admin_service)
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(flight_listener),
+                    async move { stop.cancelled().await },
+                ),
+        );
+        let text = tokio::spawn(text::serve(text_listener, engine, shutdown.clone()));
+
+        println!("minidb flight sql listening on {flight_addr}");
+        println!("minidb text protocol listening on {text_addr}");
+        info!(%flight_addr, %text_addr, data = %config.data, "minidb started");
+        Ok(Self {
+            flight_addr,
+            text_addr,
+            shutdown,
+            flight,
+            text,
+        })
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the server has stopped (after the shutdown token fired).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        self.text.await?;
+        self.flight.await??;
+        info!("minidb stopped");
+        Ok(())
+    }
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, ServerError> {
+    listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: addr.to_string(),
+        source,
+    })
+}

@@ -1,0 +1,271 @@
+//! Parquet encoding of data files, with the per-file statistics Delta records.
+//!
+//! A [`ParquetFileWriter`] buffers one file in memory and, when finished, returns its bytes and
+//! [`FileStatistics`] taken from the Parquet footer: row count, and per top-level column the
+//! minimum, maximum and null count. Statistics are conservative: a bound that cannot be written
+//! exactly (long strings, NaN, wide decimals, booleans, nested values) is left out, which tells
+//! readers "cannot skip on this column" rather than risking a wrong skip.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::{SortOptions, sort_to_indices};
+use arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, DecimalType, Float32Type, Float64Type, Int8Type,
+    Int16Type, Int32Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::basic::Compression;
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::properties::WriterProperties;
+use serde_json::{Map, Value};
+
+use super::StorageError;
+
+/// Longest string prefix recorded as a minimum; longer maxima are not recorded at all.
+const STRING_STATS_PREFIX: usize = 32;
+
+/// Statistics of one data file, keyed by top-level column name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileStatistics {
+    pub num_records: u64,
+    pub min_values: Map<String, Value>,
+    pub max_values: Map<String, Value>,
+    pub null_count: Map<String, Value>,
+}
+
+/// A finished data file: its encoded bytes and statistics.
+#[derive(Debug)]
+pub struct EncodedFile {
+    pub bytes: Bytes,
+    pub stats: FileStatistics,
+}
+
+/// Encodes record batches of one schema into a single in-memory Parquet file.
+pub struct ParquetFileWriter {
+    writer: ArrowWriter<Vec<u8>>,
+    schema: SchemaRef,
+    rows: u64,
+}
+
+impl ParquetFileWriter {
+    pub fn try_new(schema: SchemaRef) -> Result<Self, StorageError> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?;
+        Ok(Self {
+            writer,
+            schema,
+            rows: 0,
+        })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), StorageError> {
+        self.writer.write(batch)?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Approximate encoded size so far, for rolling over to a new file.
+    pub fn encoded_size(&self) -> usize {
+        self.writer.bytes_written() + self.writer.in_progress_size()
+    }
+
+    pub fn finish(mut self) -> Result<EncodedFile, StorageError> {
+        let metadata = self.writer.finish()?;
+        let stats = file_statistics(&self.schema, &metadata)?;
+        // `finish` wrote the footer; the buffer now holds the complete file.
+        let bytes = Bytes::from(std::mem::take(self.writer.inner_mut()));
+        Ok(EncodedFile { bytes, stats })
+    }
+}
+
+fn file_statistics(
+    schema: &SchemaRef,
+    metadata: &ParquetMetaData,
+) -> Result<FileStatistics, StorageError> {
+    let row_groups = metadata.row_groups();
+    let parquet_schema = metadata.file_metadata().schema_descr();
+    let mut stats = FileStatistics {
+        num_records: row_groups.iter().map(|rg| rg.num_rows() as u64).sum(),
+        ..Default::default()
+    };
+    for field in schema.fields() {
+        if field.data_type().is_nested() {
+            continue;
+        }
+        let converter = StatisticsConverter::try_new(field.name(), schema, parquet_schema)?;
+        let nulls = converter.row_group_null_counts(row_groups.iter())?;
+        if nulls.null_count() == 0 {
+            let total: u64 = nulls.values().iter().sum();
+            stats.null_count.insert(field.name().clone(), total.into());
+        }
+        let mins = converter.row_group_mins(row_groups.iter())?;
+        if let Some(v) = extreme_value(&mins, false)? {
+            stats.min_values.insert(field.name().clone(), v);
+        }
+        let maxes = converter.row_group_maxes(row_groups.iter())?;
+        if let Some(v) = extreme_value(&maxes, true)? {
+            stats.max_values.insert(field.name().clone(), v);
+        }
+    }
+    Ok(stats)
+}
+
+/// The smallest (or largest) value of per-row-group bounds, as a Delta stats JSON value.
+///
+/// A row group without a bound makes the whole file's bound unknown.
+fn extreme_value(bounds: &ArrayRef, max: bool) -> Result<Option<Value>, StorageError> {
+    if bounds.is_empty() || bounds.null_count() > 0 {
+        return Ok(None);
+    }
+    let options = SortOptions {
+        descending: max,
+        nulls_first: false,
+    };
+    let index = sort_to_indices(bounds, Some(options), Some(1))?.value(0) as usize;
+    Ok(json_bound(bounds.as_ref(), index, max))
+}
+
+/// Converts one array element into the JSON form Delta uses for statistics.
+fn json_bound(array: &dyn Array, i: usize, max: bool) -> Option<Value> {
+    let value = match array.data_type() {
+        DataType::Int8 => array.as_primitive::<Int8Type>().value(i).into(),
+        DataType::Int16 => array.as_primitive::<Int16Type>().value(i).into(),
+        DataType::Int32 => array.as_primitive::<Int32Type>().value(i).into(),
+        DataType::Int64 => array.as_primitive::<Int64Type>().value(i).into(),
+        DataType::Float32 => finite(array.as_primitive::<Float32Type>().value(i).into())?,
+        DataType::Float64 => finite(array.as_primitive::<Float64Type>().value(i))?,
+        // f64 keeps 15 significant digits exactly; wider decimals would round.
+        DataType::Decimal128(precision, scale) if *precision <= 15 => {
+            let raw = array.as_primitive::<Decimal128Type>().value(i);
+            let text = Decimal128Type::format_decimal(raw, *precision, *scale);
+            Value::Number(serde_json::Number::from_f64(text.parse().ok()?)?)
+        }
+        DataType::Utf8 => string_bound(array.as_string::<i32>().value(i), max)?,
+        DataType::LargeUtf8 => string_bound(array.as_string::<i64>().value(i), max)?,
+        DataType::Utf8View => string_bound(array.as_string_view().value(i), max)?,
+        DataType::Date32 => {
+            let days = array.as_primitive::<Date32Type>().value(i);
+            let date = chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0)?;
+            Value::String(date.format("%Y-%m-%d").to_string())
+        }
+        DataType::Timestamp(unit, tz) => {
+            let micros = match unit {
+                TimeUnit::Second => array
+                    .as_primitive::<TimestampSecondType>()
+                    .value(i)
+                    .checked_mul(1_000_000)?,
+                TimeUnit::Millisecond => array
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(i)
+                    .checked_mul(1_000)?,
+                TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(i),
+                TimeUnit::Nanosecond => {
+                    let nanos = array.as_primitive::<TimestampNanosecondType>().value(i);
+                    if max {
+                        nanos.div_euclid(1_000) + i64::from(nanos.rem_euclid(1_000) != 0)
+                    } else {
+                        nanos.div_euclid(1_000)
+                    }
+                }
+            };
+            // Delta stats carry milliseconds: round outward so the bound still holds.
+            let millis = if max {
+                micros.div_euclid(1_000) + i64::from(micros.rem_euclid(1_000) != 0)
+            } else {
+                micros.div_euclid(1_000)
+            };
+            let ts = chrono::DateTime::from_timestamp_millis(millis)?;
+            let suffix = if tz.is_some() { "Z" } else { "" };
+            Value::String(format!("{}{suffix}", ts.format("%Y-%m-%dT%H:%M:%S%.3f")))
+        }
+        _ => return None,
+    };
+    Some(value)
+}
+
+fn finite(v: f64) -> Option<Value> {
+    serde_json::Number::from_f64(v).map(Value::Number)
+}
+
+/// A string bound: minima are truncated to a prefix (still a lower bound); maxima that would
+/// need truncation are dropped, because a truncated maximum is no longer an upper bound.
+fn string_bound(s: &str, max: bool) -> Option<Value> {
+    if s.chars().count() <= STRING_STATS_PREFIX {
+        Some(Value::String(s.to_string()))
+    } else if max {
+        None
+    } else {
+        Some(Value::String(s.chars().take(STRING_STATS_PREFIX).collect()))
+    }
+}
+
+/// Convenience for tests and callers holding a whole batch list.
+pub fn encode_batches(
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<EncodedFile, StorageError> {
+    let mut writer = ParquetFileWriter::try_new(Arc::clone(&schema))?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    #[test]
+    fn statistics_cover_all_row_groups_and_nulls() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let b1 = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![5, 3])),
+                Arc::new(StringArray::from(vec![Some("m"), None])),
+            ],
+        )
+        .unwrap();
+        let b2 = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![9])),
+                Arc::new(StringArray::from(vec![Some("a")])),
+            ],
+        )
+        .unwrap();
+        let file = encode_batches(schema, &[b1, b2]).unwrap();
+        assert_eq!(file.stats.num_records, 3);
+        assert_eq!(file.stats.min_values["id"], Value::from(3));
+        assert_eq!(file.stats.max_values["id"], Value::from(9));
+        assert_eq!(file.stats.min_values["name"], Value::from("a"));
+        assert_eq!(file.stats.max_values["name"], Value::from("m"));
+        assert_eq!(file.stats.null_count["name"], Value::from(1));
+        assert_eq!(file.stats.null_count["id"], Value::from(0));
+    }
+
+    #[test]
+    fn long_string_maximum_is_not_recorded() {
+        assert_eq!(string_bound(&"x".repeat(40), true), None);
+        assert_eq!(
+            string_bound(&"x".repeat(40), false),
+            Some(Value::String("x".repeat(32)))
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! Delta tables as DataFusion tables: scans with file skipping, and the append writer.
+//!
+//! Life of a scan: [`DeltaTableProvider::scan`] takes the statement's [`Snapshot`] (fixed when the
+//! statement resolved the table), turns the pushed-down filters into a pruning predicate over the
+//! per-file statistics in the log, keeps only files that may hold matching rows, and hands them
+//! to DataFusion's Parquet reader inside a [`DeltaScanExec`] that reports how many files were
+//! skipped. Life of an insert: DataFusion casts the input to the table schema and streams it into
+//! [`DeltaSink`], which writes Parquet files and then commits them in one Delta commit.
+//!
+//! [`Snapshot`]: crate::txlog::Snapshot
+
+mod handle;
+mod provider;
+mod pruning;
+mod scan;
+mod sink;
+
+pub use handle::TableHandle;
+pub use provider::DeltaTableProvider;
+pub use scan::DeltaScanExec;
+pub use sink::DeltaSink;

@@ -1,0 +1,166 @@
+//! A table's state at one version, reconstructed by replaying its commits in order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{Action, Add, Metadata, Protocol, TxLogError, arrow_schema_from_delta};
+
+/// Reader features whose semantics MiniDB honours when scanning.
+const SUPPORTED_READER_FEATURES: &[&str] = &["deletionVectors", "timestampNtz"];
+
+/// Protocol, metadata and live data files of a table at `version`.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    version: i64,
+    protocol: Protocol,
+    metadata: Metadata,
+    schema: SchemaRef,
+    files: BTreeMap<String, Add>,
+}
+
+impl Snapshot {
+    /// Replays commits `0..=n`, given in version order, into a snapshot.
+    pub(crate) fn replay(
+        table: &str,
+        commits: impl IntoIterator<Item = (i64, Vec<Action>)>,
+    ) -> Result<Self, TxLogError> {
+        let mut protocol = None;
+        let mut metadata = None;
+        let mut files = BTreeMap::new();
+        let mut version = -1;
+        for (v, actions) in commits {
+            version = v;
+            apply(&mut files, &mut protocol, &mut metadata, actions);
+        }
+        let corrupt = |reason: &str| TxLogError::Corrupt {
+            path: table.to_string(),
+            reason: reason.to_string(),
+        };
+        let protocol = protocol.ok_or_else(|| corrupt("no protocol action"))?;
+        let metadata = metadata.ok_or_else(|| corrupt("no metaData action"))?;
+        Self::new(version, protocol, metadata, files)
+    }
+
+    fn new(
+        version: i64,
+        protocol: Protocol,
+        metadata: Metadata,
+        files: BTreeMap<String, Add>,
+    ) -> Result<Self, TxLogError> {
+        check_readable(&protocol)?;
+        let schema = Arc::new(arrow_schema_from_delta(&metadata.schema_string)?);
+        Ok(Self {
+            version,
+            protocol,
+            metadata,
+            schema,
+            files,
+        })
+    }
+
+    /// The snapshot after applying one more commit.
+    pub(crate) fn advance(&self, version: i64, actions: Vec<Action>) -> Result<Self, TxLogError> {
+        let mut files = self.files.clone();
+        let mut protocol = Some(self.protocol.clone());
+        let mut metadata = Some(self.metadata.clone());
+        apply(&mut files, &mut protocol, &mut metadata, actions);
+        // Both were Some before `apply`, which only ever replaces them.
+        let (Some(protocol), Some(metadata)) = (protocol, metadata) else {
+            unreachable!("apply never clears protocol or metadata")
+        };
+        Self::new(version, protocol, metadata, files)
+    }
+
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    pub fn protocol(&self) -> &Protocol {
+        &self.protocol
+    }
+
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The table schema in Arrow form.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Live data files, keyed by path relative to the table root.
+    pub fn files(&self) -> impl ExactSizeIterator<Item = &Add> {
+        self.files.values()
+    }
+}
+
+fn apply(
+    files: &mut BTreeMap<String, Add>,
+    protocol: &mut Option<Protocol>,
+    metadata: &mut Option<Metadata>,
+    actions: Vec<Action>,
+) {
+    for action in actions {
+        match action {
+            Action::Protocol(p) => *protocol = Some(p),
+            Action::Metadata(m) => *metadata = Some(m),
+            Action::Add(add) => {
+                files.insert(add.path.clone(), add);
+            }
+            Action::Remove(remove) => {
+                files.remove(&remove.path);
+            }
+            Action::CommitInfo(_) | Action::Other(..) => {}
+        }
+    }
+}
+
+fn check_readable(protocol: &Protocol) -> Result<(), TxLogError> {
+    if protocol.min_reader_version > 3 {
+        return Err(TxLogError::Unsupported(format!(
+            "Delta reader version {}",
+            protocol.min_reader_version
+        )));
+    }
+    if protocol.min_reader_version == 2 {
+        return Err(TxLogError::Unsupported(
+            "Delta reader version 2 (column mapping)".into(),
+        ));
+    }
+    for feature in protocol.reader_features.iter().flatten() {
+        if !SUPPORTED_READER_FEATURES.contains(&feature.as_str()) {
+            return Err(TxLogError::Unsupported(format!(
+                "Delta reader feature '{feature}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The `stats` JSON of an `add` action.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileStats {
+    #[serde(default)]
+    pub num_records: Option<u64>,
+    #[serde(default)]
+    pub min_values: Map<String, Value>,
+    #[serde(default)]
+    pub max_values: Map<String, Value>,
+    #[serde(default)]
+    pub null_count: Map<String, Value>,
+}
+
+impl FileStats {
+    /// Parses an add's stats; absent or malformed stats mean "unknown" (never skip the file).
+    pub fn of(add: &Add) -> Self {
+        add.stats
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    }
+}
