@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, Schema};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde_json::json;
@@ -46,12 +46,17 @@ impl Catalog {
     /// All databases, sorted by name.
     pub async fn databases(&self) -> Result<Vec<String>, CatalogError> {
         let listing = self.store.object_store().list_with_delimiter(None).await?;
-        let mut names: Vec<String> = listing
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().map(str::to_string))
-            .filter(|name| validate_name(name).is_ok())
-            .collect();
+        let mut names = Vec::new();
+        for prefix in &listing.common_prefixes {
+            let Some(name) = prefix.filename().filter(|n| validate_name(n).is_ok()) else {
+                continue;
+            };
+            // A dropped database can leave empty folders behind on a local disk.
+            let first = self.store.object_store().list(Some(prefix)).next().await;
+            if first.transpose()?.is_some() {
+                names.push(name.to_string());
+            }
+        }
         names.sort();
         Ok(names)
     }
@@ -149,12 +154,14 @@ impl Catalog {
         )
     }
 
-    /// Creates an empty table; exactly one of several concurrent creators succeeds.
+    /// Creates an empty table with extra table `properties`; exactly one of several concurrent
+    /// creators succeeds.
     pub async fn create_table(
         &self,
         db: &str,
         table: &str,
         schema: &Schema,
+        properties: Vec<(String, String)>,
     ) -> Result<Arc<TableHandle>, CatalogError> {
         validate_name(table)?;
         self.require_database(db).await?;
@@ -171,10 +178,14 @@ impl Catalog {
                 format: Format::default(),
                 schema_string: delta_schema_string(schema)?,
                 partition_columns: vec![],
-                configuration: HashMap::from([(
-                    "delta.enableDeletionVectors".to_string(),
-                    Some("true".to_string()),
-                )]),
+                configuration: properties
+                    .into_iter()
+                    .chain([(
+                        "delta.enableDeletionVectors".to_string(),
+                        "true".to_string(),
+                    )])
+                    .map(|(k, v)| (k, Some(v)))
+                    .collect(),
                 created_time: Some(chrono::Utc::now().timestamp_millis()),
             }),
         ];

@@ -20,6 +20,7 @@ use super::types::{column_type, sql_type_name};
 use super::{EngineError, Listing, Outcome, Session};
 use crate::catalog::{CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, StatementCatalog};
 use crate::storage::DataStore;
+use crate::table::PRIMARY_KEY_PROPERTY;
 
 /// The query engine behind every protocol. Cheap to share: all state is in the object store.
 #[derive(Debug)]
@@ -287,10 +288,34 @@ impl Engine {
         if create.partition_by.is_some() {
             return Err(EngineError::NotSupported("PARTITION BY".into()));
         }
-        if let Some(constraint) = create.constraints.first() {
-            return Err(EngineError::NotSupported(format!(
-                "table constraint {constraint} (constraints arrive in a later release)"
-            )));
+        let mut primary_key: Vec<String> = Vec::new();
+        for constraint in &create.constraints {
+            match constraint {
+                ast::TableConstraint::PrimaryKey(pk) if primary_key.is_empty() => {
+                    for column in &pk.columns {
+                        match &column.column.expr {
+                            ast::Expr::Identifier(ident) => {
+                                primary_key.push(statement::normalize(ident))
+                            }
+                            other => {
+                                return Err(EngineError::InvalidInput(format!(
+                                    "PRIMARY KEY lists columns, not expressions like {other}"
+                                )));
+                            }
+                        }
+                    }
+                }
+                ast::TableConstraint::PrimaryKey(_) => {
+                    return Err(EngineError::InvalidInput(
+                        "a table has at most one PRIMARY KEY".into(),
+                    ));
+                }
+                other => {
+                    return Err(EngineError::NotSupported(format!(
+                        "table constraint {other} (constraints beyond PRIMARY KEY arrive in a later release)"
+                    )));
+                }
+            }
         }
         if create.columns.is_empty() {
             return Err(EngineError::InvalidInput(
@@ -316,6 +341,14 @@ impl Engine {
             for option in &column.options {
                 match &option.option {
                     ColumnOption::NotNull => nullable = false,
+                    ColumnOption::PrimaryKey(_) if primary_key.is_empty() => {
+                        primary_key.push(column_name.clone());
+                    }
+                    ColumnOption::PrimaryKey(_) => {
+                        return Err(EngineError::InvalidInput(
+                            "a table has at most one PRIMARY KEY".into(),
+                        ));
+                    }
                     ColumnOption::Null => nullable = true,
                     other => {
                         return Err(EngineError::NotSupported(format!(
@@ -330,10 +363,28 @@ impl Engine {
                 nullable,
             ));
         }
+        for key in &primary_key {
+            let Some(field) = fields.iter_mut().find(|f| f.name() == key) else {
+                return Err(EngineError::InvalidInput(format!(
+                    "PRIMARY KEY column '{key}' is not a column of the table"
+                )));
+            };
+            // Key columns are NOT NULL, which the Delta schema itself records.
+            *field = field.clone().with_nullable(false);
+        }
         let schema = Schema::new(fields);
+        let properties = if primary_key.is_empty() {
+            Vec::new()
+        } else {
+            vec![(
+                PRIMARY_KEY_PROPERTY.to_string(),
+                serde_json::to_string(&primary_key)
+                    .map_err(|e| EngineError::InvalidInput(e.to_string()))?,
+            )]
+        };
         match self
             .catalog
-            .create_table(&database, &name.table, &schema)
+            .create_table(&database, &name.table, &schema, properties)
             .await
         {
             Ok(_) => Ok(Outcome::TableCreated(name.table)),

@@ -9,12 +9,14 @@
 //!
 //! [`Snapshot`]: crate::txlog::Snapshot
 
+mod constraints;
 mod handle;
 mod provider;
 mod pruning;
 mod scan;
 mod sink;
 
+pub use constraints::PRIMARY_KEY_PROPERTY;
 pub use handle::TableHandle;
 pub use provider::DeltaTableProvider;
 pub use scan::DeltaScanExec;

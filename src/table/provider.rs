@@ -7,10 +7,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, Result, not_impl_err};
 use datafusion::datasource::TableType;
-use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::sink::DataSinkExec;
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
@@ -18,10 +15,9 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use object_store::path::Path;
 
 use super::pruning::FilePruningStats;
-use super::scan::{DeltaScanExec, FileCounts};
+use super::scan::{DeltaScanExec, FileCounts, ParquetScan, data_file, parquet_scan};
 use super::{DeltaSink, TableHandle};
 use crate::txlog::{Add, FileStats, Snapshot};
 
@@ -47,11 +43,6 @@ impl DeltaTableProvider {
             snapshot,
             store_url,
         }
-    }
-
-    fn file_path(&self, add: &Add) -> Result<Path> {
-        let joined = format!("{}/{}", self.handle.log().root(), add.path);
-        Ok(Path::from_url_path(joined)?)
     }
 
     /// The files a scan with `filters` must read: those whose statistics may match.
@@ -120,8 +111,7 @@ impl TableProvider for DeltaTableProvider {
                     self.name
                 );
             }
-            let size = u64::try_from(add.size).unwrap_or_default();
-            files.push(PartitionedFile::new(self.file_path(add)?.to_string(), size));
+            files.push(data_file(self.handle.log().root(), add)?);
         }
         let schema = self.schema();
         let input: Arc<dyn ExecutionPlan> = if files.is_empty() {
@@ -131,18 +121,22 @@ impl TableProvider for DeltaTableProvider {
             };
             Arc::new(EmptyExec::new(projected))
         } else {
-            let mut source = ParquetSource::new(Arc::clone(&schema));
-            if let Some(predicate) = conjunction(filters.iter().cloned()) {
-                let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
-                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
-            }
-            let groups = split_into_groups(files, state.config().target_partitions());
-            let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
-                .with_file_groups(groups)
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
-            DataSourceExec::from_data_source(config)
+            let predicate = match conjunction(filters.iter().cloned()) {
+                Some(predicate) => {
+                    let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
+                    Some(state.create_physical_expr(predicate, &df_schema)?)
+                }
+                None => None,
+            };
+            parquet_scan(ParquetScan {
+                store_url: self.store_url.clone(),
+                schema,
+                files,
+                projection: projection.cloned(),
+                predicate,
+                limit,
+                partitions: state.config().target_partitions(),
+            })?
         };
         Ok(Arc::new(DeltaScanExec::new(
             self.name.clone(),
@@ -165,20 +159,8 @@ impl TableProvider for DeltaTableProvider {
             self.name.clone(),
             Arc::clone(&self.handle),
             Arc::clone(&self.snapshot),
+            self.store_url.clone(),
         );
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
-}
-
-/// Deals files round-robin into at most `n` groups, one per output partition.
-fn split_into_groups(
-    files: Vec<PartitionedFile>,
-    n: usize,
-) -> Vec<datafusion::datasource::physical_plan::FileGroup> {
-    let n = n.clamp(1, files.len().max(1));
-    let mut groups: Vec<Vec<PartitionedFile>> = (0..n).map(|_| Vec::new()).collect();
-    for (i, file) in files.into_iter().enumerate() {
-        groups[i % n].push(file);
-    }
-    groups.into_iter().map(Into::into).collect()
 }

@@ -39,7 +39,11 @@ impl<'a> FilePruningStats<'a> {
 
 /// Parses a stats bound back into the column's type. Timestamp maxima are widened by 999µs
 /// because Delta writers truncate them to milliseconds.
-fn scalar_from_json(value: &Value, data_type: &DataType, max: bool) -> Option<ScalarValue> {
+pub(crate) fn scalar_from_json(
+    value: &Value,
+    data_type: &DataType,
+    max: bool,
+) -> Option<ScalarValue> {
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),

@@ -4,11 +4,17 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use object_store::path::Path;
 
 /// How many files of a snapshot a scan reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,4 +111,44 @@ impl ExecutionPlan for DeltaScanExec {
     ) -> Result<SendableRecordBatchStream> {
         self.input.execute(partition, context)
     }
+}
+
+/// What to read with DataFusion's Parquet reader.
+pub struct ParquetScan {
+    pub store_url: ObjectStoreUrl,
+    pub schema: SchemaRef,
+    pub files: Vec<PartitionedFile>,
+    pub projection: Option<Vec<usize>>,
+    /// Used to skip row groups and pages inside the files.
+    pub predicate: Option<Arc<dyn PhysicalExpr>>,
+    pub limit: Option<usize>,
+    /// Files are dealt round-robin into at most this many partitions.
+    pub partitions: usize,
+}
+
+/// A Parquet scan over the given files.
+pub fn parquet_scan(scan: ParquetScan) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut source = ParquetSource::new(Arc::clone(&scan.schema));
+    if let Some(predicate) = scan.predicate {
+        source = source.with_predicate(predicate);
+    }
+    let n = scan.partitions.clamp(1, scan.files.len().max(1));
+    let mut groups: Vec<Vec<PartitionedFile>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, file) in scan.files.into_iter().enumerate() {
+        groups[i % n].push(file);
+    }
+    let config = FileScanConfigBuilder::new(scan.store_url, Arc::new(source))
+        .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
+        .with_projection_indices(scan.projection)?
+        .with_limit(scan.limit)
+        .build();
+    Ok(DataSourceExec::from_data_source(config))
+}
+
+/// The data file an `add` action names, relative to the store root (its path is URL-encoded).
+pub fn data_file(table_root: &Path, add: &crate::txlog::Add) -> Result<PartitionedFile> {
+    let joined = format!("{table_root}/{}", add.path);
+    let path = Path::from_url_path(joined)?;
+    let size = u64::try_from(add.size).unwrap_or_default();
+    Ok(PartitionedFile::new(path.to_string(), size))
 }

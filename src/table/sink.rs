@@ -16,8 +16,10 @@ use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
 
 use super::TableHandle;
+use super::constraints::KeyChecker;
 use crate::storage::parquet::{EncodedFile, ParquetFileWriter};
 use crate::txlog::{Action, Add, Operation, Snapshot};
+use datafusion::execution::object_store::ObjectStoreUrl;
 
 /// Encoded size at which the writer starts a new data file.
 const TARGET_FILE_BYTES: usize = 128 * 1024 * 1024;
@@ -31,14 +33,21 @@ pub struct DeltaSink {
     table: String,
     handle: Arc<TableHandle>,
     snapshot: Arc<Snapshot>,
+    store_url: ObjectStoreUrl,
 }
 
 impl DeltaSink {
-    pub fn new(table: String, handle: Arc<TableHandle>, snapshot: Arc<Snapshot>) -> Self {
+    pub fn new(
+        table: String,
+        handle: Arc<TableHandle>,
+        snapshot: Arc<Snapshot>,
+        store_url: ObjectStoreUrl,
+    ) -> Self {
         Self {
             table,
             handle,
             snapshot,
+            store_url,
         }
     }
 
@@ -85,9 +94,10 @@ impl DataSink for DeltaSink {
     async fn write_all(
         &self,
         mut data: SendableRecordBatchStream,
-        _context: &Arc<TaskContext>,
+        context: &Arc<TaskContext>,
     ) -> Result<u64> {
         let schema = Arc::clone(self.snapshot.schema());
+        let mut keys = KeyChecker::for_table(&self.snapshot)?;
         let mut adds = Vec::new();
         let mut rows = 0u64;
         let mut writer: Option<ParquetFileWriter> = None;
@@ -99,6 +109,9 @@ impl DataSink for DeltaSink {
             // Re-label the columns with the table schema, which checks NOT NULL columns.
             let batch = RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())
                 .map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.table)))?;
+            if let Some(keys) = keys.as_mut() {
+                keys.add_new(&batch)?;
+            }
             rows += batch.num_rows() as u64;
             let current = match writer.as_mut() {
                 Some(w) => w,
@@ -118,6 +131,16 @@ impl DataSink for DeltaSink {
         if adds.is_empty() {
             return Ok(0);
         }
+        if let Some(keys) = &keys {
+            let root = self.handle.log().root();
+            keys.check_existing(
+                &self.snapshot,
+                root,
+                self.store_url.clone(),
+                Arc::clone(context),
+            )
+            .await?;
+        }
         let operation = Operation {
             name: "WRITE".into(),
             parameters: HashMap::from([("mode".into(), json!("Append"))]),
@@ -125,7 +148,8 @@ impl DataSink for DeltaSink {
                 ("numFiles".into(), json!(adds.len())),
                 ("numOutputRows".into(), json!(rows)),
             ]),
-            blind_append: true,
+            // A key check read the table: a concurrent append must make this commit conflict.
+            blind_append: keys.is_none(),
         };
         let actions = adds.into_iter().map(Action::Add).collect();
         self.handle

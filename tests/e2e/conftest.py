@@ -1,0 +1,267 @@
+"""Shared fixtures for MiniDB's end-to-end tests.
+
+Starts the real `minidb` binary (``MINIDB_BIN``, default ``target/debug/minidb``) on a fresh
+data directory with OS-chosen ports, waits for its two ``listening`` lines, and offers a small
+socket client for the text protocol plus helpers for Flight SQL connections.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MINIDB_BIN = os.environ.get("MINIDB_BIN", str(REPO / "target" / "debug" / "minidb"))
+STARTUP_TIMEOUT = float(os.environ.get("MINIDB_STARTUP_TIMEOUT", "60"))
+PROMPT = b"SQL> "
+
+_LISTEN_RE = re.compile(rb"minidb (flight sql|text protocol) listening on (\S+):(\d+)")
+
+
+class MiniDBServer:
+    """A running `minidb serve` process over a data directory that survives restarts."""
+
+    def __init__(self, data_dir: Path, log_dir: Path):
+        self.data_dir = Path(data_dir)
+        self.log_dir = Path(log_dir)
+        self.proc: subprocess.Popen | None = None
+        self.flight_port: int | None = None
+        self.text_port: int | None = None
+        self.starts = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> "MiniDBServer":
+        assert self.proc is None, "server already running"
+        self.starts += 1
+        self.stderr_path = self.log_dir / f"minidb-{self.starts}.stderr.log"
+        stderr = open(self.stderr_path, "wb")
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        self.proc = subprocess.Popen(
+            [
+                MINIDB_BIN,
+                "serve",
+                "--data",
+                str(self.data_dir),
+                "--flight-addr",
+                "127.0.0.1:0",
+                "--text-addr",
+                "127.0.0.1:0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        stderr.close()
+        ports = self._read_listening_lines()
+        self.flight_port = ports["flight sql"]
+        self.text_port = ports["text protocol"]
+        return self
+
+    def _read_listening_lines(self) -> dict[str, int]:
+        assert self.proc is not None and self.proc.stdout is not None
+        ports: dict[str, int] = {}
+        buf = b""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        try:
+            while len(ports) < 2:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._fail_start(f"timed out after {STARTUP_TIMEOUT}s; stdout so far: {buf!r}")
+                if not sel.select(timeout=remaining):
+                    continue
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    self._fail_start(f"stdout closed early; stdout: {buf!r}")
+                buf += chunk
+                for m in _LISTEN_RE.finditer(buf):
+                    ports[m.group(1).decode()] = int(m.group(3))
+        finally:
+            sel.unregister(self.proc.stdout)
+            sel.close()
+        return ports
+
+    def _fail_start(self, why: str):
+        self.kill()
+        log = self.stderr_path.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"minidb did not start: {why}\n--- stderr ---\n{log}")
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """Graceful stop with SIGTERM; returns the exit code."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        return proc.returncode
+
+    def kill(self) -> None:
+        """Abrupt stop with SIGKILL (kill -9), as in a crash."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+    def restart(self, hard: bool = True) -> "MiniDBServer":
+        """Kill -9 (or SIGTERM when ``hard`` is false) and start again on the same data dir."""
+        if hard:
+            self.kill()
+        else:
+            self.stop()
+        return self.start()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    # -- clients -------------------------------------------------------------------------------
+
+    @property
+    def flight_uri(self) -> str:
+        return f"grpc://127.0.0.1:{self.flight_port}"
+
+    def text(self, timeout: float = 30) -> "TextClient":
+        return TextClient("127.0.0.1", self.text_port, timeout=timeout)
+
+    def adbc(self, database: str | None = None, cookies: bool = True):
+        """An ADBC DBAPI connection over Flight SQL."""
+        from adbc_driver_flightsql import dbapi
+
+        kwargs = {}
+        if cookies:
+            kwargs["adbc.flight.sql.rpc.with_cookie_middleware"] = "true"
+        if database is not None:
+            kwargs["adbc.flight.sql.rpc.call_header.x-minidb-database"] = database
+        return dbapi.connect(self.flight_uri, db_kwargs=kwargs, autocommit=True)
+
+
+class TextClient:
+    """A line-oriented client for the text protocol; every call waits for the next prompt."""
+
+    def __init__(self, host: str, port: int, timeout: float = 30):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.timeout = timeout
+        self.buf = b""
+        self.greeting = self.read_answer()
+
+    def read_until(self, marker: bytes, timeout: float | None = None) -> bytes:
+        """Bytes up to and including ``marker``; raises on EOF or timeout."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while marker not in self.buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {marker!r} from server; got so far: {self.buf[-2000:]!r}")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                raise ConnectionError(f"server closed the connection; got: {self.buf[-2000:]!r}")
+            self.buf += chunk
+        i = self.buf.index(marker) + len(marker)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def read_answer(self, timeout: float | None = None) -> str:
+        """Text up to the next prompt, with the trailing blank line and prompt removed."""
+        raw = self.read_until(PROMPT, timeout)[: -len(PROMPT)].decode("utf-8")
+        if raw.endswith("\n\n"):
+            raw = raw[:-2]
+        elif raw.endswith("\n"):
+            raw = raw[:-1]
+        return raw
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def query(self, sql: str, timeout: float | None = None) -> str:
+        """Sends ``sql`` (plus a newline) and returns the answer text before the next prompt."""
+        self.sock.sendall(sql.encode("utf-8") + b"\n")
+        return self.read_answer(timeout)
+
+    def ok(self, sql: str) -> str:
+        answer = self.query(sql)
+        assert not answer.startswith("ERROR"), f"{sql!r} failed: {answer}"
+        return answer
+
+    def read_to_eof(self, timeout: float | None = None) -> bytes:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"connection not closed; got {self.buf!r}")
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                out, self.buf = self.buf, b""
+                return out
+            self.buf += chunk
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def parse_ascii_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of an ASCII result table (cells stripped)."""
+    lines = [l for l in text.splitlines() if l.startswith("|")]
+    split = lambda l: [c.strip() for c in l.strip()[1:-1].split("|")]
+    return split(lines[0]), [split(l) for l in lines[1:]]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A fresh MiniDB server over its own data directory; stopped at teardown."""
+    data = tmp_path / "data"
+    data.mkdir()
+    srv = MiniDBServer(data, tmp_path)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        if srv.proc is not None:
+            srv.stop()
+
+
+@pytest.fixture
+def text(server):
+    """A text-protocol client connected to ``server``."""
+    client = server.text()
+    try:
+        yield client
+    finally:
+        client.close()

@@ -1,0 +1,104 @@
+"""Durability: acknowledged writes survive kill -9, and crash leftovers stay invisible."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+from conftest import parse_ascii_table
+
+
+def count(text, table: str) -> int:
+    _, rows = parse_ascii_table(text.query(f"SELECT count(*) FROM {table};"))
+    return int(rows[0][0])
+
+
+def test_acknowledged_writes_survive_kill_9(server):
+    with server.text() as text:
+        assert text.query("CREATE DATABASE dur;") == "Database created: dur"
+        assert text.query("CREATE DATABASE empty_db;") == "Database created: empty_db"
+        text.ok("USE dur;")
+        text.ok("CREATE TABLE t (id INT NOT NULL, who VARCHAR(10), at TIMESTAMP, amount DECIMAL(9,2));")
+        text.ok("CREATE TABLE untouched (x INT);")
+        text.ok("CREATE TABLE gone (x INT);")
+        assert text.query("DROP TABLE gone;") == "Dropped table: gone"
+        for i in range(5):
+            answer = text.query(f"INSERT INTO t VALUES ({i}, 'text', '2024-05-0{i + 1} 10:00:00', {i}.25);")
+            assert answer == "Inserted into t"
+    conn = server.adbc()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO dur.t VALUES (100, 'flight', NULL, 1.5), (101, 'flight', NULL, NULL)")
+            assert cur.rowcount == 2
+    finally:
+        conn.close()
+
+    server.restart(hard=True)  # SIGKILL right after the acknowledgements
+
+    with server.text() as text:
+        assert text.query("SHOW DATABASES;") == "Databases:\n - default\n - dur\n - empty_db"
+        text.ok("USE dur;")
+        assert text.query("SHOW TABLES;") == "Tables in dur:\n - t\n - untouched"
+        header, rows = parse_ascii_table(text.query("SELECT id, who, at, amount FROM t ORDER BY id;"))
+        assert header == ["id", "who", "at", "amount"]
+        assert rows == [
+            [str(i), "text", f"2024-05-0{i + 1}T10:00:00", f"{i}.25"] for i in range(5)
+        ] + [["100", "flight", "NULL", "1.50"], ["101", "flight", "NULL", "NULL"]]
+        assert count(text, "untouched") == 0
+        assert text.query("SHOW TABLES FROM empty_db;") == "(no tables left)"
+        # Writable after the crash, and the new write survives another one.
+        assert text.query("INSERT INTO t VALUES (200, 'after', NULL, NULL);") == "Inserted into t"
+
+    server.restart(hard=True)
+    with server.text() as text:
+        assert count(text, "dur.t") == 8
+
+
+def test_graceful_restart_keeps_everything(server):
+    with server.text() as text:
+        text.ok("CREATE DATABASE g;")
+        text.ok("USE g;")
+        text.ok("CREATE TABLE t id,v;")
+        text.ok("INSERT INTO t id=1 v=x;")
+    server.restart(hard=False)
+    with server.text() as text:
+        _, rows = parse_ascii_table(text.query("SELECT * FROM g.t;"))
+        assert rows == [["1", "x"]]
+
+
+def test_orphan_parquet_file_is_invisible(server):
+    with server.text() as text:
+        text.ok("CREATE DATABASE orph;")
+        text.ok("USE orph;")
+        text.ok("CREATE TABLE t (id INT, v VARCHAR(5));")
+        text.ok("INSERT INTO t VALUES (1, 'a'), (2, 'b');")
+        table_dir = server.data_dir / "orph" / "t"
+        (committed,) = table_dir.glob("*.parquet")
+        # A data file written by an INSERT whose commit never happened (crash in between).
+        orphan = table_dir / f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+        shutil.copyfile(committed, orphan)
+        assert count(text, "t") == 2
+        text.ok("INSERT INTO t VALUES (3, 'c');")
+        assert count(text, "t") == 3
+    server.restart(hard=True)
+    with server.text() as text:
+        _, rows = parse_ascii_table(text.query("SELECT id, v FROM orph.t ORDER BY id;"))
+        assert rows == [["1", "a"], ["2", "b"], ["3", "c"]]
+    assert orphan.exists()
+
+
+def test_leftover_staged_commit_file_is_ignored(server):
+    """A kill -9 while the commit file was being written leaves a staging file next to the log
+    (object_store's local `put` writes `<name>#<n>` and then links it in place)."""
+    with server.text() as text:
+        text.ok("CREATE DATABASE stage;")
+        text.ok("CREATE TABLE stage.t (id INT);")
+        text.ok("INSERT INTO stage.t VALUES (1);")
+    log = server.data_dir / "stage" / "t" / "_delta_log"
+    (log / "00000000000000000002.json#1").write_text('{"add":{"path":"missing.parq')
+    server.restart(hard=True)
+    with server.text() as text:
+        assert count(text, "stage.t") == 1
+        assert text.query("INSERT INTO stage.t VALUES (2);") == "Inserted into t"
+        _, rows = parse_ascii_table(text.query("SELECT id FROM stage.t ORDER BY id;"))
+        assert rows == [["1"], ["2"]]
