@@ -15,6 +15,7 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self, ColumnOption};
 
+use super::insert;
 use super::statement::{self, Statement, TableName};
 use super::types::{column_type, sql_type_name};
 use super::{EngineError, Listing, Outcome, Session};
@@ -48,6 +49,11 @@ impl Engine {
             .execution
             .parquet
             .schema_force_view_types = false;
+        // Parallelism comes from file groups; round-robin batches would shuffle small results.
+        config
+            .options_mut()
+            .optimizer
+            .enable_round_robin_repartition = false;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
@@ -134,14 +140,13 @@ impl Engine {
         sql: &str,
     ) -> Result<Option<SchemaRef>, EngineError> {
         let parsed = match statement::parse(sql)? {
-            Statement::ShowDatabases | Statement::ShowTables(_) => {
-                return Ok(Some(Arc::new(Schema::new(vec![Field::new(
-                    "name",
-                    arrow::datatypes::DataType::Utf8,
-                    false,
-                )]))));
+            Statement::ShowDatabases | Statement::ShowTables(_) | Statement::Describe(_) => {
+                // Listings only read the catalog: running one is the surest way to its schema.
+                return match self.execute(&mut session.clone(), sql).await? {
+                    Outcome::Listing(_, batch) => Ok(Some(batch.schema())),
+                    _ => Ok(None),
+                };
             }
-            Statement::Describe(_) => return Ok(Some(Outcome::columns_schema())),
             Statement::Parsed(parsed) if returns_rows(&parsed) => parsed,
             _ => return Ok(None),
         };
@@ -274,6 +279,7 @@ impl Engine {
         {
             return Err(EngineError::NotSupported(format!("{}", dml.op)));
         }
+        let plan = insert::name_bad_values(plan)?;
         Ok(state.create_physical_plan(&plan).await?)
     }
 

@@ -14,6 +14,7 @@
 //!    Flight SQL.
 
 mod error;
+mod insert;
 mod instance;
 mod outcome;
 mod session;

@@ -6,7 +6,11 @@
 //! `CREATE TABLE` comes back from it as a sqlparser AST that MiniDB executes itself.
 
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
-use datafusion::sql::sqlparser::ast::{Ident, ObjectName, ObjectNamePart};
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    Expr, Ident, ObjectName, ObjectNamePart, UnaryOperator, Value, visit_expressions_mut,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
@@ -59,11 +63,38 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
     let mut statements = DFParser::parse_sql_with_dialect(sql, &dialect)
         .map_err(|e| EngineError::InvalidInput(e.strip_backtrace()))?;
     match (statements.pop_front(), statements.is_empty()) {
-        (Some(statement), true) => Ok(Statement::Parsed(Box::new(statement))),
+        (Some(mut statement), true) => {
+            unary_plus_is_identity(&mut statement);
+            Ok(Statement::Parsed(Box::new(statement)))
+        }
         (None, _) => Err(EngineError::InvalidInput("empty statement".into())),
         (Some(_), false) => Err(EngineError::InvalidInput(
             "one statement at a time, please (found several separated by ';')".into(),
         )),
+    }
+}
+
+/// Unary `+` is the identity on any type, as in MySQL and SQLite (`+name` is `name`);
+/// DataFusion only accepts it on numbers, so it is removed before planning.
+fn unary_plus_is_identity(statement: &mut DFStatement) {
+    match statement {
+        DFStatement::Statement(inner) => {
+            let _ = visit_expressions_mut(inner.as_mut(), |expr| {
+                while let Expr::UnaryOp {
+                    op: UnaryOperator::Plus,
+                    expr: operand,
+                } = expr
+                {
+                    *expr = Expr::Nested(Box::new(std::mem::replace(
+                        operand.as_mut(),
+                        Expr::value(Value::Null),
+                    )));
+                }
+                ControlFlow::<()>::Continue(())
+            });
+        }
+        DFStatement::Explain(explain) => unary_plus_is_identity(&mut explain.statement),
+        _ => {}
     }
 }
 
@@ -285,6 +316,15 @@ mod tests {
             Statement::DropTable { ref names, if_exists: true } if names.len() == 2
         ));
         assert!(matches!(parse("SELECT 1").unwrap(), Statement::Parsed(_)));
+    }
+
+    #[test]
+    fn unary_plus_disappears() {
+        let Statement::Parsed(parsed) = parse("SELECT + + name FROM t WHERE + - a > 1").unwrap()
+        else {
+            panic!("a query parses through DataFusion")
+        };
+        assert_eq!(parsed.to_string(), "SELECT ((name)) FROM t WHERE (-a) > 1");
     }
 
     #[test]

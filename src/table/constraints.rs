@@ -129,6 +129,7 @@ impl KeyChecker {
             return Ok(());
         }
         let plan = parquet_scan(ParquetScan {
+            runtime: context.runtime_env(),
             store_url,
             schema: Arc::clone(schema),
             files,

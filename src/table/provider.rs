@@ -129,6 +129,7 @@ impl TableProvider for DeltaTableProvider {
                 None => None,
             };
             parquet_scan(ParquetScan {
+                runtime: state.runtime_env().clone(),
                 store_url: self.store_url.clone(),
                 schema,
                 files,

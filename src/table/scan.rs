@@ -8,9 +8,11 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
@@ -113,8 +115,13 @@ impl ExecutionPlan for DeltaScanExec {
     }
 }
 
+/// Scans of at most this many bytes run as one partition.
+const SINGLE_PARTITION_BYTES: u64 = 32 * 1024 * 1024;
+
 /// What to read with DataFusion's Parquet reader.
 pub struct ParquetScan {
+    /// The runtime whose object store and Parquet metadata cache the scan uses.
+    pub runtime: Arc<RuntimeEnv>,
     pub store_url: ObjectStoreUrl,
     pub schema: SchemaRef,
     pub files: Vec<PartitionedFile>,
@@ -122,20 +129,33 @@ pub struct ParquetScan {
     /// Used to skip row groups and pages inside the files.
     pub predicate: Option<Arc<dyn PhysicalExpr>>,
     pub limit: Option<usize>,
-    /// Files are dealt round-robin into at most this many partitions.
+    /// Files are split into at most this many partitions (in order, contiguous runs).
     pub partitions: usize,
 }
 
 /// A Parquet scan over the given files.
 pub fn parquet_scan(scan: ParquetScan) -> Result<Arc<dyn ExecutionPlan>> {
-    let mut source = ParquetSource::new(Arc::clone(&scan.schema));
+    // Data files are immutable, so their footers can be cached across statements.
+    let store = scan.runtime.object_store(&scan.store_url)?;
+    let metadata_cache = scan.runtime.cache_manager.get_file_metadata_cache();
+    let mut source = ParquetSource::new(Arc::clone(&scan.schema)).with_parquet_file_reader_factory(
+        Arc::new(CachedParquetFileReaderFactory::new(store, metadata_cache)),
+    );
     if let Some(predicate) = scan.predicate {
         source = source.with_predicate(predicate);
     }
-    let n = scan.partitions.clamp(1, scan.files.len().max(1));
-    let mut groups: Vec<Vec<PartitionedFile>> = (0..n).map(|_| Vec::new()).collect();
-    for (i, file) in scan.files.into_iter().enumerate() {
-        groups[i % n].push(file);
+    // Small scans read in one partition, which keeps rows in insertion order.
+    let bytes: u64 = scan.files.iter().map(|f| f.object_meta.size).sum();
+    let n = if bytes <= SINGLE_PARTITION_BYTES {
+        1
+    } else {
+        scan.partitions.clamp(1, scan.files.len().max(1))
+    };
+    let per_group = scan.files.len().div_ceil(n).max(1);
+    let mut groups: Vec<Vec<PartitionedFile>> = Vec::with_capacity(n);
+    let mut files = scan.files.into_iter().peekable();
+    while files.peek().is_some() {
+        groups.push(files.by_ref().take(per_group).collect());
     }
     let config = FileScanConfigBuilder::new(scan.store_url, Arc::new(source))
         .with_file_groups(groups.into_iter().map(FileGroup::from).collect())

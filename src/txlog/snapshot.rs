@@ -1,6 +1,6 @@
 //! A table's state at one version, reconstructed by replaying its commits in order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -19,7 +19,33 @@ pub struct Snapshot {
     protocol: Protocol,
     metadata: Metadata,
     schema: SchemaRef,
-    files: BTreeMap<String, Add>,
+    files: LiveFiles,
+}
+
+/// Live data files in the order they were added (so a scan of a small table returns rows in
+/// insertion order), addressable by path.
+#[derive(Debug, Clone, Default)]
+struct LiveFiles {
+    by_order: BTreeMap<u64, Add>,
+    order_of: HashMap<String, u64>,
+    next: u64,
+}
+
+impl LiveFiles {
+    fn add(&mut self, add: Add) {
+        // A file re-added (e.g. with a new deletion vector) keeps its place.
+        let order = *self.order_of.entry(add.path.clone()).or_insert_with(|| {
+            self.next += 1;
+            self.next
+        });
+        self.by_order.insert(order, add);
+    }
+
+    fn remove(&mut self, path: &str) {
+        if let Some(order) = self.order_of.remove(path) {
+            self.by_order.remove(&order);
+        }
+    }
 }
 
 impl Snapshot {
@@ -30,7 +56,7 @@ impl Snapshot {
     ) -> Result<Self, TxLogError> {
         let mut protocol = None;
         let mut metadata = None;
-        let mut files = BTreeMap::new();
+        let mut files = LiveFiles::default();
         let mut version = -1;
         for (v, actions) in commits {
             version = v;
@@ -49,7 +75,7 @@ impl Snapshot {
         version: i64,
         protocol: Protocol,
         metadata: Metadata,
-        files: BTreeMap<String, Add>,
+        files: LiveFiles,
     ) -> Result<Self, TxLogError> {
         check_readable(&protocol)?;
         let schema = Arc::new(arrow_schema_from_delta(&metadata.schema_string)?);
@@ -92,14 +118,14 @@ impl Snapshot {
         &self.schema
     }
 
-    /// Live data files, keyed by path relative to the table root.
+    /// Live data files, oldest first.
     pub fn files(&self) -> impl ExactSizeIterator<Item = &Add> {
-        self.files.values()
+        self.files.by_order.values()
     }
 }
 
 fn apply(
-    files: &mut BTreeMap<String, Add>,
+    files: &mut LiveFiles,
     protocol: &mut Option<Protocol>,
     metadata: &mut Option<Metadata>,
     actions: Vec<Action>,
@@ -108,12 +134,8 @@ fn apply(
         match action {
             Action::Protocol(p) => *protocol = Some(p),
             Action::Metadata(m) => *metadata = Some(m),
-            Action::Add(add) => {
-                files.insert(add.path.clone(), add);
-            }
-            Action::Remove(remove) => {
-                files.remove(&remove.path);
-            }
+            Action::Add(add) => files.add(add),
+            Action::Remove(remove) => files.remove(&remove.path),
             Action::CommitInfo(_) | Action::Other(..) => {}
         }
     }

@@ -1,4 +1,4 @@
-"""Delta Lake interoperability: MiniDB's tables read by delta-rs and DuckDB, and back."""
+"""Delta Lake interoperability: MiniDB's tables read by delta-rs, DuckDB and Polars, and back."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import duckdb
 import duckdb_extension_delta
+import polars as pl
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
@@ -104,6 +105,13 @@ def test_delta_rs_reads_minidb_table(everything, server):
 def test_duckdb_reads_minidb_table(everything):
     table = read_duckdb(everything)
     assert rows(table) == EXPECTED
+
+
+def test_polars_reads_minidb_table(everything):
+    frame = pl.read_delta(str(everything))
+    assert frame.schema["price"] == pl.Decimal(12, 3)
+    assert frame.schema["at"] == pl.Datetime("us")
+    assert rows(frame.to_arrow()) == EXPECTED
 
 
 def test_readers_agree_with_minidb(everything, server):

@@ -85,10 +85,12 @@ async fn run_session(
         }
         while let Some(newline) = input.iter().position(|b| *b == b'\n') {
             let line = input.split_to(newline + 1);
-            if std::mem::take(&mut skipping_long_line) {
-                continue;
-            }
-            let text = String::from_utf8_lossy(&line);
+            // The tail of an over-long line (already reported) is dropped.
+            let text = if std::mem::take(&mut skipping_long_line) {
+                String::new()
+            } else {
+                String::from_utf8_lossy(&line).into_owned()
+            };
             for piece in splitter.push_line(&text) {
                 let statement = match piece {
                     Piece::TooLong => {

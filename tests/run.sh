@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every MiniDB test on a fresh machine: installs the Python test clients in .venv, checks
+# formatting and lints, runs the Rust unit tests, the sqllogictest suites (our own and the
+# SQLite corpus in ../shared/corpora) and the end-to-end tests against the real server binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo build --bins
+cargo test --lib
+cargo test --test sqllogictest
+
+MINIDB_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/minidb" .venv/bin/python -m pytest tests/e2e -q
