@@ -15,5 +15,5 @@ mod store;
 
 pub use error::CatalogError;
 pub use names::{DEFAULT_DATABASE, validate_name};
-pub use provider::{CATALOG_NAME, StatementCatalog};
+pub use provider::{CATALOG_NAME, Scope, StatementCatalog};
 pub use store::Catalog;

@@ -1,11 +1,11 @@
 //! The catalog as DataFusion sees it during one statement.
 //!
-//! DataFusion resolves names synchronously except for `SchemaProvider::table`, so the database
-//! list (and, for statements that read `information_schema`, the table lists) is read before
-//! planning. Every table resolves once per statement to the snapshot current at that moment,
+//! DataFusion resolves names synchronously except for `SchemaProvider::table`, so the databases
+//! a statement names (or, for statements that read `information_schema`, every database and
+//! table) are checked before planning. Every table resolves once per statement to the snapshot current at that moment,
 //! so a statement that names a table twice sees one version of it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -15,6 +15,15 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 
 use super::{Catalog, CatalogError};
 use crate::table::DeltaTableProvider;
+
+/// What a statement needs to see of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Only these databases (the ones its table names mention); tables resolve on demand.
+    Databases(BTreeSet<String>),
+    /// Every database and table, listed up front (for `information_schema`).
+    Everything,
+}
 
 /// The single Flight SQL / DataFusion catalog name; MiniDB databases are its schemas.
 pub const CATALOG_NAME: &str = "minidb";
@@ -32,23 +41,26 @@ pub struct StatementCatalog {
 }
 
 impl StatementCatalog {
-    /// Reads the database list (and the table lists when `with_tables`) for one statement.
-    pub async fn load(catalog: Arc<Catalog>, with_tables: bool) -> Result<Self, CatalogError> {
+    /// Reads the part of the catalog `scope` names, for one statement.
+    pub async fn load(catalog: Arc<Catalog>, scope: Scope) -> Result<Self, CatalogError> {
         let mut databases = BTreeMap::new();
-        for db in catalog.databases().await? {
-            let tables = if with_tables {
-                Some(catalog.tables(&db).await?)
-            } else {
-                None
-            };
-            databases.insert(db, tables);
-        }
-        let store_url = ObjectStoreUrl::parse(catalog.store().engine_url()).map_err(|e| {
-            CatalogError::InvalidName {
-                name: e.to_string(),
-                reason: "engine store URL",
+        match scope {
+            Scope::Databases(names) => {
+                for db in names {
+                    if catalog.database_exists(&db).await? {
+                        databases.insert(db, None);
+                    }
+                }
             }
-        })?;
+            Scope::Everything => {
+                for db in catalog.databases().await? {
+                    let tables = catalog.tables(&db).await?;
+                    databases.insert(db, Some(tables));
+                }
+            }
+        }
+        let store_url = ObjectStoreUrl::parse(catalog.store().engine_url())
+            .expect("the engine store URL is a constant scheme://authority/");
         Ok(Self {
             catalog,
             store_url,

@@ -62,7 +62,16 @@ impl Catalog {
     }
 
     pub async fn database_exists(&self, db: &str) -> Result<bool, CatalogError> {
-        Ok(self.databases().await?.iter().any(|d| d == db))
+        if validate_name(db).is_err() {
+            return Ok(false);
+        }
+        let first = self
+            .store
+            .object_store()
+            .list(Some(&Path::from(db)))
+            .next()
+            .await;
+        Ok(first.transpose()?.is_some())
     }
 
     async fn require_database(&self, db: &str) -> Result<(), CatalogError> {

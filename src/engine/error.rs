@@ -79,10 +79,8 @@ fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
                 catalog_kind(e)
             } else if let Some(e) = inner.downcast_ref::<TxLogError>() {
                 txlog_kind(e)
-            } else if inner.downcast_ref::<DataFusionError>().is_some() {
-                inner
-                    .downcast_ref::<DataFusionError>()
-                    .map_or(ErrorKind::Internal, datafusion_kind)
+            } else if let Some(e) = inner.downcast_ref::<DataFusionError>() {
+                datafusion_kind(e)
             } else {
                 ErrorKind::Internal
             }

@@ -1,5 +1,6 @@
 //! [`Engine`]: one catalog and one DataFusion configuration, shared by every session.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +20,9 @@ use super::insert;
 use super::statement::{self, Statement, TableName};
 use super::types::{column_type, sql_type_name};
 use super::{EngineError, Listing, Outcome, Session};
-use crate::catalog::{CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, StatementCatalog};
+use crate::catalog::{
+    CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, Scope, StatementCatalog,
+};
 use crate::storage::DataStore;
 use crate::table::PRIMARY_KEY_PROPERTY;
 
@@ -257,11 +260,8 @@ impl Engine {
         session: &Session,
         parsed: DFStatement,
     ) -> Result<Arc<dyn ExecutionPlan>, EngineError> {
-        let with_tables = parsed
-            .to_string()
-            .to_lowercase()
-            .contains("information_schema");
-        let view = StatementCatalog::load(Arc::clone(&self.catalog), with_tables).await?;
+        let view = StatementCatalog::load(Arc::clone(&self.catalog), self.scope(session, &parsed)?)
+            .await?;
         let mut config = self.state.config().clone();
         config.options_mut().catalog.default_schema = session.database().to_string();
         let state = SessionStateBuilder::new_from_existing(self.state.clone())
@@ -281,6 +281,19 @@ impl Engine {
         }
         let plan = insert::name_bad_values(plan)?;
         Ok(state.create_physical_plan(&plan).await?)
+    }
+
+    /// What part of the catalog a statement needs to see.
+    fn scope(&self, session: &Session, parsed: &DFStatement) -> Result<Scope, EngineError> {
+        let mut databases = BTreeSet::new();
+        for reference in self.state.resolve_table_references(parsed)? {
+            match reference.schema() {
+                Some("information_schema") => return Ok(Scope::Everything),
+                Some(database) => databases.insert(database.to_string()),
+                None => databases.insert(session.database().to_string()),
+            };
+        }
+        Ok(Scope::Databases(databases))
     }
 
     async fn create_table(

@@ -22,7 +22,7 @@ use object_store::path::Path;
 
 use super::pruning::scalar_from_json;
 use super::scan::{ParquetScan, data_file, parquet_scan};
-use crate::txlog::{FileStats, Snapshot};
+use crate::txlog::Snapshot;
 
 /// Table property holding the primary key columns.
 pub const PRIMARY_KEY_PROPERTY: &str = "minidb.primaryKey";
@@ -105,13 +105,12 @@ impl KeyChecker {
         let first = &self.columns[0];
         let data_type = schema.field(self.indices[0]).data_type();
         let mut files = Vec::new();
-        for add in snapshot.files() {
+        for (add, stats) in snapshot.files_with_stats() {
             if add.deletion_vector.is_some() {
                 return Err(DataFusionError::NotImplemented(
                     "primary key checks on files with deletion vectors".into(),
                 ));
             }
-            let stats = FileStats::of(add);
             let min = stats
                 .min_values
                 .get(first)

@@ -47,9 +47,9 @@ impl DeltaTableProvider {
 
     /// The files a scan with `filters` must read: those whose statistics may match.
     fn select_files(&self, state: &dyn Session, filters: &[Expr]) -> Result<Vec<&Add>> {
-        let files: Vec<&Add> = self.snapshot.files().collect();
+        let files: Vec<(&Add, &FileStats)> = self.snapshot.files_with_stats().collect();
         let Some(predicate) = conjunction(filters.iter().cloned()) else {
-            return Ok(files);
+            return Ok(files.into_iter().map(|(add, _)| add).collect());
         };
         let schema = self.schema();
         let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
@@ -58,14 +58,14 @@ impl DeltaTableProvider {
             .with_file_schema(Arc::clone(&schema))
             .build(physical)
         else {
-            return Ok(files);
+            return Ok(files.into_iter().map(|(add, _)| add).collect());
         };
-        let stats: Vec<FileStats> = files.iter().map(|add| FileStats::of(add)).collect();
+        let stats: Vec<&FileStats> = files.iter().map(|(_, stats)| *stats).collect();
         let keep = pruning.prune(&FilePruningStats::new(&schema, &stats))?;
         Ok(files
             .into_iter()
             .zip(keep)
-            .filter_map(|(add, keep)| keep.then_some(add))
+            .filter_map(|((add, _), keep)| keep.then_some(add))
             .collect())
     }
 }

@@ -14,11 +14,11 @@ use crate::txlog::FileStats;
 /// Statistics of a list of files (the pruning "containers").
 pub(crate) struct FilePruningStats<'a> {
     schema: &'a SchemaRef,
-    stats: &'a [FileStats],
+    stats: &'a [&'a FileStats],
 }
 
 impl<'a> FilePruningStats<'a> {
-    pub(crate) fn new(schema: &'a SchemaRef, stats: &'a [FileStats]) -> Self {
+    pub(crate) fn new(schema: &'a SchemaRef, stats: &'a [&'a FileStats]) -> Self {
         Self { schema, stats }
     }
 

@@ -22,11 +22,18 @@ pub struct Snapshot {
     files: LiveFiles,
 }
 
+/// A live data file and its statistics, parsed once when the file is added.
+#[derive(Debug, Clone)]
+struct LiveFile {
+    add: Add,
+    stats: Arc<FileStats>,
+}
+
 /// Live data files in the order they were added (so a scan of a small table returns rows in
 /// insertion order), addressable by path.
 #[derive(Debug, Clone, Default)]
 struct LiveFiles {
-    by_order: BTreeMap<u64, Add>,
+    by_order: BTreeMap<u64, LiveFile>,
     order_of: HashMap<String, u64>,
     next: u64,
 }
@@ -38,7 +45,8 @@ impl LiveFiles {
             self.next += 1;
             self.next
         });
-        self.by_order.insert(order, add);
+        let stats = Arc::new(FileStats::of(&add));
+        self.by_order.insert(order, LiveFile { add, stats });
     }
 
     fn remove(&mut self, path: &str) {
@@ -120,7 +128,15 @@ impl Snapshot {
 
     /// Live data files, oldest first.
     pub fn files(&self) -> impl ExactSizeIterator<Item = &Add> {
-        self.files.by_order.values()
+        self.files.by_order.values().map(|f| &f.add)
+    }
+
+    /// Live data files with their parsed statistics, oldest first.
+    pub fn files_with_stats(&self) -> impl ExactSizeIterator<Item = (&Add, &FileStats)> {
+        self.files
+            .by_order
+            .values()
+            .map(|f| (&f.add, f.stats.as_ref()))
     }
 }
 
