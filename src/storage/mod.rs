@@ -7,6 +7,7 @@
 //!
 //! This layer knows nothing of SQL, DataFusion or gRPC.
 
+mod durable;
 mod error;
 pub mod parquet;
 mod store;

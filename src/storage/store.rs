@@ -1,7 +1,8 @@
 //! The data root: one object store and the URL it was opened from.
 //!
 //! Local directories are opened with `LocalFileSystem`, whose `PutMode::Create` is an atomic
-//! create (a staged file hard-linked into place), which is what Delta commits need.
+//! create (a staged file hard-linked into place), which is what Delta commits need, wrapped so
+//! every put is fsynced before it is acknowledged.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use object_store::memory::InMemory;
 use url::Url;
 
 use super::StorageError;
+use super::durable::SyncedLocalStore;
 
 /// Scheme and authority under which the store is registered with the query engine.
 const ENGINE_STORE_URL: &str = "minidb://data/";
@@ -53,7 +55,7 @@ impl DataStore {
     fn open_dir(dir: &str) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)?;
         let dir = std::fs::canonicalize(dir)?;
-        let store = LocalFileSystem::new_with_prefix(&dir)?;
+        let store = SyncedLocalStore::new(LocalFileSystem::new_with_prefix(&dir)?);
         let root = Url::from_directory_path(&dir).map_err(|()| StorageError::InvalidLocation {
             location: dir.display().to_string(),
             reason: "not an absolute path".into(),
