@@ -13,7 +13,7 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo build --bins
-cargo test --lib
+cargo test --lib --bins --test admin
 cargo test --test sqllogictest
 
 MINIDB_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/minidb" .venv/bin/python -m pytest tests/e2e -q

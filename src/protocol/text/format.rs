@@ -37,8 +37,9 @@ pub fn listing(listing: &Listing, batch: &RecordBatch) -> Result<String, ArrowEr
             "(no tables left)",
         ),
         Listing::Columns { .. } => {
-            let mut table = AsciiTable::new(batch, &cells(batch)?);
-            table.push_rows(&cells(batch)?);
+            let rows = cells(batch)?;
+            let mut table = AsciiTable::new(batch, &rows);
+            table.push_rows(&rows);
             table.finish()
         }
     })

@@ -26,6 +26,12 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// `table` or `database.table`.
+fn is_table_name(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() <= 2 && parts.iter().all(|p| is_identifier(p))
+}
+
 /// Everything after the first `n` whitespace-separated words.
 fn after_words(sql: &str, n: usize) -> &str {
     let mut rest = sql.trim_start();
@@ -39,7 +45,7 @@ fn after_words(sql: &str, n: usize) -> &str {
 fn create_table(sql: &str) -> Option<String> {
     let name = sql.split_whitespace().nth(2)?;
     let rest = after_words(sql, 3);
-    if !is_identifier(name) || rest.is_empty() {
+    if !is_table_name(name) || rest.is_empty() {
         return None;
     }
     let columns: Vec<&str> = rest.split(',').map(str::trim).collect();
@@ -53,7 +59,7 @@ fn create_table(sql: &str) -> Option<String> {
 
 fn insert(sql: &str) -> Option<String> {
     let name = sql.split_whitespace().nth(2)?;
-    if !is_identifier(name) {
+    if !is_table_name(name) {
         return None;
     }
     let mut rest = after_words(sql, 3);
@@ -104,6 +110,19 @@ mod tests {
             expand("insert into users id=3 name='O Brien' age=4").unwrap(),
             "INSERT INTO users (id, name, age) VALUES ('3', 'O Brien', '4')"
         );
+    }
+
+    #[test]
+    fn qualified_names_are_accepted() {
+        assert_eq!(
+            expand("CREATE TABLE shop.t a,b").unwrap(),
+            "CREATE TABLE shop.t (a VARCHAR, b VARCHAR)"
+        );
+        assert_eq!(
+            expand("INSERT INTO shop.t a=1").unwrap(),
+            "INSERT INTO shop.t (a) VALUES ('1')"
+        );
+        assert_eq!(expand("CREATE TABLE a.b.c x"), None);
     }
 
     #[test]
