@@ -70,6 +70,22 @@ impl StatementCatalog {
     }
 }
 
+impl StatementCatalog {
+    /// Makes `database.table` resolve to `provider` for this statement (e.g. the target of an
+    /// UPDATE, read at the snapshot its writer lock protects).
+    pub fn pin(&self, database: &str, table: &str, provider: Arc<dyn TableProvider>) {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((database.to_string(), table.to_string()), provider);
+    }
+
+    /// The URL under which the statement's tables are registered with DataFusion.
+    pub fn store_url(&self) -> &ObjectStoreUrl {
+        &self.store_url
+    }
+}
+
 impl CatalogProviderList for StatementCatalog {
     fn register_catalog(
         &self,

@@ -13,7 +13,8 @@ use super::{CatalogError, DEFAULT_DATABASE, validate_name};
 use crate::storage::DataStore;
 use crate::table::TableHandle;
 use crate::txlog::{
-    Action, DeltaLog, Format, Metadata, Operation, Protocol, TxLogError, delta_schema_string,
+    Action, DeltaLog, ENABLE_DELETION_VECTORS, Format, Metadata, Operation, Protocol, TxLogError,
+    delta_schema_string,
 };
 
 /// Object marking a folder of the data root as a database.
@@ -189,10 +190,7 @@ impl Catalog {
                 partition_columns: vec![],
                 configuration: properties
                     .into_iter()
-                    .chain([(
-                        "delta.enableDeletionVectors".to_string(),
-                        "true".to_string(),
-                    )])
+                    .chain([(ENABLE_DELETION_VECTORS.to_string(), "true".to_string())])
                     .map(|(k, v)| (k, Some(v)))
                     .collect(),
                 created_time: Some(chrono::Utc::now().timestamp_millis()),

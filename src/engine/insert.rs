@@ -78,7 +78,7 @@ fn without_cast(expr: &Expr) -> Expr {
 }
 
 /// `expr` converted to `field`'s type, failing with the column's name.
-fn store(expr: Expr, field: &FieldRef) -> Expr {
+pub(super) fn store(expr: Expr, field: &FieldRef) -> Expr {
     let udf = ScalarUDF::from(StoreValue {
         column: field.name().clone(),
         target: field.data_type().clone(),

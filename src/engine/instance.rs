@@ -16,6 +16,7 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self, ColumnOption};
 
+use super::dml::Dml;
 use super::insert;
 use super::statement::{self, Statement, TableName};
 use super::types::{column_type, sql_type_name};
@@ -29,8 +30,8 @@ use crate::table::PRIMARY_KEY_PROPERTY;
 /// The query engine behind every protocol. Cheap to share: all state is in the object store.
 #[derive(Debug)]
 pub struct Engine {
-    catalog: Arc<Catalog>,
-    state: SessionState,
+    pub(super) catalog: Arc<Catalog>,
+    pub(super) state: SessionState,
     started: Instant,
 }
 
@@ -226,15 +227,11 @@ impl Engine {
                 ast::Statement::CreateTable(create) => {
                     return self.create_table(session, create).await;
                 }
-                ast::Statement::Update(_) => {
-                    return Err(EngineError::NotSupported(
-                        "UPDATE is not supported yet (it arrives with Merge-on-Read deletion vectors)".into(),
-                    ));
+                ast::Statement::Update(update) => {
+                    return self.execute_dml(session, Dml::update(update)?).await;
                 }
-                ast::Statement::Delete(_) => {
-                    return Err(EngineError::NotSupported(
-                        "DELETE is not supported yet (it arrives with Merge-on-Read deletion vectors)".into(),
-                    ));
+                ast::Statement::Delete(delete) => {
+                    return self.execute_dml(session, Dml::delete(delete)?).await;
                 }
                 _ => {}
             }
@@ -262,12 +259,7 @@ impl Engine {
     ) -> Result<Arc<dyn ExecutionPlan>, EngineError> {
         let view = StatementCatalog::load(Arc::clone(&self.catalog), self.scope(session, &parsed)?)
             .await?;
-        let mut config = self.state.config().clone();
-        config.options_mut().catalog.default_schema = session.database().to_string();
-        let state = SessionStateBuilder::new_from_existing(self.state.clone())
-            .with_config(config)
-            .with_catalog_list(Arc::new(view))
-            .build();
+        let state = self.statement_state(session, view);
         let plan = state.statement_to_plan(parsed).await?;
         SQLOptions::new()
             .with_allow_ddl(false)
@@ -283,8 +275,26 @@ impl Engine {
         Ok(state.create_physical_plan(&plan).await?)
     }
 
+    /// DataFusion's state for one statement: the session's database over `view`.
+    pub(super) fn statement_state(
+        &self,
+        session: &Session,
+        view: StatementCatalog,
+    ) -> SessionState {
+        let mut config = self.state.config().clone();
+        config.options_mut().catalog.default_schema = session.database().to_string();
+        SessionStateBuilder::new_from_existing(self.state.clone())
+            .with_config(config)
+            .with_catalog_list(Arc::new(view))
+            .build()
+    }
+
     /// What part of the catalog a statement needs to see.
-    fn scope(&self, session: &Session, parsed: &DFStatement) -> Result<Scope, EngineError> {
+    pub(super) fn scope(
+        &self,
+        session: &Session,
+        parsed: &DFStatement,
+    ) -> Result<Scope, EngineError> {
         let mut databases = BTreeSet::new();
         for reference in self.state.resolve_table_references(parsed)? {
             match reference.schema() {

@@ -13,6 +13,7 @@
 //! 5. The protocol encodes the [`Outcome`]: an ASCII table or message on :7205, Arrow IPC on
 //!    Flight SQL.
 
+mod dml;
 mod error;
 mod insert;
 mod instance;

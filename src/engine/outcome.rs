@@ -22,6 +22,16 @@ pub enum Outcome {
         table: String,
         rows: u64,
     },
+    /// A DELETE removed `rows` rows.
+    Deleted {
+        table: String,
+        rows: u64,
+    },
+    /// An UPDATE changed `rows` rows.
+    Updated {
+        table: String,
+        rows: u64,
+    },
     /// An `IF [NOT] EXISTS` statement that had nothing to do.
     NothingToDo(String),
 }
@@ -38,7 +48,9 @@ impl Outcome {
     /// Rows changed by a DML statement (0 for DDL and queries).
     pub fn affected_rows(&self) -> u64 {
         match self {
-            Outcome::Inserted { rows, .. } => *rows,
+            Outcome::Inserted { rows, .. }
+            | Outcome::Deleted { rows, .. }
+            | Outcome::Updated { rows, .. } => *rows,
             _ => 0,
         }
     }
@@ -73,6 +85,8 @@ impl std::fmt::Debug for Outcome {
             Outcome::TableCreated(n) => write!(f, "TableCreated({n})"),
             Outcome::TableDropped(n) => write!(f, "TableDropped({n})"),
             Outcome::Inserted { table, rows } => write!(f, "Inserted({table}, {rows})"),
+            Outcome::Deleted { table, rows } => write!(f, "Deleted({table}, {rows})"),
+            Outcome::Updated { table, rows } => write!(f, "Updated({table}, {rows})"),
             Outcome::NothingToDo(m) => write!(f, "NothingToDo({m})"),
         }
     }

@@ -18,10 +18,10 @@ use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use futures::StreamExt;
-use object_store::path::Path;
 
+use super::TableHandle;
 use super::pruning::scalar_from_json;
-use super::scan::{ParquetScan, data_file, parquet_scan};
+use super::scan::{ParquetScan, live_file, parquet_scan};
 use crate::txlog::Snapshot;
 
 /// Table property holding the primary key columns.
@@ -63,6 +63,11 @@ impl KeyChecker {
         }))
     }
 
+    /// The key's column names.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
     fn key_columns(&self, batch: &RecordBatch) -> Vec<ArrayRef> {
         self.indices
             .iter()
@@ -94,7 +99,7 @@ impl KeyChecker {
     pub async fn check_existing(
         &self,
         snapshot: &Snapshot,
-        table_root: &Path,
+        handle: &TableHandle,
         store_url: ObjectStoreUrl,
         context: Arc<TaskContext>,
     ) -> Result<()> {
@@ -106,11 +111,6 @@ impl KeyChecker {
         let data_type = schema.field(self.indices[0]).data_type();
         let mut files = Vec::new();
         for (add, stats) in snapshot.files_with_stats() {
-            if add.deletion_vector.is_some() {
-                return Err(DataFusionError::NotImplemented(
-                    "primary key checks on files with deletion vectors".into(),
-                ));
-            }
             let min = stats
                 .min_values
                 .get(first)
@@ -121,7 +121,7 @@ impl KeyChecker {
                 .and_then(|v| scalar_from_json(v, data_type, true));
             let disjoint = max.is_some_and(|max| &max < lo) || min.is_some_and(|min| &min > hi);
             if !disjoint {
-                files.push(data_file(table_root, add)?);
+                files.push(live_file(handle, add, stats).await?);
             }
         }
         if files.is_empty() {
@@ -130,7 +130,7 @@ impl KeyChecker {
         let plan = parquet_scan(ParquetScan {
             runtime: context.runtime_env(),
             store_url,
-            schema: Arc::clone(schema),
+            schema: Arc::clone(schema).into(),
             files,
             projection: Some(self.indices.clone()),
             predicate: None,

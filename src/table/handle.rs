@@ -1,8 +1,15 @@
 //! A shared handle on one table's log and its newest known snapshot.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
-use crate::txlog::{Action, DeltaLog, Operation, Snapshot, TxLogError};
+use roaring::RoaringTreemap;
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
+
+use crate::txlog::{Action, DeletionVectorDescriptor, DeltaLog, Operation, Snapshot, TxLogError};
+
+/// Deletion vectors kept in memory per table before the cache starts over.
+const CACHED_DELETION_VECTORS: usize = 4096;
 
 /// One table's log plus the newest snapshot this process has seen.
 ///
@@ -12,6 +19,11 @@ use crate::txlog::{Action, DeltaLog, Operation, Snapshot, TxLogError};
 pub struct TableHandle {
     log: DeltaLog,
     latest: RwLock<Arc<Snapshot>>,
+    /// Held by a statement from reading the rows it changes until its commit, so writers in
+    /// this process take turns instead of conflicting.
+    writer: AsyncMutex<()>,
+    /// Parsed deletion vectors by unique id; DV files are immutable, so entries never go stale.
+    deletion_vectors: Mutex<HashMap<String, Arc<RoaringTreemap>>>,
 }
 
 impl TableHandle {
@@ -19,6 +31,8 @@ impl TableHandle {
         Self {
             log,
             latest: RwLock::new(Arc::new(snapshot)),
+            writer: AsyncMutex::new(()),
+            deletion_vectors: Mutex::default(),
         }
     }
 
@@ -49,6 +63,39 @@ impl TableHandle {
         let committed = self.log.commit(read, operation, actions).await?;
         self.remember(&committed);
         Ok(committed)
+    }
+
+    /// Waits for this process's other writers of the table to finish.
+    pub async fn lock_writer(&self) -> AsyncMutexGuard<'_, ()> {
+        self.writer.lock().await
+    }
+
+    /// The rows `descriptor` marks deleted.
+    pub async fn deletion_vector(
+        &self,
+        descriptor: &DeletionVectorDescriptor,
+    ) -> Result<Arc<RoaringTreemap>, TxLogError> {
+        let id = descriptor.unique_id();
+        if let Some(found) = self.cached_vectors().get(&id) {
+            return Ok(Arc::clone(found));
+        }
+        let bitmap = Arc::new(
+            descriptor
+                .load(self.log.store().as_ref(), self.log.root())
+                .await?,
+        );
+        let mut cache = self.cached_vectors();
+        if cache.len() >= CACHED_DELETION_VECTORS {
+            cache.clear();
+        }
+        cache.insert(id, Arc::clone(&bitmap));
+        Ok(bitmap)
+    }
+
+    fn cached_vectors(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RoaringTreemap>>> {
+        self.deletion_vectors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn remember(&self, snapshot: &Arc<Snapshot>) {

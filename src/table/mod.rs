@@ -11,6 +11,7 @@
 
 mod constraints;
 mod handle;
+mod mutation;
 mod provider;
 mod pruning;
 mod scan;
@@ -18,6 +19,7 @@ mod sink;
 
 pub use constraints::PRIMARY_KEY_PROPERTY;
 pub use handle::TableHandle;
-pub use provider::DeltaTableProvider;
+pub use mutation::Mutation;
+pub use provider::{DeltaTableProvider, FILE_INDEX_COLUMN, ROW_INDEX_COLUMN};
 pub use scan::DeltaScanExec;
 pub use sink::DeltaSink;

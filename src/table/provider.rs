@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, Result, not_impl_err};
+use datafusion::common::{DFSchema, Result, ScalarValue, not_impl_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::sink::DataSinkExec;
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
@@ -15,11 +16,17 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use parquet::arrow::RowNumber;
 
 use super::pruning::FilePruningStats;
-use super::scan::{DeltaScanExec, FileCounts, ParquetScan, data_file, parquet_scan};
+use super::scan::{DeltaScanExec, FileCounts, ParquetScan, live_file, parquet_scan};
 use super::{DeltaSink, TableHandle};
 use crate::txlog::{Add, FileStats, Snapshot};
+
+/// Hidden column of an UPDATE/DELETE scan: the position of the row's file in the snapshot.
+pub const FILE_INDEX_COLUMN: &str = "__minidb_file";
+/// Hidden column of an UPDATE/DELETE scan: the row's physical position in its file.
+pub const ROW_INDEX_COLUMN: &str = "__minidb_row";
 
 /// A Delta table pinned to the snapshot its statement resolved.
 #[derive(Debug)]
@@ -28,6 +35,8 @@ pub struct DeltaTableProvider {
     handle: Arc<TableHandle>,
     snapshot: Arc<Snapshot>,
     store_url: ObjectStoreUrl,
+    /// The table's columns, plus the row-address columns when the scan serves an UPDATE/DELETE.
+    schema: TableSchema,
 }
 
 impl DeltaTableProvider {
@@ -37,35 +46,83 @@ impl DeltaTableProvider {
         snapshot: Arc<Snapshot>,
         store_url: ObjectStoreUrl,
     ) -> Self {
+        let schema = TableSchema::from(Arc::clone(snapshot.schema()));
         Self {
             name,
             handle,
             snapshot,
             store_url,
+            schema,
         }
     }
 
+    /// The same table with two more columns, [`FILE_INDEX_COLUMN`] and [`ROW_INDEX_COLUMN`],
+    /// which address each row for a deletion vector.
+    pub fn with_row_addresses(mut self) -> Self {
+        let file_index = Arc::new(Field::new(FILE_INDEX_COLUMN, DataType::Int64, false));
+        let row_index = Arc::new(
+            Field::new(ROW_INDEX_COLUMN, DataType::Int64, false).with_extension_type(RowNumber),
+        );
+        self.schema = TableSchema::builder(Arc::clone(self.snapshot.schema()))
+            .with_table_partition_cols(vec![file_index])
+            .with_virtual_columns(vec![row_index])
+            .build();
+        self
+    }
+
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    pub fn handle(&self) -> &Arc<TableHandle> {
+        &self.handle
+    }
+
+    /// The filters that only name the table's own columns (not the row-address columns).
+    fn on_data_columns(&self, filters: &[Expr]) -> Option<Expr> {
+        let schema = self.snapshot.schema();
+        conjunction(
+            filters
+                .iter()
+                .filter(|f| {
+                    f.column_refs()
+                        .iter()
+                        .all(|c| schema.field_with_name(&c.name).is_ok())
+                })
+                .cloned(),
+        )
+    }
+
     /// The files a scan with `filters` must read: those whose statistics may match.
-    fn select_files(&self, state: &dyn Session, filters: &[Expr]) -> Result<Vec<&Add>> {
-        let files: Vec<(&Add, &FileStats)> = self.snapshot.files_with_stats().collect();
-        let Some(predicate) = conjunction(filters.iter().cloned()) else {
-            return Ok(files.into_iter().map(|(add, _)| add).collect());
+    fn select_files(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> Result<Vec<(usize, &Add, &FileStats)>> {
+        let files: Vec<(usize, &Add, &FileStats)> = self
+            .snapshot
+            .files_with_stats()
+            .enumerate()
+            .map(|(i, (add, stats))| (i, add, stats))
+            .collect();
+        let Some(predicate) = self.on_data_columns(filters) else {
+            return Ok(files);
         };
-        let schema = self.schema();
+        let schema = Arc::clone(self.snapshot.schema());
         let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
         let physical = state.create_physical_expr(predicate, &df_schema)?;
         let Some(pruning) = PruningPredicateBuilder::new()
             .with_file_schema(Arc::clone(&schema))
             .build(physical)
         else {
-            return Ok(files.into_iter().map(|(add, _)| add).collect());
+            return Ok(files);
         };
-        let stats: Vec<&FileStats> = files.iter().map(|(_, stats)| *stats).collect();
+        let stats: Vec<&FileStats> = files.iter().map(|(_, _, stats)| *stats).collect();
         let keep = pruning.prune(&FilePruningStats::new(&schema, &stats))?;
         Ok(files
             .into_iter()
             .zip(keep)
-            .filter_map(|((add, _), keep)| keep.then_some(add))
+            .filter_map(|(file, keep)| keep.then_some(file))
             .collect())
     }
 }
@@ -73,7 +130,7 @@ impl DeltaTableProvider {
 #[async_trait]
 impl TableProvider for DeltaTableProvider {
     fn schema(&self) -> SchemaRef {
-        Arc::clone(self.snapshot.schema())
+        Arc::clone(self.schema.table_schema())
     }
 
     fn table_type(&self) -> TableType {
@@ -104,14 +161,14 @@ impl TableProvider for DeltaTableProvider {
             after_stats: selected.len(),
         };
         let mut files = Vec::with_capacity(selected.len());
-        for add in selected {
-            if add.deletion_vector.is_some() {
-                return not_impl_err!(
-                    "reading files with deletion vectors is not supported yet (table {})",
-                    self.name
-                );
-            }
-            files.push(data_file(self.handle.log().root(), add)?);
+        let addressed = !self.schema.table_partition_cols().is_empty();
+        for (index, add, stats) in selected {
+            let file = live_file(&self.handle, add, stats).await?;
+            files.push(if addressed {
+                file.with_partition_values(vec![ScalarValue::Int64(Some(index as i64))])
+            } else {
+                file
+            });
         }
         let schema = self.schema();
         let input: Arc<dyn ExecutionPlan> = if files.is_empty() {
@@ -121,9 +178,9 @@ impl TableProvider for DeltaTableProvider {
             };
             Arc::new(EmptyExec::new(projected))
         } else {
-            let predicate = match conjunction(filters.iter().cloned()) {
+            let predicate = match self.on_data_columns(filters) {
                 Some(predicate) => {
-                    let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
+                    let df_schema = DFSchema::try_from(Arc::clone(self.snapshot.schema()))?;
                     Some(state.create_physical_expr(predicate, &df_schema)?)
                 }
                 None => None,
@@ -131,7 +188,7 @@ impl TableProvider for DeltaTableProvider {
             parquet_scan(ParquetScan {
                 runtime: state.runtime_env().clone(),
                 store_url: self.store_url.clone(),
-                schema,
+                schema: self.schema.clone(),
                 files,
                 projection: projection.cloned(),
                 predicate,

@@ -4,19 +4,28 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
-use datafusion::common::Result;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, ParquetRowSelection,
+};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use parquet::file::metadata::ParquetMetaDataReader;
+use roaring::RoaringTreemap;
+
+use super::TableHandle;
+use crate::txlog::{Add, FileStats};
 
 /// How many files of a snapshot a scan reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +132,8 @@ pub struct ParquetScan {
     /// The runtime whose object store and Parquet metadata cache the scan uses.
     pub runtime: Arc<RuntimeEnv>,
     pub store_url: ObjectStoreUrl,
-    pub schema: SchemaRef,
+    /// File columns, plus any per-file (partition) and reader-made (row number) columns.
+    pub schema: TableSchema,
     pub files: Vec<PartitionedFile>,
     pub projection: Option<Vec<usize>>,
     /// Used to skip row groups and pages inside the files.
@@ -138,9 +148,9 @@ pub fn parquet_scan(scan: ParquetScan) -> Result<Arc<dyn ExecutionPlan>> {
     // Data files are immutable, so their footers can be cached across statements.
     let store = scan.runtime.object_store(&scan.store_url)?;
     let metadata_cache = scan.runtime.cache_manager.get_file_metadata_cache();
-    let mut source = ParquetSource::new(Arc::clone(&scan.schema)).with_parquet_file_reader_factory(
-        Arc::new(CachedParquetFileReaderFactory::new(store, metadata_cache)),
-    );
+    let mut source = ParquetSource::new(scan.schema).with_parquet_file_reader_factory(Arc::new(
+        CachedParquetFileReaderFactory::new(store, metadata_cache),
+    ));
     if let Some(predicate) = scan.predicate {
         source = source.with_predicate(predicate);
     }
@@ -165,8 +175,76 @@ pub fn parquet_scan(scan: ParquetScan) -> Result<Arc<dyn ExecutionPlan>> {
     Ok(DataSourceExec::from_data_source(config))
 }
 
+/// A live data file to scan: its path, and for a file with a deletion vector, a row selection
+/// that leaves out the deleted rows (positions count across all row groups, so DataFusion can
+/// still prune row groups and pages).
+pub async fn live_file(
+    handle: &TableHandle,
+    add: &Add,
+    stats: &FileStats,
+) -> Result<PartitionedFile> {
+    let file = data_file(handle.log().root(), add)?;
+    let Some(descriptor) = &add.deletion_vector else {
+        return Ok(file);
+    };
+    let deleted = handle
+        .deletion_vector(descriptor)
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let rows = match stats.num_records {
+        Some(rows) => rows,
+        None => row_count(handle, &file).await?,
+    };
+    Ok(file.with_extension(ParquetRowSelection::new(live_rows(&deleted, rows))))
+}
+
+/// Selects the rows of a `rows`-row file that `deleted` does not list.
+pub fn live_rows(deleted: &RoaringTreemap, rows: u64) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut next = 0u64;
+    for position in deleted.iter().take_while(|p| *p < rows) {
+        if position > next {
+            selectors.push(RowSelector::select((position - next) as usize));
+        }
+        selectors.push(RowSelector::skip(1));
+        next = position + 1;
+    }
+    if next < rows {
+        selectors.push(RowSelector::select((rows - next) as usize));
+    }
+    RowSelection::from(selectors)
+}
+
+/// The number of physical rows in a live file: from its statistics, else from its footer.
+pub async fn row_count_of(handle: &TableHandle, add: &Add) -> Result<u64> {
+    match FileStats::of(add).num_records {
+        Some(rows) => Ok(rows),
+        None => row_count(handle, &data_file(handle.log().root(), add)?).await,
+    }
+}
+
+/// The number of rows in a data file, from its Parquet footer.
+async fn row_count(handle: &TableHandle, file: &PartitionedFile) -> Result<u64> {
+    let store = handle.log().store();
+    let location = &file.object_meta.location;
+    let size = file.object_meta.size;
+    let bad = || DataFusionError::Execution(format!("'{location}' is not a Parquet file"));
+    // The footer: metadata length (u32 LE) and the magic `PAR1`.
+    let tail = store
+        .get_range(location, size.saturating_sub(8)..size)
+        .await?;
+    if tail.len() != 8 || &tail[4..] != b"PAR1" {
+        return Err(bad());
+    }
+    let length = u64::from(u32::from_le_bytes(tail[..4].try_into().map_err(|_| bad())?));
+    let start = size.checked_sub(8 + length).ok_or_else(bad)?;
+    let metadata = store.get_range(location, start..size - 8).await?;
+    let metadata = ParquetMetaDataReader::decode_metadata(&metadata)?;
+    Ok(u64::try_from(metadata.file_metadata().num_rows()).unwrap_or_default())
+}
+
 /// The data file an `add` action names, relative to the store root (its path is URL-encoded).
-pub fn data_file(table_root: &Path, add: &crate::txlog::Add) -> Result<PartitionedFile> {
+pub fn data_file(table_root: &Path, add: &Add) -> Result<PartitionedFile> {
     let joined = format!("{table_root}/{}", add.path);
     let path = Path::from_url_path(joined)?;
     let size = u64::try_from(add.size).unwrap_or_default();

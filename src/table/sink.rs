@@ -50,33 +50,34 @@ impl DeltaSink {
             store_url,
         }
     }
+}
 
-    async fn upload(&self, file: EncodedFile) -> Result<Add> {
-        let name = format!("part-00000-{}-c000.snappy.parquet", uuid::Uuid::new_v4());
-        let path = self.handle.log().root().clone().join(name.as_str());
-        let size = file.bytes.len() as i64;
-        self.handle
-            .log()
-            .store()
-            .put(&path, PutPayload::from(file.bytes))
-            .await?;
-        let stats = json!({
-            "numRecords": file.stats.num_records,
-            "minValues": file.stats.min_values,
-            "maxValues": file.stats.max_values,
-            "nullCount": file.stats.null_count,
-        });
-        Ok(Add {
-            path: name,
-            partition_values: HashMap::new(),
-            size,
-            modification_time: chrono::Utc::now().timestamp_millis(),
-            data_change: true,
-            stats: Some(stats.to_string()),
-            tags: None,
-            deletion_vector: None,
-        })
-    }
+/// Stores an encoded data file in the table folder and describes it as an `add` action.
+pub(super) async fn upload_data_file(handle: &TableHandle, file: EncodedFile) -> Result<Add> {
+    let name = format!("part-00000-{}-c000.snappy.parquet", uuid::Uuid::new_v4());
+    let path = handle.log().root().clone().join(name.as_str());
+    let size = file.bytes.len() as i64;
+    handle
+        .log()
+        .store()
+        .put(&path, PutPayload::from(file.bytes))
+        .await?;
+    let stats = json!({
+        "numRecords": file.stats.num_records,
+        "minValues": file.stats.min_values,
+        "maxValues": file.stats.max_values,
+        "nullCount": file.stats.null_count,
+    });
+    Ok(Add {
+        path: name,
+        partition_values: HashMap::new(),
+        size,
+        modification_time: chrono::Utc::now().timestamp_millis(),
+        data_change: true,
+        stats: Some(stats.to_string()),
+        tags: None,
+        deletion_vector: None,
+    })
 }
 
 impl DisplayAs for DeltaSink {
@@ -122,20 +123,19 @@ impl DataSink for DeltaSink {
             if current.encoded_size() >= TARGET_FILE_BYTES
                 && let Some(full) = writer.take()
             {
-                adds.push(self.upload(full.finish().map_err(external)?).await?);
+                adds.push(upload_data_file(&self.handle, full.finish().map_err(external)?).await?);
             }
         }
         if let Some(last) = writer.take().filter(|w| w.rows() > 0) {
-            adds.push(self.upload(last.finish().map_err(external)?).await?);
+            adds.push(upload_data_file(&self.handle, last.finish().map_err(external)?).await?);
         }
         if adds.is_empty() {
             return Ok(0);
         }
         if let Some(keys) = &keys {
-            let root = self.handle.log().root();
             keys.check_existing(
                 &self.snapshot,
-                root,
+                &self.handle,
                 self.store_url.clone(),
                 Arc::clone(context),
             )
@@ -160,6 +160,6 @@ impl DataSink for DeltaSink {
     }
 }
 
-fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+pub(super) fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::DeletionVectorDescriptor;
+
 /// One line of a commit file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -86,6 +88,56 @@ pub struct Protocol {
     pub writer_features: Option<Vec<String>>,
 }
 
+/// Table property that allows writers to add deletion vectors.
+pub const ENABLE_DELETION_VECTORS: &str = "delta.enableDeletionVectors";
+
+/// Writer features implied by legacy (pre-7) writer versions, which a move to writer version 7
+/// must list explicitly.
+const LEGACY_WRITER_FEATURES: &[(i32, &str)] = &[
+    (2, "appendOnly"),
+    (2, "invariants"),
+    (3, "checkConstraints"),
+    (4, "changeDataFeed"),
+    (4, "generatedColumns"),
+    (5, "columnMapping"),
+    (6, "identityColumns"),
+];
+
+impl Protocol {
+    /// Whether readers and writers of this protocol know deletion vectors.
+    pub fn has_deletion_vectors(&self) -> bool {
+        let listed = |features: &Option<Vec<String>>| {
+            features.iter().flatten().any(|f| f == "deletionVectors")
+        };
+        listed(&self.reader_features) && listed(&self.writer_features)
+    }
+
+    /// This protocol at reader 3 / writer 7 with `deletionVectors` added, keeping every feature
+    /// the old versions implied.
+    pub fn with_deletion_vectors(&self) -> Protocol {
+        let mut readers = self.reader_features.clone().unwrap_or_default();
+        let mut writers = self.writer_features.clone().unwrap_or_default();
+        if self.min_writer_version < 7 {
+            for (version, feature) in LEGACY_WRITER_FEATURES {
+                if self.min_writer_version >= *version {
+                    writers.push(feature.to_string());
+                }
+            }
+        }
+        for features in [&mut readers, &mut writers] {
+            if !features.iter().any(|f| f == "deletionVectors") {
+                features.push("deletionVectors".into());
+            }
+        }
+        Protocol {
+            min_reader_version: 3,
+            min_writer_version: 7,
+            reader_features: Some(readers),
+            writer_features: Some(writers),
+        }
+    }
+}
+
 /// Table schema, partitioning and properties.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -137,7 +189,7 @@ pub struct Add {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<HashMap<String, Option<String>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deletion_vector: Option<Value>,
+    pub deletion_vector: Option<DeletionVectorDescriptor>,
 }
 
 /// Removes a data file (a tombstone kept until retention expires).
@@ -155,7 +207,7 @@ pub struct Remove {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deletion_vector: Option<Value>,
+    pub deletion_vector: Option<DeletionVectorDescriptor>,
 }
 
 #[cfg(test)]
@@ -172,6 +224,28 @@ mod tests {
         assert_eq!(add.size, 10);
         let again = Action::from_json_line(&action.to_json_line().unwrap()).unwrap();
         assert_eq!(again, action);
+    }
+
+    #[test]
+    fn legacy_protocols_keep_their_features_when_deletion_vectors_arrive() {
+        let legacy = Protocol {
+            min_reader_version: 1,
+            min_writer_version: 2,
+            reader_features: None,
+            writer_features: None,
+        };
+        assert!(!legacy.has_deletion_vectors());
+        let upgraded = legacy.with_deletion_vectors();
+        assert!(upgraded.has_deletion_vectors());
+        assert_eq!(
+            (upgraded.min_reader_version, upgraded.min_writer_version),
+            (3, 7)
+        );
+        assert_eq!(
+            upgraded.writer_features.unwrap(),
+            ["appendOnly", "invariants", "deletionVectors"]
+        );
+        assert_eq!(upgraded.reader_features.unwrap(), ["deletionVectors"]);
     }
 
     #[test]

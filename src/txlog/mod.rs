@@ -15,12 +15,16 @@
 //! leaves a complete commit. This layer never imports DataFusion or tonic.
 
 mod actions;
+mod dv;
 mod error;
 mod log;
 mod schema;
 mod snapshot;
 
-pub use actions::{Action, Add, CommitInfo, Format, Metadata, Protocol, Remove};
+pub use actions::{
+    Action, Add, CommitInfo, ENABLE_DELETION_VECTORS, Format, Metadata, Protocol, Remove,
+};
+pub use dv::{DeletionVectorDescriptor, write_deletion_vector};
 pub use error::TxLogError;
 pub use log::{DeltaLog, Operation};
 pub use schema::{arrow_schema_from_delta, delta_schema_string};

@@ -31,11 +31,35 @@ def test_greeting_and_prompt(text):
 
 
 def test_seed_transcript(text):
+    """Seed 000 end to end. Its second table prints the `name` column one character narrower
+    than its header (`| name|`), which no column-width rule reproduces together with the first
+    table; MiniDB pads both tables the same way and the rows are the seed's."""
     seed(text)
     assert text.query("SELECT * FROM users;") == SEED_TABLE
-    assert text.query("SHOW TABLES;") == "Tables in test:\n - users"
-    assert text.query("DROP TABLE users;") == "Dropped table: users"
-    assert text.query("SHOW TABLES;") == "(no tables left)"
+    assert text.query("DELETE FROM users WHERE id=1;") == "Deleted 1 row(s) from users"
+    assert text.query("SELECT * FROM users;") == (
+        "+----+------+-----+\n"
+        "| id | name | age |\n"
+        "+----+------+-----+\n"
+        "| 2  | Bob  | 30  |\n"
+        "+----+------+-----+"
+    )
+    text.send_raw(b"EXIT;\n")
+    assert "Bye" in text.read_to_eof().decode()
+
+
+def test_seed_second_session(server):
+    """The transcript's second session, on a new connection: the table survived the first."""
+    with server.text() as first:
+        seed(first)
+        first.ok("DELETE FROM users WHERE id=1;")
+    with server.text() as second:
+        assert second.query("USE test;") == "Using database: test"
+        assert second.query("SHOW TABLES;") == "Tables in test:\n - users"
+        _, rows = parse_ascii_table(second.query("SELECT * FROM users;"))
+        assert rows == [["2", "Bob", "30"]]
+        assert second.query("DROP TABLE users;") == "Dropped table: users"
+        assert second.query("SHOW TABLES;") == "(no tables left)"
 
 
 def test_seed_select_order_is_stable(text):
@@ -47,15 +71,14 @@ def test_seed_select_order_is_stable(text):
     assert not wrong, f"{len(wrong)}/20 answers differ from the seed transcript, e.g.\n{wrong[0]}"
 
 
-def test_update_and_delete_not_supported_yet(text):
+def test_update_and_delete_messages(text):
     seed(text)
-    assert text.query("DELETE FROM users WHERE id = '1';").startswith("ERROR: not supported")
-    assert text.query("UPDATE users SET age = '26' WHERE id = '1';").startswith(
-        "ERROR: not supported"
-    )
-    # Nothing changed.
+    assert text.query("UPDATE users SET age = '26' WHERE id = '1';") == "Updated 1 row(s) in users"
+    assert text.query("UPDATE users SET age = '0' WHERE id = '9';") == "Updated 0 row(s) in users"
+    assert text.query("DELETE FROM users WHERE name = 'Bob';") == "Deleted 1 row(s) from users"
     _, rows = parse_ascii_table(text.query("SELECT * FROM users ORDER BY id;"))
-    assert rows == [["1", "Alice", "25"], ["2", "Bob", "30"]]
+    assert rows == [["1", "Alice", "26"]]
+    assert text.query("UPDATE users SET nope = 1;").startswith("ERROR: column 'nope' does not exist")
 
 
 def test_several_statements_on_one_line(text):

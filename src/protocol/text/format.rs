@@ -16,6 +16,8 @@ pub fn message(outcome: &Outcome) -> Option<String> {
         Outcome::TableDropped(name) => format!("Dropped table: {name}"),
         Outcome::Inserted { table, rows: 1 } => format!("Inserted into {table}"),
         Outcome::Inserted { table, rows } => format!("Inserted {rows} row(s) into {table}"),
+        Outcome::Deleted { table, rows } => format!("Deleted {rows} row(s) from {table}"),
+        Outcome::Updated { table, rows } => format!("Updated {rows} row(s) in {table}"),
         Outcome::NothingToDo(text) => format!("{text}, nothing done"),
         Outcome::Rows(_) | Outcome::Listing(..) => return None,
     })

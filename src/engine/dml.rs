@@ -1,0 +1,239 @@
+//! UPDATE and DELETE, Merge-on-Read.
+//!
+//! Life of an UPDATE/DELETE:
+//!
+//! 1. The statement is checked and reduced to a [`Dml`]: target table, assignments, WHERE.
+//! 2. The target's writer lock is taken (statements of this process that change the table take
+//!    turns), and the newest snapshot is read.
+//! 3. A query is planned over a view of the target that adds two row-address columns, file index
+//!    and physical row position: `SELECT __minidb_file, __minidb_row [, new values] FROM t WHERE …`.
+//!    DataFusion does the rest (file skipping, filters, subqueries, expressions); new values are
+//!    converted to the column types with the same checks as INSERT.
+//! 4. The addresses and new rows stream into a [`Mutation`], which writes deletion vectors (and
+//!    the new rows) and commits them as one Delta commit.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::common::DataFusionError;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
+use datafusion::physical_plan::execute_stream;
+use datafusion::sql::parser::DFParser;
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use futures::StreamExt;
+
+use super::insert::store;
+use super::statement::{self, TableName};
+use super::{Engine, EngineError, Outcome, Session};
+use crate::catalog::{CatalogError, StatementCatalog};
+use crate::table::{DeltaTableProvider, FILE_INDEX_COLUMN, Mutation, ROW_INDEX_COLUMN};
+
+/// Which statement a [`Dml`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DmlKind {
+    Delete,
+    Update,
+}
+
+/// An UPDATE or DELETE reduced to what MiniDB runs.
+#[derive(Debug)]
+pub(super) struct Dml {
+    kind: DmlKind,
+    table: TableName,
+    /// The target as written, with its alias (`users`, `shop.items AS i`).
+    relation: String,
+    /// Column and new value, in the order written.
+    assignments: Vec<(String, ast::Expr)>,
+    selection: Option<ast::Expr>,
+}
+
+impl Dml {
+    pub(super) fn delete(delete: &ast::Delete) -> Result<Self, EngineError> {
+        let from = match &delete.from {
+            ast::FromTable::WithFromKeyword(from) | ast::FromTable::WithoutKeyword(from) => from,
+        };
+        if !delete.tables.is_empty() || from.len() != 1 {
+            return Err(unsupported("DELETE from several tables"));
+        }
+        if delete.using.is_some() {
+            return Err(unsupported("DELETE … USING"));
+        }
+        if delete.returning.is_some() || delete.output.is_some() {
+            return Err(unsupported("DELETE … RETURNING"));
+        }
+        if !delete.order_by.is_empty() || delete.limit.is_some() {
+            return Err(unsupported("DELETE … ORDER BY/LIMIT"));
+        }
+        Ok(Self {
+            kind: DmlKind::Delete,
+            table: single_table(&from[0])?,
+            relation: from[0].to_string(),
+            assignments: Vec::new(),
+            selection: delete.selection.clone(),
+        })
+    }
+
+    pub(super) fn update(update: &ast::Update) -> Result<Self, EngineError> {
+        if update.from.is_some() {
+            return Err(unsupported("UPDATE … FROM"));
+        }
+        if update.returning.is_some() || update.output.is_some() {
+            return Err(unsupported("UPDATE … RETURNING"));
+        }
+        if update.or.is_some() {
+            return Err(unsupported("UPDATE OR …"));
+        }
+        if !update.order_by.is_empty() || update.limit.is_some() {
+            return Err(unsupported("UPDATE … ORDER BY/LIMIT"));
+        }
+        let mut assignments: Vec<(String, ast::Expr)> = Vec::new();
+        for assignment in &update.assignments {
+            let ast::AssignmentTarget::ColumnName(name) = &assignment.target else {
+                return Err(unsupported("assigning a tuple of columns"));
+            };
+            let Some(ast::ObjectNamePart::Identifier(column)) = name.0.last() else {
+                return Err(EngineError::InvalidInput(format!("bad column name {name}")));
+            };
+            let column = statement::normalize(column);
+            if assignments.iter().any(|(c, _)| *c == column) {
+                return Err(EngineError::InvalidInput(format!(
+                    "column '{column}' is assigned twice"
+                )));
+            }
+            assignments.push((column, assignment.value.clone()));
+        }
+        Ok(Self {
+            kind: DmlKind::Update,
+            table: single_table(&update.table)?,
+            relation: update.table.to_string(),
+            assignments,
+            selection: update.selection.clone(),
+        })
+    }
+
+    /// The query that finds the rows to change: their addresses, and for an UPDATE every
+    /// column's new value (in table order).
+    fn query(&self, columns: &[String]) -> String {
+        let mut items = vec![quote(FILE_INDEX_COLUMN), quote(ROW_INDEX_COLUMN)];
+        if self.kind == DmlKind::Update {
+            for column in columns {
+                items.push(match self.assignments.iter().find(|(c, _)| c == column) {
+                    Some((_, value)) => format!("({value}) AS {}", quote(column)),
+                    None => quote(column),
+                });
+            }
+        }
+        let mut sql = format!("SELECT {} FROM {}", items.join(", "), self.relation);
+        if let Some(selection) = &self.selection {
+            sql.push_str(&format!(" WHERE {selection}"));
+        }
+        sql
+    }
+}
+
+impl Engine {
+    pub(super) async fn execute_dml(
+        &self,
+        session: &Session,
+        dml: Dml,
+    ) -> Result<Outcome, EngineError> {
+        let database = dml
+            .table
+            .database
+            .clone()
+            .unwrap_or_else(|| session.database().to_string());
+        let table = dml.table.table.clone();
+        let handle = self.catalog.table(&database, &table).await?;
+        // Until the commit, no other statement of this process changes the table.
+        let _turn = handle.lock_writer().await;
+        let snapshot = handle.refresh().await.map_err(CatalogError::from)?;
+        let schema = Arc::clone(snapshot.schema());
+        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        for (column, _) in &dml.assignments {
+            if !columns.contains(column) {
+                return Err(EngineError::InvalidInput(format!(
+                    "column '{column}' does not exist in table {table}"
+                )));
+            }
+        }
+
+        let sql = dml.query(&columns);
+        let mut parsed = DFParser::parse_sql_with_dialect(&sql, &GenericDialect {})
+            .map_err(|e| EngineError::InvalidInput(format!("syntax error: {e}")))?;
+        let parsed = parsed
+            .pop_front()
+            .ok_or_else(|| EngineError::InvalidInput("empty statement".into()))?;
+        let view = StatementCatalog::load(Arc::clone(&self.catalog), self.scope(session, &parsed)?)
+            .await?;
+        let store_url = view.store_url().clone();
+        let target = DeltaTableProvider::new(
+            format!("{database}.{table}"),
+            Arc::clone(&handle),
+            Arc::clone(&snapshot),
+            store_url.clone(),
+        )
+        .with_row_addresses();
+        view.pin(&database, &table, Arc::new(target));
+        let state = self.statement_state(session, view);
+        let mut plan = state.statement_to_plan(parsed).await?;
+        if dml.kind == DmlKind::Update {
+            // New values are converted like INSERT values: the column's type, NOT NULL, and an
+            // error naming the column and the value that does not fit.
+            let outputs = plan.schema().columns();
+            let mut exprs: Vec<Expr> = outputs[..2].iter().cloned().map(Expr::Column).collect();
+            for (output, field) in outputs[2..].iter().zip(schema.fields()) {
+                exprs.push(store(Expr::Column(output.clone()), field).alias(field.name()));
+            }
+            plan = LogicalPlanBuilder::from(plan).project(exprs)?.build()?;
+        }
+        let physical = state.create_physical_plan(&plan).await?;
+
+        let changed: HashSet<&str> = dml.assignments.iter().map(|(c, _)| c.as_str()).collect();
+        let mut mutation = Mutation::new(
+            Arc::clone(&handle),
+            Arc::clone(&snapshot),
+            store_url,
+            &changed,
+        )?;
+        let mut stream = execute_stream(physical, state.task_ctx())?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            mutation.delete(batch.column(0), batch.column(1))?;
+            if dml.kind == DmlKind::Update {
+                let values: Vec<usize> = (2..batch.num_columns()).collect();
+                mutation.insert(batch.project(&values).map_err(DataFusionError::from)?)?;
+            }
+        }
+        let predicate = dml.selection.as_ref().map(ToString::to_string);
+        let (operation, outcome): (&str, fn(String, u64) -> Outcome) = match dml.kind {
+            DmlKind::Delete => ("DELETE", |table, rows| Outcome::Deleted { table, rows }),
+            DmlKind::Update => ("UPDATE", |table, rows| Outcome::Updated { table, rows }),
+        };
+        let rows = mutation
+            .commit(operation, predicate, state.task_ctx())
+            .await?;
+        Ok(outcome(table, rows))
+    }
+}
+
+/// The one plain table an UPDATE/DELETE names.
+fn single_table(relation: &ast::TableWithJoins) -> Result<TableName, EngineError> {
+    if !relation.joins.is_empty() {
+        return Err(unsupported("UPDATE/DELETE over a join"));
+    }
+    match &relation.relation {
+        ast::TableFactor::Table {
+            name, args: None, ..
+        } => statement::table_name(name),
+        other => Err(unsupported(&format!("UPDATE/DELETE of {other}"))),
+    }
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn unsupported(what: &str) -> EngineError {
+    EngineError::NotSupported(what.to_string())
+}
