@@ -190,14 +190,17 @@ impl DeltaLog {
             let changes_table = winner
                 .iter()
                 .any(|a| matches!(a, Action::Protocol(_) | Action::Metadata(_)));
-            if changes_table || !operation.blind_append {
+            // Write-serializable: new rows appended by a blind append were not there when we
+            // read, as if that append had committed after us; anything else may have changed
+            // what we read (a removed file, rows added by an UPDATE).
+            if changes_table || !(operation.blind_append || is_blind_append(&winner)) {
                 return Err(TxLogError::Conflict {
                     table: self.root.to_string(),
                     version,
                     reason: if changes_table {
                         "a concurrent transaction changed the table's schema or protocol".into()
                     } else {
-                        "a concurrent transaction committed first".into()
+                        "a concurrent transaction changed the rows this one read".into()
                     },
                 });
             }
@@ -253,6 +256,17 @@ async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<
     }
 }
 
+/// True for a commit that only appended files without reading the table.
+fn is_blind_append(actions: &[Action]) -> bool {
+    let declared = actions.iter().any(|a| {
+        matches!(a, Action::CommitInfo(info) if info.is_blind_append == Some(true))
+    });
+    declared
+        && actions
+            .iter()
+            .all(|a| matches!(a, Action::CommitInfo(_) | Action::Add(_)))
+}
+
 fn commit_body(
     operation: &Operation,
     read_version: Option<i64>,
@@ -263,7 +277,14 @@ fn commit_body(
         operation: Some(operation.name.clone()),
         operation_parameters: Some(operation.parameters.clone()),
         read_version,
-        isolation_level: Some("Serializable".into()),
+        isolation_level: Some(
+            if operation.blind_append {
+                "Serializable"
+            } else {
+                "WriteSerializable"
+            }
+            .into(),
+        ),
         is_blind_append: Some(operation.blind_append),
         operation_metrics: Some(operation.metrics.clone()),
         engine_info: Some(format!("MiniDB/{}", env!("CARGO_PKG_VERSION"))),
@@ -279,7 +300,7 @@ fn commit_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::txlog::{Add, Format, Metadata, Protocol};
+    use crate::txlog::{Add, Format, Metadata, Protocol, Remove};
     use object_store::memory::InMemory;
 
     fn table_actions() -> Vec<Action> {
@@ -346,16 +367,46 @@ mod tests {
         assert_eq!(refreshed.version(), 2);
     }
 
-    #[tokio::test]
-    async fn non_blind_commit_conflicts() {
-        let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("db/t"));
-        let v0 = Arc::new(log.create(append(), table_actions()).await.unwrap());
-        log.commit(&v0, append(), vec![add("a")]).await.unwrap();
-        let rewrite = Operation {
+    fn delete(path: &str) -> (Operation, Vec<Action>) {
+        let operation = Operation {
             name: "DELETE".into(),
             ..Default::default()
         };
-        let err = log.commit(&v0, rewrite, vec![]).await.unwrap_err();
+        let remove = Action::Remove(Remove {
+            path: path.into(),
+            deletion_timestamp: Some(1),
+            data_change: true,
+            extended_file_metadata: None,
+            partition_values: None,
+            size: None,
+            deletion_vector: None,
+        });
+        (operation, vec![remove])
+    }
+
+    #[tokio::test]
+    async fn rewrite_moves_past_a_concurrent_blind_append() {
+        let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("db/t"));
+        let v0 = Arc::new(log.create(append(), table_actions()).await.unwrap());
+        let v1 = log.commit(&v0, append(), vec![add("a")]).await.unwrap();
+        log.commit(&v1, append(), vec![add("b")]).await.unwrap();
+        let (operation, actions) = delete("a");
+        let v3 = log.commit(&v1, operation, actions).await.unwrap();
+        assert_eq!(v3.version(), 3);
+        assert_eq!(v3.files().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["b"]);
+    }
+
+    #[tokio::test]
+    async fn rewrite_conflicts_with_a_concurrent_rewrite() {
+        let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("db/t"));
+        let v0 = Arc::new(log.create(append(), table_actions()).await.unwrap());
+        let v1 = log.commit(&v0, append(), vec![add("a")]).await.unwrap();
+        let (operation, actions) = delete("a");
+        log.commit(&v1, operation.clone(), actions.clone())
+            .await
+            .unwrap();
+        let err = log.commit(&v1, operation, actions).await.unwrap_err();
+        assert!(matches!(err, TxLogError::Conflict { .. }), "{err}");
         assert!(err.to_string().contains("retry"), "{err}");
     }
 }

@@ -8,7 +8,8 @@
 //! 3. [`DeltaLog::commit`] writes `{v+1:020}.json` with `PutMode::Create`: the object store makes
 //!    the create atomic and exclusive, so exactly one writer wins each version.
 //! 4. A loser reads the winning commits and retries at the next version when the Delta conflict
-//!    rules allow it (a blind append never conflicts with another append), or fails with
+//!    rules allow it (write-serializable: a blind append never conflicts with another append, and
+//!    an UPDATE/DELETE moves past concurrent blind appends), or fails with
 //!    [`TxLogError::Conflict`], which tells the user to retry.
 //!
 //! A crash before step 3 leaves only unreferenced files (orphans for VACUUM); a crash after it
