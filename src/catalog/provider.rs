@@ -171,12 +171,15 @@ impl SchemaProvider for Database {
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };
         let snapshot = handle.cached();
-        let provider: Arc<dyn TableProvider> = Arc::new(DeltaTableProvider::new(
-            format!("{}.{name}", self.name),
-            handle,
-            snapshot,
-            self.store_url.clone(),
-        ));
+        let provider: Arc<dyn TableProvider> = Arc::new(
+            DeltaTableProvider::new(
+                format!("{}.{name}", self.name),
+                handle,
+                snapshot,
+                self.store_url.clone(),
+            )
+            .with_column_defaults()?,
+        );
         Ok(Some(Arc::clone(
             self.resolved().entry(key).or_insert(provider),
         )))

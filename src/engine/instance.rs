@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use arrow::array::{RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::DFSchema;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -25,7 +26,7 @@ use crate::catalog::{
     CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, Scope, StatementCatalog,
 };
 use crate::storage::DataStore;
-use crate::table::PRIMARY_KEY_PROPERTY;
+use crate::table::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY};
 
 /// The query engine behind every protocol. Cheap to share: all state is in the object store.
 #[derive(Debug)]
@@ -283,10 +284,13 @@ impl Engine {
     ) -> SessionState {
         let mut config = self.state.config().clone();
         config.options_mut().catalog.default_schema = session.database().to_string();
-        SessionStateBuilder::new_from_existing(self.state.clone())
+        let mut state = SessionStateBuilder::new_from_existing(self.state.clone())
             .with_config(config)
             .with_catalog_list(Arc::new(view))
-            .build()
+            .build();
+        // `now()`, `current_date()`…: one value per statement, fixed when planning starts.
+        state.mark_start_execution();
+        state
     }
 
     /// What part of the catalog a statement needs to see.
@@ -318,34 +322,28 @@ impl Engine {
             return Err(EngineError::NotSupported("PARTITION BY".into()));
         }
         let mut primary_key: Vec<String> = Vec::new();
+        let mut unique: Vec<Vec<String>> = Vec::new();
         for constraint in &create.constraints {
             match constraint {
                 ast::TableConstraint::PrimaryKey(pk) if primary_key.is_empty() => {
-                    for column in &pk.columns {
-                        match &column.column.expr {
-                            ast::Expr::Identifier(ident) => {
-                                primary_key.push(statement::normalize(ident))
-                            }
-                            other => {
-                                return Err(EngineError::InvalidInput(format!(
-                                    "PRIMARY KEY lists columns, not expressions like {other}"
-                                )));
-                            }
-                        }
-                    }
+                    primary_key = index_columns(&pk.columns, "PRIMARY KEY")?;
                 }
                 ast::TableConstraint::PrimaryKey(_) => {
                     return Err(EngineError::InvalidInput(
                         "a table has at most one PRIMARY KEY".into(),
                     ));
                 }
+                ast::TableConstraint::Unique(key) => {
+                    unique.push(index_columns(&key.columns, "UNIQUE")?);
+                }
                 other => {
                     return Err(EngineError::NotSupported(format!(
-                        "table constraint {other} (constraints beyond PRIMARY KEY arrive in a later release)"
+                        "table constraint {other} (MiniDB enforces PRIMARY KEY, UNIQUE, NOT NULL and DEFAULT)"
                     )));
                 }
             }
         }
+        let mut defaults = serde_json::Map::new();
         if create.columns.is_empty() {
             return Err(EngineError::InvalidInput(
                 "a table needs at least one column".into(),
@@ -379,9 +377,28 @@ impl Engine {
                         ));
                     }
                     ColumnOption::Null => nullable = true,
+                    ColumnOption::Unique(_) => unique.push(vec![column_name.clone()]),
+                    ColumnOption::Default(expr) => {
+                        let text = expr.to_string();
+                        let parsed = self
+                            .state
+                            .create_logical_expr(&text, &DFSchema::empty())
+                            .map_err(|e| {
+                                EngineError::InvalidInput(format!(
+                                    "DEFAULT of '{column_name}' must be a constant expression: {}",
+                                    e.strip_backtrace()
+                                ))
+                            })?;
+                        if !parsed.column_refs().is_empty() {
+                            return Err(EngineError::InvalidInput(format!(
+                                "DEFAULT of '{column_name}' cannot name columns"
+                            )));
+                        }
+                        defaults.insert(column_name.clone(), text.into());
+                    }
                     other => {
                         return Err(EngineError::NotSupported(format!(
-                            "column option {other} on '{column_name}' (constraints arrive in a later release)"
+                            "column option {other} on '{column_name}' (MiniDB enforces PRIMARY KEY, UNIQUE, NOT NULL and DEFAULT)"
                         )));
                     }
                 }
@@ -391,6 +408,13 @@ impl Engine {
                 column_type(&column.data_type)?,
                 nullable,
             ));
+        }
+        for key in unique.iter().flatten() {
+            if !fields.iter().any(|f| f.name() == key) {
+                return Err(EngineError::InvalidInput(format!(
+                    "UNIQUE column '{key}' is not a column of the table"
+                )));
+            }
         }
         for key in &primary_key {
             let Some(field) = fields.iter_mut().find(|f| f.name() == key) else {
@@ -402,15 +426,20 @@ impl Engine {
             *field = field.clone().with_nullable(false);
         }
         let schema = Schema::new(fields);
-        let properties = if primary_key.is_empty() {
-            Vec::new()
-        } else {
-            vec![(
-                PRIMARY_KEY_PROPERTY.to_string(),
-                serde_json::to_string(&primary_key)
-                    .map_err(|e| EngineError::InvalidInput(e.to_string()))?,
-            )]
-        };
+        let mut properties = Vec::new();
+        if !primary_key.is_empty() {
+            properties.push((PRIMARY_KEY_PROPERTY, serde_json::json!(primary_key)));
+        }
+        if !unique.is_empty() {
+            properties.push((UNIQUE_PROPERTY, serde_json::json!(unique)));
+        }
+        if !defaults.is_empty() {
+            properties.push((DEFAULTS_PROPERTY, serde_json::Value::Object(defaults)));
+        }
+        let properties = properties
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
         match self
             .catalog
             .create_table(&database, &name.table, &schema, properties)
@@ -423,6 +452,19 @@ impl Engine {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The plain column names of a PRIMARY KEY or UNIQUE constraint.
+fn index_columns(columns: &[ast::IndexColumn], kind: &str) -> Result<Vec<String>, EngineError> {
+    columns
+        .iter()
+        .map(|column| match &column.column.expr {
+            ast::Expr::Identifier(ident) => Ok(statement::normalize(ident)),
+            other => Err(EngineError::InvalidInput(format!(
+                "{kind} lists columns, not expressions like {other}"
+            ))),
+        })
+        .collect()
 }
 
 /// True for statements whose result is a set of rows (queries, EXPLAIN).

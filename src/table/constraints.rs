@@ -1,22 +1,27 @@
-//! PRIMARY KEY enforcement for appends.
+//! PRIMARY KEY and UNIQUE enforcement for appends and updates.
 //!
-//! The key columns are listed in the table configuration under [`PRIMARY_KEY_PROPERTY`] (a JSON
-//! array of column names; the columns themselves are `nullable:false`), which other Delta
-//! readers ignore. An append checks its keys against each other and against the rows of every
-//! live file whose statistics overlap the range of new keys — for ordered keys that is one file
-//! or none — before its commit. Such an append is not blind: it read the table, so a concurrent
-//! commit makes it conflict (and retry) instead of letting a duplicate in.
+//! The keys are listed in the table configuration, which other Delta readers ignore:
+//! [`PRIMARY_KEY_PROPERTY`] is a JSON array of column names (the columns themselves are
+//! `nullable:false`), [`UNIQUE_PROPERTY`] a JSON array of such arrays. A write checks its keys
+//! against each other and against the rows of every live file whose statistics overlap the range
+//! of new keys — for ordered keys that is one file or none — before its commit. Such a write is
+//! not blind: it read the table, so a concurrent commit makes it conflict (and retry) instead of
+//! letting a duplicate in. As in standard SQL, a UNIQUE key with a NULL in it never collides.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue};
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use futures::StreamExt;
 
 use super::TableHandle;
@@ -26,9 +31,39 @@ use crate::txlog::Snapshot;
 
 /// Table property holding the primary key columns.
 pub const PRIMARY_KEY_PROPERTY: &str = "minidb.primaryKey";
+/// Table property holding the UNIQUE constraints' column lists.
+pub const UNIQUE_PROPERTY: &str = "minidb.unique";
 
-/// The primary key of a table and the keys an append has seen so far.
+/// Table property holding column defaults: a JSON object from column name to SQL expression.
+pub const DEFAULTS_PROPERTY: &str = "minidb.defaults";
+
+/// The DEFAULT expressions of `snapshot`'s columns, planned for DataFusion's INSERT and
+/// simplified now: the table is resolved once per statement, so `now()` is the statement's time.
+pub fn column_defaults(snapshot: &Snapshot) -> Result<HashMap<String, Expr>> {
+    let Some(Some(json)) = snapshot.metadata().configuration.get(DEFAULTS_PROPERTY) else {
+        return Ok(HashMap::new());
+    };
+    let texts: HashMap<String, String> = serde_json::from_str(json).map_err(|e| {
+        DataFusionError::Internal(format!("bad table property {DEFAULTS_PROPERTY}: {e}"))
+    })?;
+    // Defaults are constant expressions: any session's functions plan them the same way.
+    static PLANNER: OnceLock<SessionState> = OnceLock::new();
+    let planner =
+        PLANNER.get_or_init(|| SessionStateBuilder::new().with_default_features().build());
+    let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_current_time().build());
+    texts
+        .into_iter()
+        .map(|(column, text)| {
+            let expr = planner.create_logical_expr(&text, &DFSchema::empty())?;
+            Ok((column, simplifier.simplify(expr)?))
+        })
+        .collect()
+}
+
+/// One key of a table (its PRIMARY KEY or a UNIQUE constraint) and the values a write has seen.
 pub struct KeyChecker {
+    /// `PRIMARY KEY` or `UNIQUE`, for messages.
+    kind: &'static str,
     columns: Vec<String>,
     indices: Vec<usize>,
     converter: RowConverter,
@@ -38,13 +73,30 @@ pub struct KeyChecker {
 }
 
 impl KeyChecker {
-    /// The checker for `snapshot`'s primary key, or `None` when the table has none.
-    pub fn for_table(snapshot: &Snapshot) -> Result<Option<Self>> {
-        let Some(Some(json)) = snapshot.metadata().configuration.get(PRIMARY_KEY_PROPERTY) else {
-            return Ok(None);
+    /// A checker for each key of `snapshot`'s table: the primary key first, then UNIQUE ones.
+    pub fn for_table(snapshot: &Snapshot) -> Result<Vec<Self>> {
+        let configuration = &snapshot.metadata().configuration;
+        let property = |name: &str| configuration.get(name).cloned().flatten();
+        let bad = |name: &str, e: serde_json::Error| {
+            DataFusionError::Internal(format!("bad table property {name}: {e}"))
         };
-        let columns: Vec<String> = serde_json::from_str(json)
-            .map_err(|e| DataFusionError::Internal(format!("bad {PRIMARY_KEY_PROPERTY}: {e}")))?;
+        let mut keys = Vec::new();
+        if let Some(json) = property(PRIMARY_KEY_PROPERTY) {
+            let columns: Vec<String> =
+                serde_json::from_str(&json).map_err(|e| bad(PRIMARY_KEY_PROPERTY, e))?;
+            keys.push(Self::new(snapshot, "PRIMARY KEY", columns)?);
+        }
+        if let Some(json) = property(UNIQUE_PROPERTY) {
+            let lists: Vec<Vec<String>> =
+                serde_json::from_str(&json).map_err(|e| bad(UNIQUE_PROPERTY, e))?;
+            for columns in lists {
+                keys.push(Self::new(snapshot, "UNIQUE", columns)?);
+            }
+        }
+        Ok(keys)
+    }
+
+    fn new(snapshot: &Snapshot, kind: &'static str, columns: Vec<String>) -> Result<Self> {
         let schema = snapshot.schema();
         let indices = columns
             .iter()
@@ -54,13 +106,14 @@ impl KeyChecker {
             .iter()
             .map(|i| SortField::new(schema.field(*i).data_type().clone()))
             .collect();
-        Ok(Some(Self {
+        Ok(Self {
+            kind,
             columns,
             indices,
             converter: RowConverter::new(fields)?,
             seen: HashSet::new(),
             range: None,
-        }))
+        })
     }
 
     /// The key's column names.
@@ -80,6 +133,9 @@ impl KeyChecker {
         let columns = self.key_columns(batch);
         let rows = self.converter.convert_columns(&columns)?;
         for (i, row) in rows.iter().enumerate() {
+            if columns.iter().any(|c| c.is_null(i)) {
+                continue;
+            }
             if !self.seen.insert(row.as_ref().into()) {
                 return Err(self.violation(&columns, i));
             }
@@ -160,7 +216,8 @@ impl KeyChecker {
             })
             .collect();
         DataFusionError::Execution(format!(
-            "duplicate key violates PRIMARY KEY ({}): ({}) already exists",
+            "duplicate key violates {} ({}): ({}) already exists",
+            self.kind,
             self.columns.join(", "),
             values.join(", ")
         ))

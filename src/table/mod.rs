@@ -17,7 +17,7 @@ mod pruning;
 mod scan;
 mod sink;
 
-pub use constraints::PRIMARY_KEY_PROPERTY;
+pub use constraints::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY};
 pub use handle::TableHandle;
 pub use mutation::Mutation;
 pub use provider::{DeltaTableProvider, FILE_INDEX_COLUMN, ROW_INDEX_COLUMN};

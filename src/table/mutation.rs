@@ -40,22 +40,22 @@ pub struct Mutation {
     /// Newly deleted row positions, by the file's index in the snapshot.
     deleted: BTreeMap<usize, RoaringTreemap>,
     new_rows: Option<ParquetFileWriter>,
-    keys: Option<KeyChecker>,
+    keys: Vec<KeyChecker>,
 }
 
 impl Mutation {
     /// A mutation of `snapshot` that assigns the `changed` columns (none for a DELETE).
     ///
-    /// Rows whose key columns keep their values keep their keys, so the primary key is only
-    /// checked when a key column is assigned.
+    /// Rows whose key columns keep their values keep their keys, so a PRIMARY KEY or UNIQUE
+    /// constraint is only checked when one of its columns is assigned.
     pub fn new(
         handle: Arc<TableHandle>,
         snapshot: Arc<Snapshot>,
         store_url: ObjectStoreUrl,
         changed: &HashSet<&str>,
     ) -> Result<Self> {
-        let keys = KeyChecker::for_table(&snapshot)?
-            .filter(|keys| keys.columns().iter().any(|c| changed.contains(c.as_str())));
+        let mut keys = KeyChecker::for_table(&snapshot)?;
+        keys.retain(|key| key.columns().iter().any(|c| changed.contains(c.as_str())));
         Ok(Self {
             handle,
             snapshot,
@@ -97,8 +97,8 @@ impl Mutation {
         let schema = Arc::clone(self.snapshot.schema());
         // Re-labelling with the table schema checks the NOT NULL columns.
         let batch = RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())?;
-        if let Some(keys) = self.keys.as_mut() {
-            keys.add_new(&batch)?;
+        for key in self.keys.iter_mut() {
+            key.add_new(&batch)?;
         }
         let writer = match self.new_rows.as_mut() {
             Some(writer) => writer,
@@ -170,14 +170,21 @@ impl Mutation {
                 ..add.clone()
             }));
         }
-        if let Some(keys) = &self.keys {
+        if !self.keys.is_empty() {
             // The keys must be unique in the table as it will be: without the replaced rows.
             let after = self
                 .snapshot
                 .advance(self.snapshot.version() + 1, actions.clone())
                 .map_err(external)?;
-            keys.check_existing(&after, &self.handle, self.store_url.clone(), context)
+            for key in &self.keys {
+                key.check_existing(
+                    &after,
+                    &self.handle,
+                    self.store_url.clone(),
+                    Arc::clone(&context),
+                )
                 .await?;
+            }
         }
         let mut added_files = 0usize;
         let mut added_rows = 0u64;

@@ -1,5 +1,6 @@
 //! [`DeltaTableProvider`]: one table at one snapshot, as a DataFusion `TableProvider`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, SchemaRef};
@@ -18,6 +19,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use parquet::arrow::RowNumber;
 
+use super::constraints::column_defaults;
 use super::pruning::FilePruningStats;
 use super::scan::{DeltaScanExec, FileCounts, ParquetScan, live_file, parquet_scan};
 use super::{DeltaSink, TableHandle};
@@ -37,6 +39,8 @@ pub struct DeltaTableProvider {
     store_url: ObjectStoreUrl,
     /// The table's columns, plus the row-address columns when the scan serves an UPDATE/DELETE.
     schema: TableSchema,
+    /// DEFAULT expressions by column, used by INSERTs that leave the column out.
+    defaults: HashMap<String, Expr>,
 }
 
 impl DeltaTableProvider {
@@ -53,7 +57,14 @@ impl DeltaTableProvider {
             snapshot,
             store_url,
             schema,
+            defaults: HashMap::new(),
         }
+    }
+
+    /// Loads the columns' DEFAULT expressions (needed by INSERTs only).
+    pub fn with_column_defaults(mut self) -> Result<Self> {
+        self.defaults = column_defaults(&self.snapshot)?;
+        Ok(self)
     }
 
     /// The same table with two more columns, [`FILE_INDEX_COLUMN`] and [`ROW_INDEX_COLUMN`],
@@ -135,6 +146,10 @@ impl TableProvider for DeltaTableProvider {
 
     fn table_type(&self) -> TableType {
         TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.defaults.get(column)
     }
 
     fn supports_filters_pushdown(

@@ -110,8 +110,8 @@ impl DataSink for DeltaSink {
             // Re-label the columns with the table schema, which checks NOT NULL columns.
             let batch = RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())
                 .map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.table)))?;
-            if let Some(keys) = keys.as_mut() {
-                keys.add_new(&batch)?;
+            for key in keys.iter_mut() {
+                key.add_new(&batch)?;
             }
             rows += batch.num_rows() as u64;
             let current = match writer.as_mut() {
@@ -132,8 +132,8 @@ impl DataSink for DeltaSink {
         if adds.is_empty() {
             return Ok(0);
         }
-        if let Some(keys) = &keys {
-            keys.check_existing(
+        for key in &keys {
+            key.check_existing(
                 &self.snapshot,
                 &self.handle,
                 self.store_url.clone(),
@@ -149,7 +149,7 @@ impl DataSink for DeltaSink {
                 ("numOutputRows".into(), json!(rows)),
             ]),
             // A key check read the table: a concurrent append must make this commit conflict.
-            blind_append: keys.is_none(),
+            blind_append: keys.is_empty(),
         };
         let actions = adds.into_iter().map(Action::Add).collect();
         self.handle

@@ -258,9 +258,9 @@ async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<
 
 /// True for a commit that only appended files without reading the table.
 fn is_blind_append(actions: &[Action]) -> bool {
-    let declared = actions.iter().any(|a| {
-        matches!(a, Action::CommitInfo(info) if info.is_blind_append == Some(true))
-    });
+    let declared = actions
+        .iter()
+        .any(|a| matches!(a, Action::CommitInfo(info) if info.is_blind_append == Some(true)));
     declared
         && actions
             .iter()
@@ -393,7 +393,10 @@ mod tests {
         let (operation, actions) = delete("a");
         let v3 = log.commit(&v1, operation, actions).await.unwrap();
         assert_eq!(v3.version(), 3);
-        assert_eq!(v3.files().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(
+            v3.files().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
     }
 
     #[tokio::test]

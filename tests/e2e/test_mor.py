@@ -208,3 +208,26 @@ def test_random_dml_peers_agree(server, conn, seed):
         if step % 8 == 7 or step == 39:
             for peer, rows in peer_rows(table).items():
                 assert sorted(rows) == expected, f"step {step}: {peer} differs"
+
+
+def test_constraints_survive_restart_and_peers_read_the_table(server):
+    with server.text() as text:
+        text.ok(
+            "CREATE TABLE c (id INT PRIMARY KEY, email VARCHAR UNIQUE, "
+            "status VARCHAR NOT NULL DEFAULT 'new', UNIQUE (id, status));"
+        )
+        text.ok("INSERT INTO c (id, email) VALUES (1, 'a'), (2, NULL);")
+    server.restart(hard=True)
+    with server.text() as text:
+        assert "UNIQUE (email): (a) already exists" in text.query(
+            "INSERT INTO c (id, email) VALUES (3, 'a');"
+        )
+        assert "PRIMARY KEY (id): (2) already exists" in text.query(
+            "UPDATE c SET id = 2 WHERE id = 1;"
+        )
+        text.ok("INSERT INTO c (id) VALUES (3);")
+        text.ok("UPDATE c SET email = 'b' WHERE id = 2;")
+    table = server.data_dir / "default" / "c"
+    expected = [(1, "a", "new"), (2, "b", "new"), (3, None, "new")]
+    for peer, rows in peer_rows(table).items():
+        assert rows == expected, peer
