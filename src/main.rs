@@ -1,10 +1,13 @@
 //! The `minidb` command line: `minidb serve` starts the server.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use minidb::engine::EngineOptions;
 use minidb::server::{RunningServer, ServerConfig};
+use minidb::table::Concurrency;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -27,7 +30,21 @@ enum Command {
         /// Address of the plain-text protocol listener.
         #[arg(long, env = "MINIDB_TEXT_ADDR", default_value = "127.0.0.1:7205")]
         text_addr: String,
+        /// How concurrent writers coordinate: `pessimistic` (per-table writer locks inside this
+        /// server) or `optimistic` (conditional-put commits and Delta's conflict rules only).
+        #[arg(long, env = "MINIDB_CONCURRENCY", value_enum, default_value_t = ConcurrencyArg::Pessimistic)]
+        concurrency: ConcurrencyArg,
+        /// Pessimistic mode: how long a writer waits for a table held by another transaction
+        /// before failing with a retryable conflict.
+        #[arg(long, env = "MINIDB_LOCK_TIMEOUT_MS", default_value_t = 10_000)]
+        lock_timeout_ms: u64,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ConcurrencyArg {
+    Pessimistic,
+    Optimistic,
 }
 
 #[tokio::main]
@@ -41,11 +58,20 @@ async fn main() -> anyhow::Result<()> {
         data,
         flight_addr,
         text_addr,
+        concurrency,
+        lock_timeout_ms,
     } = Cli::parse().command;
+    let concurrency = match concurrency {
+        ConcurrencyArg::Pessimistic => Concurrency::Pessimistic {
+            lock_timeout: Duration::from_millis(lock_timeout_ms),
+        },
+        ConcurrencyArg::Optimistic => Concurrency::Optimistic,
+    };
     let config = ServerConfig {
         data,
         flight_addr,
         text_addr,
+        engine: EngineOptions { concurrency },
     };
     // Signal handlers go in before the listeners announce themselves, so a SIGTERM sent as soon
     // as the `listening` lines appear still shuts down gracefully.

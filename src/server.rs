@@ -15,7 +15,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, EngineOptions};
 use crate::protocol::admin::{Admin, AdminServiceServer};
 use crate::protocol::flight::FlightSqlServer;
 use crate::protocol::text;
@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub data: String,
     pub flight_addr: String,
     pub text_addr: String,
+    /// How writers coordinate (pessimistic table locks by default).
+    pub engine: EngineOptions,
 }
 
 /// Starting or running the server failed.
@@ -64,7 +66,7 @@ impl RunningServer {
     /// Opens the store, binds both listeners and starts serving.
     pub async fn start(config: &ServerConfig) -> Result<Self, ServerError> {
         let store = DataStore::open(&config.data)?;
-        let engine = Arc::new(Engine::open(store).await?);
+        let engine = Arc::new(Engine::open_with(store, config.engine).await?);
         let flight_listener = bind(&config.flight_addr).await?;
         let text_listener = bind(&config.text_addr).await?;
         let flight_addr = local_addr(&flight_listener, &config.flight_addr)?;

@@ -12,6 +12,7 @@ async fn get_status_reports_version_storage_and_catalog_size() {
         data: data.path().to_string_lossy().to_string(),
         flight_addr: "127.0.0.1:0".into(),
         text_addr: "127.0.0.1:0".into(),
+        engine: Default::default(),
     };
     let server = RunningServer::start(&config).await.unwrap();
     let mut client = AdminServiceClient::connect(format!("http://{}", server.flight_addr))

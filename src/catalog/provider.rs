@@ -14,7 +14,7 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 
 use super::{Catalog, CatalogError};
-use crate::table::DeltaTableProvider;
+use crate::table::{DeltaTableProvider, Transaction};
 
 /// What a statement needs to see of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,11 +38,16 @@ pub struct StatementCatalog {
     /// Databases, each with its tables when they were listed up front.
     databases: BTreeMap<String, Option<Vec<String>>>,
     resolved: Arc<Resolved>,
+    transaction: Option<Arc<Transaction>>,
 }
 
 impl StatementCatalog {
     /// Reads the part of the catalog `scope` names, for one statement.
-    pub async fn load(catalog: Arc<Catalog>, scope: Scope) -> Result<Self, CatalogError> {
+    pub async fn load(
+        catalog: Arc<Catalog>,
+        scope: Scope,
+        transaction: Option<Arc<Transaction>>,
+    ) -> Result<Self, CatalogError> {
         let mut databases = BTreeMap::new();
         match scope {
             Scope::Databases(names) => {
@@ -66,6 +71,7 @@ impl StatementCatalog {
             store_url,
             databases,
             resolved: Arc::default(),
+            transaction,
         })
     }
 }
@@ -106,6 +112,7 @@ impl CatalogProviderList for StatementCatalog {
                 store_url: self.store_url.clone(),
                 databases: self.databases.clone(),
                 resolved: Arc::clone(&self.resolved),
+                transaction: self.transaction.clone(),
             }) as Arc<dyn CatalogProvider>
         })
     }
@@ -117,6 +124,7 @@ struct DatabaseList {
     store_url: ObjectStoreUrl,
     databases: BTreeMap<String, Option<Vec<String>>>,
     resolved: Arc<Resolved>,
+    transaction: Option<Arc<Transaction>>,
 }
 
 impl CatalogProvider for DatabaseList {
@@ -132,6 +140,7 @@ impl CatalogProvider for DatabaseList {
             name: name.to_string(),
             tables: tables.clone().unwrap_or_default(),
             resolved: Arc::clone(&self.resolved),
+            transaction: self.transaction.clone(),
         }))
     }
 }
@@ -143,6 +152,7 @@ struct Database {
     name: String,
     tables: Vec<String>,
     resolved: Arc<Resolved>,
+    transaction: Option<Arc<Transaction>>,
 }
 
 impl Database {
@@ -170,16 +180,22 @@ impl SchemaProvider for Database {
             Err(CatalogError::TableNotFound(_)) => return Ok(None),
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };
-        let snapshot = handle.cached();
-        let provider: Arc<dyn TableProvider> = Arc::new(
-            DeltaTableProvider::new(
-                format!("{}.{name}", self.name),
-                handle,
-                snapshot,
-                self.store_url.clone(),
-            )
-            .with_column_defaults()?,
-        );
+        let qualified = format!("{}.{name}", self.name);
+        let provider = match &self.transaction {
+            // Inside a transaction: the table as pinned at its first use, plus its own writes.
+            Some(transaction) => {
+                let table = transaction
+                    .table(&qualified, &handle, false)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                DeltaTableProvider::in_transaction(table, qualified, self.store_url.clone())
+            }
+            None => {
+                let snapshot = handle.cached();
+                DeltaTableProvider::new(qualified, handle, snapshot, self.store_url.clone())
+            }
+        };
+        let provider: Arc<dyn TableProvider> = Arc::new(provider.with_column_defaults()?);
         Ok(Some(Arc::clone(
             self.resolved().entry(key).or_insert(provider),
         )))

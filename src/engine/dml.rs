@@ -3,8 +3,8 @@
 //! Life of an UPDATE/DELETE:
 //!
 //! 1. The statement is checked and reduced to a [`Dml`]: target table, assignments, WHERE.
-//! 2. The target's writer lock is taken (statements of this process that change the table take
-//!    turns), and the newest snapshot is read.
+//! 2. In pessimistic mode the target's writer lock is taken (writers of this server take turns),
+//!    and the newest snapshot is read — or, inside a transaction, the transaction's snapshot.
 //! 3. A query is planned over a view of the target that adds two row-address columns, file index
 //!    and physical row position: `SELECT __minidb_file, __minidb_row [, new values] FROM t WHERE …`.
 //!    DataFusion does the rest (file skipping, filters, subqueries, expressions); new values are
@@ -27,7 +27,7 @@ use super::insert::store;
 use super::statement::{self, TableName};
 use super::{Engine, EngineError, Outcome, Session};
 use crate::catalog::{CatalogError, StatementCatalog};
-use crate::table::{DeltaTableProvider, FILE_INDEX_COLUMN, Mutation, ROW_INDEX_COLUMN};
+use crate::table::{DeltaTableProvider, FILE_INDEX_COLUMN, Mutation, ROW_INDEX_COLUMN, Writer};
 
 /// Which statement a [`Dml`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,9 +145,27 @@ impl Engine {
             .unwrap_or_else(|| session.database().to_string());
         let table = dml.table.table.clone();
         let handle = self.catalog.table(&database, &table).await?;
-        // Until the commit, no other statement of this process changes the table.
-        let _turn = handle.lock_writer().await;
-        let snapshot = handle.refresh().await.map_err(CatalogError::from)?;
+        let qualified = format!("{database}.{table}");
+        // Pessimistic mode: until the commit (or the transaction's end), no other writer of this
+        // server changes the table, so the snapshot read here stays the newest.
+        let (snapshot, writer, _turn) = match session.transaction() {
+            Some(transaction) => {
+                let part = transaction
+                    .table(&qualified, &handle, true)
+                    .await
+                    .map_err(CatalogError::from)?;
+                (part.snapshot(), Writer::Transaction(part), None)
+            }
+            None => {
+                let turn = self
+                    .concurrency
+                    .lock(&handle)
+                    .await
+                    .map_err(CatalogError::from)?;
+                let snapshot = handle.refresh().await.map_err(CatalogError::from)?;
+                (snapshot, Writer::Autocommit(Arc::clone(&handle)), turn)
+            }
+        };
         let schema = Arc::clone(snapshot.schema());
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         for (column, _) in &dml.assignments {
@@ -164,11 +182,15 @@ impl Engine {
         let parsed = parsed
             .pop_front()
             .ok_or_else(|| EngineError::InvalidInput("empty statement".into()))?;
-        let view = StatementCatalog::load(Arc::clone(&self.catalog), self.scope(session, &parsed)?)
-            .await?;
+        let view = StatementCatalog::load(
+            Arc::clone(&self.catalog),
+            self.scope(session, &parsed)?,
+            session.transaction().cloned(),
+        )
+        .await?;
         let store_url = view.store_url().clone();
         let target = DeltaTableProvider::new(
-            format!("{database}.{table}"),
+            qualified,
             Arc::clone(&handle),
             Arc::clone(&snapshot),
             store_url.clone(),
@@ -192,6 +214,7 @@ impl Engine {
         let changed: HashSet<&str> = dml.assignments.iter().map(|(c, _)| c.as_str()).collect();
         let mut mutation = Mutation::new(
             Arc::clone(&handle),
+            writer,
             Arc::clone(&snapshot),
             store_url,
             &changed,

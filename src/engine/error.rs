@@ -33,6 +33,9 @@ pub enum EngineError {
     Catalog(#[from] CatalogError),
     #[error("{}", describe_datafusion(.0))]
     DataFusion(#[from] DataFusionError),
+    /// A conflict ended the session's transaction.
+    #[error("{0}; the transaction was rolled back")]
+    RolledBack(Box<EngineError>),
 }
 
 impl EngineError {
@@ -42,6 +45,7 @@ impl EngineError {
             EngineError::NotSupported(_) => ErrorKind::NotSupported,
             EngineError::Catalog(e) => catalog_kind(e),
             EngineError::DataFusion(e) => datafusion_kind(e),
+            EngineError::RolledBack(e) => e.kind(),
         }
     }
 }
@@ -60,7 +64,7 @@ fn txlog_kind(e: &TxLogError) -> ErrorKind {
     match e {
         TxLogError::TableNotFound(_) => ErrorKind::NotFound,
         TxLogError::TableExists(_) => ErrorKind::AlreadyExists,
-        TxLogError::Conflict { .. } => ErrorKind::Conflict,
+        TxLogError::Conflict { .. } | TxLogError::LockTimeout { .. } => ErrorKind::Conflict,
         TxLogError::Unsupported(_) => ErrorKind::NotSupported,
         TxLogError::Corrupt { .. } | TxLogError::ObjectStore(_) | TxLogError::Json(_) => {
             ErrorKind::Internal

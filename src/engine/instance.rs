@@ -21,24 +21,49 @@ use super::dml::Dml;
 use super::insert;
 use super::statement::{self, Statement, TableName};
 use super::types::{column_type, sql_type_name};
-use super::{EngineError, Listing, Outcome, Session};
+use super::{EngineError, ErrorKind, Listing, Outcome, Session};
 use crate::catalog::{
     CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, Scope, StatementCatalog,
 };
 use crate::storage::DataStore;
-use crate::table::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY};
+use crate::table::{
+    Concurrency, DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, Transaction, UNIQUE_PROPERTY,
+};
 
 /// The query engine behind every protocol. Cheap to share: all state is in the object store.
 #[derive(Debug)]
 pub struct Engine {
     pub(super) catalog: Arc<Catalog>,
     pub(super) state: SessionState,
+    pub(super) concurrency: Concurrency,
     started: Instant,
 }
 
+/// How an [`Engine`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// How writers of this server coordinate (pessimistic locks or optimistic commits).
+    pub concurrency: Concurrency,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: Concurrency::Pessimistic {
+                lock_timeout: std::time::Duration::from_secs(10),
+            },
+        }
+    }
+}
+
 impl Engine {
-    /// Opens the catalog in `store` and prepares DataFusion to read it.
+    /// Opens the catalog in `store` with default options.
     pub async fn open(store: DataStore) -> Result<Self, EngineError> {
+        Self::open_with(store, EngineOptions::default()).await
+    }
+
+    /// Opens the catalog in `store` and prepares DataFusion to read it.
+    pub async fn open_with(store: DataStore, options: EngineOptions) -> Result<Self, EngineError> {
         let runtime = RuntimeEnvBuilder::new().build_arc()?;
         let engine_url = url::Url::parse(store.engine_url())
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
@@ -68,6 +93,7 @@ impl Engine {
         Ok(Self {
             catalog,
             state,
+            concurrency: options.concurrency,
             started: Instant::now(),
         })
     }
@@ -82,8 +108,47 @@ impl Engine {
     }
 
     /// Runs one SQL statement in `session`.
+    ///
+    /// A conflict inside a transaction rolls the transaction back: its snapshot is stale, so
+    /// the only way forward is to run it again.
     pub async fn execute(&self, session: &mut Session, sql: &str) -> Result<Outcome, EngineError> {
-        match statement::parse(sql)? {
+        let result = self.execute_statement(session, sql).await;
+        match result {
+            Err(e) if e.kind() == ErrorKind::Conflict && session.transaction().is_some() => {
+                session.end_transaction();
+                Err(EngineError::RolledBack(Box::new(e)))
+            }
+            other => other,
+        }
+    }
+
+    /// Opens a transaction (for a session to run statements in).
+    pub fn begin(&self) -> Arc<Transaction> {
+        Arc::new(Transaction::new(self.concurrency))
+    }
+
+    /// Commits `transaction`: one Delta commit per table it changed.
+    pub async fn commit(&self, transaction: &Transaction) -> Result<(), EngineError> {
+        transaction
+            .commit()
+            .await
+            .map_err(|e| EngineError::Catalog(CatalogError::from(e)))?;
+        Ok(())
+    }
+
+    async fn execute_statement(
+        &self,
+        session: &mut Session,
+        sql: &str,
+    ) -> Result<Outcome, EngineError> {
+        let statement = statement::parse(sql)?;
+        if session.transaction().is_some() && statement.changes_catalog() {
+            return Err(EngineError::NotSupported(
+                "changing databases or tables inside a transaction; COMMIT or ROLLBACK first"
+                    .into(),
+            ));
+        }
+        match statement {
             Statement::CreateDatabase {
                 name,
                 if_not_exists,
@@ -220,13 +285,37 @@ impl Engine {
 
     async fn execute_parsed(
         &self,
-        session: &Session,
+        session: &mut Session,
         parsed: DFStatement,
     ) -> Result<Outcome, EngineError> {
         if let DFStatement::Statement(statement) = &parsed {
             match statement.as_ref() {
                 ast::Statement::CreateTable(create) => {
                     return self.create_table(session, create).await;
+                }
+                ast::Statement::StartTransaction { .. } => {
+                    if session.transaction().is_some() {
+                        return Err(EngineError::InvalidInput(
+                            "a transaction is already open; COMMIT or ROLLBACK it first".into(),
+                        ));
+                    }
+                    session.begin(self.begin());
+                    return Ok(Outcome::TransactionStarted);
+                }
+                ast::Statement::Commit { .. } => {
+                    let Some(transaction) = session.end_transaction() else {
+                        return Ok(Outcome::NothingToDo("No transaction is open".into()));
+                    };
+                    self.commit(&transaction).await?;
+                    return Ok(Outcome::TransactionCommitted);
+                }
+                ast::Statement::Rollback {
+                    savepoint: None, ..
+                } => {
+                    return Ok(match session.end_transaction() {
+                        Some(_) => Outcome::TransactionRolledBack,
+                        None => Outcome::NothingToDo("No transaction is open".into()),
+                    });
                 }
                 ast::Statement::Update(update) => {
                     return self.execute_dml(session, Dml::update(update)?).await;
@@ -258,8 +347,12 @@ impl Engine {
         session: &Session,
         parsed: DFStatement,
     ) -> Result<Arc<dyn ExecutionPlan>, EngineError> {
-        let view = StatementCatalog::load(Arc::clone(&self.catalog), self.scope(session, &parsed)?)
-            .await?;
+        let view = StatementCatalog::load(
+            Arc::clone(&self.catalog),
+            self.scope(session, &parsed)?,
+            session.transaction().cloned(),
+        )
+        .await?;
         let state = self.statement_state(session, view);
         let plan = state.statement_to_plan(parsed).await?;
         SQLOptions::new()

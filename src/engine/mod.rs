@@ -23,6 +23,6 @@ mod statement;
 mod types;
 
 pub use error::{EngineError, ErrorKind};
-pub use instance::Engine;
+pub use instance::{Engine, EngineOptions};
 pub use outcome::{Listing, Outcome};
 pub use session::Session;

@@ -32,6 +32,9 @@ pub enum Outcome {
         table: String,
         rows: u64,
     },
+    TransactionStarted,
+    TransactionCommitted,
+    TransactionRolledBack,
     /// An `IF [NOT] EXISTS` statement that had nothing to do.
     NothingToDo(String),
 }
@@ -87,6 +90,9 @@ impl std::fmt::Debug for Outcome {
             Outcome::Inserted { table, rows } => write!(f, "Inserted({table}, {rows})"),
             Outcome::Deleted { table, rows } => write!(f, "Deleted({table}, {rows})"),
             Outcome::Updated { table, rows } => write!(f, "Updated({table}, {rows})"),
+            Outcome::TransactionStarted => write!(f, "TransactionStarted"),
+            Outcome::TransactionCommitted => write!(f, "TransactionCommitted"),
+            Outcome::TransactionRolledBack => write!(f, "TransactionRolledBack"),
             Outcome::NothingToDo(m) => write!(f, "NothingToDo({m})"),
         }
     }

@@ -1,11 +1,15 @@
 //! Per-connection state.
 
-use crate::catalog::DEFAULT_DATABASE;
+use std::sync::Arc;
 
-/// What a connection carries between statements: its current database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use crate::catalog::DEFAULT_DATABASE;
+use crate::table::Transaction;
+
+/// What a connection carries between statements: its current database and open transaction.
+#[derive(Debug, Clone)]
 pub struct Session {
     database: String,
+    transaction: Option<Arc<Transaction>>,
 }
 
 impl Session {
@@ -13,6 +17,7 @@ impl Session {
     pub fn in_database(database: impl Into<String>) -> Self {
         Self {
             database: database.into(),
+            transaction: None,
         }
     }
 
@@ -23,7 +28,37 @@ impl Session {
     pub(crate) fn set_database(&mut self, database: String) {
         self.database = database;
     }
+
+    /// The open transaction, if any.
+    pub fn transaction(&self) -> Option<&Arc<Transaction>> {
+        self.transaction.as_ref()
+    }
+
+    /// Runs later statements inside `transaction` (Flight SQL passes it with each statement).
+    pub fn with_transaction(mut self, transaction: Arc<Transaction>) -> Self {
+        self.transaction = Some(transaction);
+        self
+    }
+
+    pub(crate) fn begin(&mut self, transaction: Arc<Transaction>) {
+        self.transaction = Some(transaction);
+    }
+
+    /// Ends the open transaction, returning it.
+    pub(crate) fn end_transaction(&mut self) -> Option<Arc<Transaction>> {
+        self.transaction.take()
+    }
 }
+
+impl PartialEq for Session {
+    fn eq(&self, other: &Self) -> bool {
+        self.database == other.database
+            && self.transaction.as_ref().map(|t| t.id())
+                == other.transaction.as_ref().map(|t| t.id())
+    }
+}
+
+impl Eq for Session {}
 
 impl Default for Session {
     fn default() -> Self {

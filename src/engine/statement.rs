@@ -47,6 +47,26 @@ pub enum Statement {
     Parsed(Box<DFStatement>),
 }
 
+impl Statement {
+    /// True for statements that create or drop databases or tables.
+    pub fn changes_catalog(&self) -> bool {
+        match self {
+            Statement::CreateDatabase { .. }
+            | Statement::DropDatabase { .. }
+            | Statement::DropTable { .. } => true,
+            Statement::Parsed(parsed) => match parsed.as_ref() {
+                DFStatement::Statement(s) => matches!(
+                    s.as_ref(),
+                    datafusion::sql::sqlparser::ast::Statement::CreateTable(_)
+                        | datafusion::sql::sqlparser::ast::Statement::Drop { .. }
+                ),
+                _ => true,
+            },
+            _ => false,
+        }
+    }
+}
+
 /// Parses exactly one statement (a trailing `;` is allowed).
 pub fn parse(sql: &str) -> Result<Statement, EngineError> {
     let dialect = GenericDialect {};

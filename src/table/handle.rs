@@ -2,14 +2,21 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use roaring::RoaringTreemap;
-use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::txlog::{Action, DeletionVectorDescriptor, DeltaLog, Operation, Snapshot, TxLogError};
 
 /// Deletion vectors kept in memory per table before the cache starts over.
 const CACHED_DELETION_VECTORS: usize = 4096;
+
+/// A table's writer lock, held until dropped.
+#[derive(Debug)]
+pub struct WriterLock {
+    _guard: OwnedMutexGuard<()>,
+}
 
 /// One table's log plus the newest snapshot this process has seen.
 ///
@@ -19,9 +26,9 @@ const CACHED_DELETION_VECTORS: usize = 4096;
 pub struct TableHandle {
     log: DeltaLog,
     latest: RwLock<Arc<Snapshot>>,
-    /// Held by a statement from reading the rows it changes until its commit, so writers in
-    /// this process take turns instead of conflicting.
-    writer: AsyncMutex<()>,
+    /// Held by a writer from reading the rows it changes until its commit (pessimistic
+    /// concurrency), so writers in this process take turns instead of conflicting.
+    writer: Arc<AsyncMutex<()>>,
     /// Parsed deletion vectors by unique id; DV files are immutable, so entries never go stale.
     deletion_vectors: Mutex<HashMap<String, Arc<RoaringTreemap>>>,
 }
@@ -31,7 +38,7 @@ impl TableHandle {
         Self {
             log,
             latest: RwLock::new(Arc::new(snapshot)),
-            writer: AsyncMutex::new(()),
+            writer: Arc::new(AsyncMutex::new(())),
             deletion_vectors: Mutex::default(),
         }
     }
@@ -65,9 +72,15 @@ impl TableHandle {
         Ok(committed)
     }
 
-    /// Waits for this process's other writers of the table to finish.
-    pub async fn lock_writer(&self) -> AsyncMutexGuard<'_, ()> {
-        self.writer.lock().await
+    /// Waits up to `timeout` for this process's other writers of the table to finish.
+    pub async fn lock_writer(&self, timeout: Duration) -> Result<WriterLock, TxLogError> {
+        match tokio::time::timeout(timeout, Arc::clone(&self.writer).lock_owned()).await {
+            Ok(guard) => Ok(WriterLock { _guard: guard }),
+            Err(_) => Err(TxLogError::LockTimeout {
+                table: self.log.root().to_string(),
+                waited: timeout,
+            }),
+        }
     }
 
     /// The rows `descriptor` marks deleted.

@@ -16,6 +16,7 @@ mod provider;
 mod pruning;
 mod scan;
 mod sink;
+mod transaction;
 
 pub use constraints::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY};
 pub use handle::TableHandle;
@@ -23,3 +24,4 @@ pub use mutation::Mutation;
 pub use provider::{DeltaTableProvider, FILE_INDEX_COLUMN, ROW_INDEX_COLUMN};
 pub use scan::DeltaScanExec;
 pub use sink::DeltaSink;
+pub use transaction::{Concurrency, Transaction, TxTable, Writer};

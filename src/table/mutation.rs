@@ -23,10 +23,10 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use roaring::RoaringTreemap;
 use serde_json::{Value, json};
 
-use super::TableHandle;
 use super::constraints::KeyChecker;
 use super::scan::row_count_of;
 use super::sink::{external, upload_data_file};
+use super::{TableHandle, Writer};
 use crate::storage::parquet::ParquetFileWriter;
 use crate::txlog::{
     Action, Add, ENABLE_DELETION_VECTORS, Operation, Remove, Snapshot, write_deletion_vector,
@@ -35,6 +35,7 @@ use crate::txlog::{
 /// What a statement changes in one table, collected before anything is written.
 pub struct Mutation {
     handle: Arc<TableHandle>,
+    writer: Writer,
     snapshot: Arc<Snapshot>,
     store_url: ObjectStoreUrl,
     /// Newly deleted row positions, by the file's index in the snapshot.
@@ -50,6 +51,7 @@ impl Mutation {
     /// constraint is only checked when one of its columns is assigned.
     pub fn new(
         handle: Arc<TableHandle>,
+        writer: Writer,
         snapshot: Arc<Snapshot>,
         store_url: ObjectStoreUrl,
         changed: &HashSet<&str>,
@@ -58,6 +60,7 @@ impl Mutation {
         keys.retain(|key| key.columns().iter().any(|c| changed.contains(c.as_str())));
         Ok(Self {
             handle,
+            writer,
             snapshot,
             store_url,
             deleted: BTreeMap::new(),
@@ -109,7 +112,8 @@ impl Mutation {
         writer.write(&batch).map_err(external)
     }
 
-    /// Writes deletion vectors and new rows, then commits them as one Delta commit. Returns
+    /// Writes deletion vectors and new rows, then commits them as one Delta commit (or stages
+    /// them in the open transaction). Returns
     /// the number of rows deleted (for an UPDATE: rows replaced by their new version).
     pub async fn commit(
         self,
@@ -221,8 +225,8 @@ impl Mutation {
             metrics,
             blind_append: false,
         };
-        self.handle
-            .commit(&self.snapshot, operation, actions)
+        self.writer
+            .apply(&self.snapshot, operation, actions)
             .await
             .map_err(external)?;
         Ok(rows)

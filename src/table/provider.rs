@@ -22,7 +22,7 @@ use parquet::arrow::RowNumber;
 use super::constraints::column_defaults;
 use super::pruning::FilePruningStats;
 use super::scan::{DeltaScanExec, FileCounts, ParquetScan, live_file, parquet_scan};
-use super::{DeltaSink, TableHandle};
+use super::{DeltaSink, TableHandle, TxTable, Writer};
 use crate::txlog::{Add, FileStats, Snapshot};
 
 /// Hidden column of an UPDATE/DELETE scan: the position of the row's file in the snapshot.
@@ -41,6 +41,8 @@ pub struct DeltaTableProvider {
     schema: TableSchema,
     /// DEFAULT expressions by column, used by INSERTs that leave the column out.
     defaults: HashMap<String, Expr>,
+    /// The open transaction this table is read and written in, if any.
+    transaction: Option<Arc<TxTable>>,
 }
 
 impl DeltaTableProvider {
@@ -58,6 +60,27 @@ impl DeltaTableProvider {
             store_url,
             schema,
             defaults: HashMap::new(),
+            transaction: None,
+        }
+    }
+
+    /// The table as `table`'s transaction sees it: its snapshot, and writes staged into it.
+    pub fn in_transaction(table: Arc<TxTable>, name: String, store_url: ObjectStoreUrl) -> Self {
+        let mut provider = Self::new(
+            name,
+            Arc::clone(table.handle()),
+            table.snapshot(),
+            store_url,
+        );
+        provider.transaction = Some(table);
+        provider
+    }
+
+    /// Where this table's changes go.
+    pub fn writer(&self) -> Writer {
+        match &self.transaction {
+            Some(table) => Writer::Transaction(Arc::clone(table)),
+            None => Writer::Autocommit(Arc::clone(&self.handle)),
         }
     }
 
@@ -233,6 +256,7 @@ impl TableProvider for DeltaTableProvider {
             Arc::clone(&self.handle),
             Arc::clone(&self.snapshot),
             self.store_url.clone(),
+            self.writer(),
         );
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }

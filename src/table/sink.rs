@@ -15,8 +15,8 @@ use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
 
-use super::TableHandle;
 use super::constraints::KeyChecker;
+use super::{TableHandle, Writer};
 use crate::storage::parquet::{EncodedFile, ParquetFileWriter};
 use crate::txlog::{Action, Add, Operation, Snapshot};
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -34,6 +34,7 @@ pub struct DeltaSink {
     handle: Arc<TableHandle>,
     snapshot: Arc<Snapshot>,
     store_url: ObjectStoreUrl,
+    writer: Writer,
 }
 
 impl DeltaSink {
@@ -42,12 +43,14 @@ impl DeltaSink {
         handle: Arc<TableHandle>,
         snapshot: Arc<Snapshot>,
         store_url: ObjectStoreUrl,
+        writer: Writer,
     ) -> Self {
         Self {
             table,
             handle,
             snapshot,
             store_url,
+            writer,
         }
     }
 }
@@ -97,6 +100,9 @@ impl DataSink for DeltaSink {
         mut data: SendableRecordBatchStream,
         context: &Arc<TaskContext>,
     ) -> Result<u64> {
+        if let Writer::Transaction(table) = &self.writer {
+            table.prepare_write().await.map_err(external)?;
+        }
         let schema = Arc::clone(self.snapshot.schema());
         let mut keys = KeyChecker::for_table(&self.snapshot)?;
         let mut adds = Vec::new();
@@ -152,8 +158,8 @@ impl DataSink for DeltaSink {
             blind_append: keys.is_empty(),
         };
         let actions = adds.into_iter().map(Action::Add).collect();
-        self.handle
-            .commit(&self.snapshot, operation, actions)
+        self.writer
+            .apply(&self.snapshot, operation, actions)
             .await
             .map_err(external)?;
         Ok(rows)

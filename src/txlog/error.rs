@@ -16,6 +16,14 @@ pub enum TxLogError {
         version: i64,
         reason: String,
     },
+    /// Another writer of this server held the table for too long (an open transaction).
+    #[error(
+        "conflict: table '{table}' is locked by another transaction (waited {waited:?}); retry"
+    )]
+    LockTimeout {
+        table: String,
+        waited: std::time::Duration,
+    },
     /// The log is unreadable or breaks the protocol.
     #[error("corrupt Delta log at '{path}': {reason}")]
     Corrupt { path: String, reason: String },

@@ -7,7 +7,7 @@ use arrow::datatypes::SchemaRef;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{Action, Add, Metadata, Protocol, TxLogError, arrow_schema_from_delta};
+use super::{Action, Add, Metadata, Protocol, Remove, TxLogError, arrow_schema_from_delta};
 
 /// Reader features whose semantics MiniDB honours when scanning.
 const SUPPORTED_READER_FEATURES: &[&str] = &["deletionVectors", "timestampNtz"];
@@ -129,6 +129,49 @@ impl Snapshot {
     /// Live data files, oldest first.
     pub fn files(&self) -> impl ExactSizeIterator<Item = &Add> {
         self.files.by_order.values().map(|f| &f.add)
+    }
+
+    /// The live file at `path`, if any.
+    pub fn file(&self, path: &str) -> Option<&Add> {
+        let order = self.files.order_of.get(path)?;
+        self.files.by_order.get(order).map(|f| &f.add)
+    }
+
+    /// The actions that turn `base` into this snapshot's set of files: a `remove` (carrying
+    /// `base`'s deletion vector) for every file that left or whose deletion vector changed, and
+    /// an `add` for every file that arrived or changed, after any protocol or metadata change.
+    /// Used to commit a transaction's changes,
+    /// staged over `base`, as one commit.
+    pub fn changes_since(&self, base: &Snapshot, timestamp: i64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.protocol != base.protocol {
+            actions.push(Action::Protocol(self.protocol.clone()));
+        }
+        if self.metadata != base.metadata {
+            actions.push(Action::Metadata(self.metadata.clone()));
+        }
+        for old in base.files() {
+            let now = self.file(&old.path);
+            if now.is_some_and(|add| add.deletion_vector == old.deletion_vector) {
+                continue;
+            }
+            actions.push(Action::Remove(Remove {
+                path: old.path.clone(),
+                deletion_timestamp: Some(timestamp),
+                data_change: true,
+                extended_file_metadata: Some(true),
+                partition_values: Some(old.partition_values.clone()),
+                size: Some(old.size),
+                deletion_vector: old.deletion_vector.clone(),
+            }));
+        }
+        for add in self.files() {
+            let before = base.file(&add.path);
+            if before.is_none_or(|old| old.deletion_vector != add.deletion_vector) {
+                actions.push(Action::Add(add.clone()));
+            }
+        }
+        actions
     }
 
     /// Live data files with their parsed statistics, oldest first.

@@ -29,8 +29,9 @@ _LISTEN_RE = re.compile(rb"minidb (flight sql|text protocol) listening on (\S+):
 class MiniDBServer:
     """A running `minidb serve` process over a data directory that survives restarts."""
 
-    def __init__(self, data_dir: Path, log_dir: Path):
+    def __init__(self, data_dir: Path, log_dir: Path, args: list[str] | None = None):
         self.data_dir = Path(data_dir)
+        self.args = list(args or [])
         self.log_dir = Path(log_dir)
         self.proc: subprocess.Popen | None = None
         self.flight_port: int | None = None
@@ -56,6 +57,7 @@ class MiniDBServer:
                 "127.0.0.1:0",
                 "--text-addr",
                 "127.0.0.1:0",
+                *self.args,
             ],
             stdout=subprocess.PIPE,
             stderr=stderr,

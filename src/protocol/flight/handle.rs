@@ -9,11 +9,14 @@ use tonic::Status;
 pub struct StatementHandle {
     pub sql: String,
     pub database: String,
+    /// The Flight SQL transaction the statement runs in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
 }
 
 impl StatementHandle {
     pub fn encode(&self) -> Bytes {
-        Bytes::from(serde_json::to_vec(self).expect("two strings always serialize"))
+        Bytes::from(serde_json::to_vec(self).expect("strings always serialize"))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, Status> {
@@ -31,6 +34,7 @@ mod tests {
         let handle = StatementHandle {
             sql: "SELECT 1".into(),
             database: "test".into(),
+            transaction: Some("t1".into()),
         };
         assert_eq!(StatementHandle::decode(&handle.encode()).unwrap(), handle);
         assert!(StatementHandle::decode(b"\x00garbage").is_err());

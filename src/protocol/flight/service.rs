@@ -1,7 +1,9 @@
 //! [`FlightSqlServer`]: the Flight SQL service over the engine.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -10,15 +12,17 @@ use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
+    ActionBeginTransactionRequest, ActionBeginTransactionResult,
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, CommandGetSqlInfo, CommandPreparedStatementQuery,
-    CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate, ProstMessageExt,
-    SqlInfo, TicketStatementQuery,
+    ActionCreatePreparedStatementResult, ActionEndTransactionRequest, CommandGetSqlInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
+    CommandStatementUpdate, EndTransaction, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
     SchemaAsIpc, Ticket,
 };
+use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
@@ -27,13 +31,61 @@ use super::handle::StatementHandle;
 use super::session;
 use super::status::to_status;
 use crate::engine::{Engine, Outcome, Session};
+use crate::table::Transaction;
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
+
+/// Flight SQL transactions idle for longer than this are rolled back (a client that vanished
+/// must not hold table locks forever).
+const TRANSACTION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Flight SQL over one shared [`Engine`].
 pub struct FlightSqlServer {
     engine: Arc<Engine>,
     sql_info: SqlInfoData,
+    transactions: Transactions,
+}
+
+/// Open Flight SQL transactions by id, with the time each was last used.
+#[derive(Default)]
+struct Transactions(Mutex<HashMap<String, (Arc<Transaction>, Instant)>>);
+
+impl Transactions {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<Transaction>, Instant)>> {
+        let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (_, used)| used.elapsed() < TRANSACTION_IDLE_TIMEOUT);
+        entries
+    }
+
+    fn insert(&self, transaction: Arc<Transaction>) {
+        let id = transaction.id().to_string();
+        self.entries().insert(id, (transaction, Instant::now()));
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Transaction>, Status> {
+        match self.entries().get_mut(id) {
+            Some((transaction, used)) => {
+                *used = Instant::now();
+                Ok(Arc::clone(transaction))
+            }
+            None => Err(Status::not_found(format!(
+                "transaction '{id}' is not open (committed, rolled back, or idle for over {} s)",
+                TRANSACTION_IDLE_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    fn remove(&self, id: &str) -> Result<Arc<Transaction>, Status> {
+        let transaction = self.get(id)?;
+        self.entries().remove(id);
+        Ok(transaction)
+    }
+}
+
+/// A transaction id as Flight SQL sends it (opaque bytes; MiniDB's are UUID text).
+fn transaction_id(bytes: &[u8]) -> Result<String, Status> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| Status::invalid_argument("not a MiniDB transaction id"))
 }
 
 impl FlightSqlServer {
@@ -45,13 +97,39 @@ impl FlightSqlServer {
         info.append(SqlInfo::FlightSqlServerReadOnly, false);
         info.append(SqlInfo::FlightSqlServerSql, true);
         info.append(SqlInfo::FlightSqlServerSubstrait, false);
-        // 0 = no transactions (yet): ADBC then stays in autocommit.
-        info.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+        // 1 = SQL_TRANSACTION_TRANSACTION: BeginTransaction/EndTransaction, no savepoints.
+        info.append(SqlInfo::FlightSqlServerTransaction, 1i32);
         info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
         let sql_info = info
             .build()
             .expect("a fixed list of well-typed SqlInfo values always builds");
-        Self { engine, sql_info }
+        Self {
+            engine,
+            sql_info,
+            transactions: Transactions::default(),
+        }
+    }
+
+    /// The session a statement handle runs in: its database and, if any, its transaction.
+    fn session(&self, handle: &StatementHandle) -> Result<Session, Status> {
+        let session = Session::in_database(handle.database.clone());
+        match &handle.transaction {
+            Some(id) => Ok(session.with_transaction(self.transactions.get(id)?)),
+            None => Ok(session),
+        }
+    }
+
+    /// Runs one statement; a conflict that rolled the session's transaction back also closes it
+    /// for Flight SQL.
+    async fn execute(&self, session: &mut Session, sql: &str) -> Result<Outcome, Status> {
+        let transaction = session.transaction().map(|t| t.id().to_string());
+        let result = self.engine.execute(session, sql).await;
+        if let Some(id) = transaction
+            && session.transaction().is_none()
+        {
+            let _ = self.transactions.remove(&id);
+        }
+        result.map_err(to_status)
     }
 
     /// FlightInfo for `handle`: a query gets its schema and a ticket; any other statement runs
@@ -62,18 +140,14 @@ impl FlightSqlServer {
         ticket: impl FnOnce(&StatementHandle) -> Ticket,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let mut session = Session::in_database(handle.database.clone());
+        let mut session = self.session(&handle)?;
         let schema = self
             .engine
             .output_schema(&session, &handle.sql)
             .await
             .map_err(to_status)?;
         let Some(schema) = schema else {
-            let outcome = self
-                .engine
-                .execute(&mut session, &handle.sql)
-                .await
-                .map_err(to_status)?;
+            let outcome = self.execute(&mut session, &handle.sql).await?;
             let info = FlightInfo::new()
                 .try_with_schema(&Schema::empty())
                 .map_err(|e| Status::internal(e.to_string()))?
@@ -95,12 +169,8 @@ impl FlightSqlServer {
 
     /// Runs a query and streams its batches.
     async fn stream(&self, handle: StatementHandle) -> Result<Response<DoGetStream>, Status> {
-        let mut session = Session::in_database(handle.database);
-        let outcome = self
-            .engine
-            .execute(&mut session, &handle.sql)
-            .await
-            .map_err(to_status)?;
+        let mut session = self.session(&handle)?;
+        let outcome = self.execute(&mut session, &handle.sql).await?;
         let (schema, batches): (SchemaRef, _) = match outcome {
             Outcome::Rows(stream) => (
                 stream.schema(),
@@ -122,13 +192,9 @@ impl FlightSqlServer {
     }
 
     /// Runs a statement that returns no rows and reports the affected row count.
-    async fn update(&self, session: Session, sql: &str) -> Result<i64, Status> {
-        let mut session = session;
-        let outcome = self
-            .engine
-            .execute(&mut session, sql)
-            .await
-            .map_err(to_status)?;
+    async fn update(&self, handle: StatementHandle) -> Result<i64, Status> {
+        let mut session = self.session(&handle)?;
+        let outcome = self.execute(&mut session, &handle.sql).await?;
         Ok(i64::try_from(outcome.affected_rows()).unwrap_or(i64::MAX))
     }
 }
@@ -163,6 +229,11 @@ impl FlightSqlService for FlightSqlServer {
         let handle = StatementHandle {
             sql: query.query,
             database: session.database().to_string(),
+            transaction: query
+                .transaction_id
+                .as_deref()
+                .map(transaction_id)
+                .transpose()?,
         };
         let ticket = |h: &StatementHandle| {
             let statement = TicketStatementQuery {
@@ -240,8 +311,17 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         // The input stream is not drained: clients may wait for this answer before closing it.
-        self.update(session::from_metadata(request.metadata()), &ticket.query)
-            .await
+        let session = session::from_metadata(request.metadata());
+        self.update(StatementHandle {
+            sql: ticket.query,
+            database: session.database().to_string(),
+            transaction: ticket
+                .transaction_id
+                .as_deref()
+                .map(transaction_id)
+                .transpose()?,
+        })
+        .await
     }
 
     async fn do_put_prepared_statement_update(
@@ -249,8 +329,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandPreparedStatementUpdate,
         _request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let handle = StatementHandle::decode(&query.prepared_statement_handle)?;
-        self.update(Session::in_database(handle.database), &handle.sql)
+        self.update(StatementHandle::decode(&query.prepared_statement_handle)?)
             .await
     }
 
@@ -259,17 +338,25 @@ impl FlightSqlService for FlightSqlServer {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let session = session::from_metadata(request.metadata());
+        let database = session::from_metadata(request.metadata())
+            .database()
+            .to_string();
+        let handle = StatementHandle {
+            sql: query.query,
+            database,
+            transaction: query
+                .transaction_id
+                .as_deref()
+                .map(transaction_id)
+                .transpose()?,
+        };
+        let session = self.session(&handle)?;
         let schema = self
             .engine
-            .output_schema(&session, &query.query)
+            .output_schema(&session, &handle.sql)
             .await
             .map_err(to_status)?
             .unwrap_or_else(|| Arc::new(Schema::empty()));
-        let handle = StatementHandle {
-            sql: query.query,
-            database: session.database().to_string(),
-        };
         let options = arrow::ipc::writer::IpcWriteOptions::default();
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &options)
             .try_into()
@@ -291,6 +378,37 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<(), Status> {
         // Handles are self-contained: there is no server state to release.
         Ok(())
+    }
+
+    async fn do_action_begin_transaction(
+        &self,
+        _query: ActionBeginTransactionRequest,
+        _request: Request<arrow_flight::Action>,
+    ) -> Result<ActionBeginTransactionResult, Status> {
+        let transaction = self.engine.begin();
+        let transaction_id = Bytes::from(transaction.id().as_bytes().to_vec());
+        self.transactions.insert(transaction);
+        Ok(ActionBeginTransactionResult { transaction_id })
+    }
+
+    async fn do_action_end_transaction(
+        &self,
+        query: ActionEndTransactionRequest,
+        _request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        let id = transaction_id(&query.transaction_id)?;
+        let action = EndTransaction::try_from(query.action)
+            .map_err(|_| Status::invalid_argument("unknown EndTransaction action"))?;
+        match action {
+            EndTransaction::Commit => {
+                let transaction = self.transactions.remove(&id)?;
+                self.engine.commit(&transaction).await.map_err(to_status)
+            }
+            EndTransaction::Rollback => self.transactions.remove(&id).map(|_| ()),
+            EndTransaction::Unspecified => Err(Status::invalid_argument(
+                "EndTransaction needs COMMIT or ROLLBACK",
+            )),
+        }
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

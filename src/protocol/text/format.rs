@@ -18,6 +18,9 @@ pub fn message(outcome: &Outcome) -> Option<String> {
         Outcome::Inserted { table, rows } => format!("Inserted {rows} row(s) into {table}"),
         Outcome::Deleted { table, rows } => format!("Deleted {rows} row(s) from {table}"),
         Outcome::Updated { table, rows } => format!("Updated {rows} row(s) in {table}"),
+        Outcome::TransactionStarted => "Transaction started".into(),
+        Outcome::TransactionCommitted => "Transaction committed".into(),
+        Outcome::TransactionRolledBack => "Transaction rolled back".into(),
         Outcome::NothingToDo(text) => format!("{text}, nothing done"),
         Outcome::Rows(_) | Outcome::Listing(..) => return None,
     })
