@@ -11,6 +11,7 @@ use std::sync::Arc;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -83,7 +84,14 @@ impl RunningServer {
                 .add_service(flight_service)
                 .add_service(admin_service)
                 .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(flight_listener),
+                    // Small request/response messages: no Nagle delay (tonic only sets NODELAY on
+                    // listeners it binds itself).
+                    TcpListenerStream::new(flight_listener).map(|stream| {
+                        stream.and_then(|s| {
+                            s.set_nodelay(true)?;
+                            Ok(s)
+                        })
+                    }),
                     async move { stop.cancelled().await },
                 ),
         );

@@ -185,7 +185,7 @@ impl SchemaProvider for Database {
             // Inside a transaction: the table as pinned at its first use, plus its own writes.
             Some(transaction) => {
                 let table = transaction
-                    .table(&qualified, &handle, false)
+                    .table(&qualified, &handle)
                     .await
                     .map_err(|e| DataFusionError::External(Box::new(e)))?;
                 DeltaTableProvider::in_transaction(table, qualified, self.store_url.clone())

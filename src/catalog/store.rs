@@ -66,6 +66,13 @@ impl Catalog {
         if validate_name(db).is_err() {
             return Ok(false);
         }
+        // The marker answers in one request; only folders made by other tools need a listing.
+        let marker = Path::from(db).join(DATABASE_MARKER);
+        match self.store.object_store().head(&marker).await {
+            Ok(_) => return Ok(true),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         let first = self
             .store
             .object_store()

@@ -151,7 +151,7 @@ impl Engine {
         let (snapshot, writer, _turn) = match session.transaction() {
             Some(transaction) => {
                 let part = transaction
-                    .table(&qualified, &handle, true)
+                    .table(&qualified, &handle)
                     .await
                     .map_err(CatalogError::from)?;
                 (part.snapshot(), Writer::Transaction(part), None)

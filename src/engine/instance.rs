@@ -306,7 +306,9 @@ impl Engine {
                     let Some(transaction) = session.end_transaction() else {
                         return Ok(Outcome::NothingToDo("No transaction is open".into()));
                     };
-                    self.commit(&transaction).await?;
+                    self.commit(&transaction)
+                        .await
+                        .map_err(|e| EngineError::RolledBack(Box::new(e)))?;
                     return Ok(Outcome::TransactionCommitted);
                 }
                 ast::Statement::Rollback {

@@ -100,9 +100,6 @@ impl DataSink for DeltaSink {
         mut data: SendableRecordBatchStream,
         context: &Arc<TaskContext>,
     ) -> Result<u64> {
-        if let Writer::Transaction(table) = &self.writer {
-            table.prepare_write().await.map_err(external)?;
-        }
         let schema = Arc::clone(self.snapshot.schema());
         let mut keys = KeyChecker::for_table(&self.snapshot)?;
         let mut adds = Vec::new();

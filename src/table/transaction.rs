@@ -9,15 +9,16 @@
 //! the files it wrote stay unreferenced until VACUUM.
 //!
 //! Concurrency, per [`Concurrency`] mode:
-//! - *pessimistic*: the first write to a table takes the table's writer lock and holds it until
-//!   the transaction ends, so transactions of this server writing the same table take turns; a
-//!   table that changed since the transaction read it fails at once with a retryable conflict.
+//! - *pessimistic*: the transaction's first use of a table (read or write) takes the table's
+//!   writer lock and holds it until the transaction ends, so transactions of this server using
+//!   the same table take turns and never conflict with each other (two transactions locking two
+//!   tables in opposite orders wait for the lock timeout, then one fails with a retryable
+//!   conflict). Autocommit reads never wait: they read the newest committed snapshot.
 //! - *optimistic*: no locks; the commit applies Delta's conflict rules (a concurrent blind append
 //!   is fine, anything else touching the table fails with a retryable conflict).
 //!
-//! Several tables are committed in name order after every table's writer lock is held; a
-//! conflict on the first table leaves nothing behind. See `docs/architecture.md` for what
-//! "all-or-nothing" covers across tables.
+//! Several tables are committed in name order; a conflict on the first table leaves nothing
+//! behind. See `docs/architecture.md` for what "all-or-nothing" covers across tables.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -73,24 +74,18 @@ impl Transaction {
         &self.id
     }
 
-    /// The transaction's view of the table `name`, pinned at its first use. `write` says the
-    /// caller is about to change it: in pessimistic mode the writer lock is taken first, so a
-    /// table first touched by a write is pinned at its newest version.
+    /// The transaction's view of the table `name`, pinned at its first use — after taking the
+    /// table's writer lock in pessimistic mode, so the pinned snapshot is the newest one.
     pub async fn table(
         &self,
         name: &str,
         handle: &Arc<TableHandle>,
-        write: bool,
     ) -> Result<Arc<TxTable>, TxLogError> {
         let existing = self.tables().get(name).cloned();
         let table = match existing {
             Some(table) => table,
             None => {
-                let lock = if write {
-                    self.concurrency.lock(handle).await?
-                } else {
-                    None
-                };
+                let lock = self.concurrency.lock(handle).await?;
                 let base = handle.refresh().await?;
                 let table = Arc::new(TxTable {
                     name: name.to_string(),
@@ -98,15 +93,11 @@ impl Transaction {
                     current: Mutex::new(Arc::clone(&base)),
                     base,
                     staged: Mutex::default(),
-                    lock: tokio::sync::Mutex::new(lock),
-                    concurrency: self.concurrency,
+                    _lock: lock,
                 });
                 Arc::clone(self.tables().entry(name.to_string()).or_insert(table))
             }
         };
-        if write {
-            table.prepare_write().await?;
-        }
         Ok(table)
     }
 
@@ -115,11 +106,6 @@ impl Transaction {
     pub async fn commit(&self) -> Result<Vec<String>, TxLogError> {
         let tables: Vec<Arc<TxTable>> = self.tables().values().cloned().collect();
         let changed: Vec<Arc<TxTable>> = tables.into_iter().filter(|t| t.has_changes()).collect();
-        // Every writer lock first (name order, so two committing transactions cannot deadlock),
-        // then the commits.
-        for table in &changed {
-            table.prepare_write().await?;
-        }
         let mut committed = Vec::new();
         for table in &changed {
             table.commit().await.map_err(|e| match e {
@@ -164,8 +150,8 @@ pub struct TxTable {
     base: Arc<Snapshot>,
     current: Mutex<Arc<Snapshot>>,
     staged: Mutex<Staged>,
-    lock: tokio::sync::Mutex<Option<WriterLock>>,
-    concurrency: Concurrency,
+    /// The table's writer lock (pessimistic mode), released when the transaction ends.
+    _lock: Option<WriterLock>,
 }
 
 impl TxTable {
@@ -176,32 +162,6 @@ impl TxTable {
 
     pub fn handle(&self) -> &Arc<TableHandle> {
         &self.handle
-    }
-
-    /// Makes sure the transaction may write the table: in pessimistic mode, holds the writer
-    /// lock and fails (retryably) if another writer committed since the table was pinned.
-    pub async fn prepare_write(&self) -> Result<(), TxLogError> {
-        if self.concurrency == Concurrency::Optimistic {
-            return Ok(());
-        }
-        let mut lock = self.lock.lock().await;
-        if lock.is_some() {
-            return Ok(());
-        }
-        *lock = self.concurrency.lock(&self.handle).await?;
-        let latest = self.handle.refresh().await?;
-        if latest.version() != self.base.version() {
-            return Err(TxLogError::Conflict {
-                table: self.name.clone(),
-                version: latest.version(),
-                reason: format!(
-                    "the table changed (version {} → {}) since this transaction read it",
-                    self.base.version(),
-                    latest.version()
-                ),
-            });
-        }
-        Ok(())
     }
 
     /// Records one statement's actions, which later statements of the transaction see.

@@ -55,6 +55,12 @@ impl DeltaLog {
 
     /// True when the table has at least one log entry.
     pub async fn exists(&self) -> Result<bool, TxLogError> {
+        // Commit 0 answers in one request; a log whose early commits were cleaned up is listed.
+        match self.store.head(&self.commit_path(0)).await {
+            Ok(_) => return Ok(true),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         let first = self.store.list(Some(&self.log_dir())).next().await;
         Ok(first.transpose()?.is_some())
     }

@@ -150,7 +150,7 @@ class MiniDBServer:
     def text(self, timeout: float = 30) -> "TextClient":
         return TextClient("127.0.0.1", self.text_port, timeout=timeout)
 
-    def adbc(self, database: str | None = None, cookies: bool = True):
+    def adbc(self, database: str | None = None, cookies: bool = True, autocommit: bool = True):
         """An ADBC DBAPI connection over Flight SQL."""
         from adbc_driver_flightsql import dbapi
 
@@ -159,7 +159,7 @@ class MiniDBServer:
             kwargs["adbc.flight.sql.rpc.with_cookie_middleware"] = "true"
         if database is not None:
             kwargs["adbc.flight.sql.rpc.call_header.x-minidb-database"] = database
-        return dbapi.connect(self.flight_uri, db_kwargs=kwargs, autocommit=True)
+        return dbapi.connect(self.flight_uri, db_kwargs=kwargs, autocommit=autocommit)
 
 
 class TextClient:

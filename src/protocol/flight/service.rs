@@ -404,7 +404,11 @@ impl FlightSqlService for FlightSqlServer {
                 let transaction = self.transactions.remove(&id)?;
                 self.engine.commit(&transaction).await.map_err(to_status)
             }
-            EndTransaction::Rollback => self.transactions.remove(&id).map(|_| ()),
+            // Rolling back a transaction a conflict already rolled back is not an error.
+            EndTransaction::Rollback => {
+                let _ = self.transactions.remove(&id);
+                Ok(())
+            }
             EndTransaction::Unspecified => Err(Status::invalid_argument(
                 "EndTransaction needs COMMIT or ROLLBACK",
             )),

@@ -62,6 +62,9 @@ async fn run_session(
     engine: Arc<Engine>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    // Answers and prompts are small writes: without NODELAY, Nagle's algorithm holds the prompt
+    // back until the client's delayed ACK (~40 ms per statement).
+    socket.set_nodelay(true)?;
     let (mut reader, mut writer) = socket.into_split();
     let greeting = format!(
         "MiniDB {} — end statements with ';', EXIT to quit\n\n{PROMPT}",
