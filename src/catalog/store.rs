@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{CatalogError, DEFAULT_DATABASE, validate_name};
 use crate::storage::DataStore;
-use crate::table::TableHandle;
+use crate::table::{Concurrency, TableHandle};
 use crate::txlog::{
     Action, DeltaLog, ENABLE_DELETION_VECTORS, Format, Metadata, Operation, Protocol, TxLogError,
     delta_schema_string,
@@ -24,14 +24,17 @@ const DATABASE_MARKER: &str = ".minidb_database";
 #[derive(Debug)]
 pub struct Catalog {
     store: DataStore,
+    concurrency: Concurrency,
     tables: Mutex<HashMap<(String, String), Arc<TableHandle>>>,
 }
 
 impl Catalog {
-    /// Opens the catalog of `store`, creating the `default` database on first use.
-    pub async fn open(store: DataStore) -> Result<Self, CatalogError> {
+    /// Opens the catalog of `store`, creating the `default` database on first use; its tables'
+    /// writers coordinate by `concurrency`.
+    pub async fn open(store: DataStore, concurrency: Concurrency) -> Result<Self, CatalogError> {
         let catalog = Self {
             store,
+            concurrency,
             tables: Mutex::new(HashMap::new()),
         };
         match catalog.create_database(DEFAULT_DATABASE).await {
@@ -215,7 +218,7 @@ impl Catalog {
             }
             Err(e) => return Err(e.into()),
         };
-        let handle = Arc::new(TableHandle::new(log, snapshot));
+        let handle = Arc::new(TableHandle::new(log, snapshot, self.concurrency));
         self.cache()
             .insert((db.to_string(), table.to_string()), Arc::clone(&handle));
         Ok(handle)
@@ -252,7 +255,7 @@ impl Catalog {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let handle = Arc::new(TableHandle::new(log, snapshot));
+                let handle = Arc::new(TableHandle::new(log, snapshot, self.concurrency));
                 self.cache().entry(key.clone()).or_insert(handle).clone()
             }
         };

@@ -157,11 +157,7 @@ impl Engine {
                 (part.snapshot(), Writer::Transaction(part), None)
             }
             None => {
-                let turn = self
-                    .concurrency
-                    .lock(&handle)
-                    .await
-                    .map_err(CatalogError::from)?;
+                let turn = handle.lock_for_write().await.map_err(CatalogError::from)?;
                 let snapshot = handle.refresh().await.map_err(CatalogError::from)?;
                 (snapshot, Writer::Autocommit(Arc::clone(&handle)), turn)
             }

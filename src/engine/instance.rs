@@ -35,7 +35,6 @@ use crate::table::{
 pub struct Engine {
     pub(super) catalog: Arc<Catalog>,
     pub(super) state: SessionState,
-    pub(super) concurrency: Concurrency,
     started: Instant,
 }
 
@@ -89,11 +88,10 @@ impl Engine {
             .with_runtime_env(runtime)
             .with_default_features()
             .build();
-        let catalog = Arc::new(Catalog::open(store).await?);
+        let catalog = Arc::new(Catalog::open(store, options.concurrency).await?);
         Ok(Self {
             catalog,
             state,
-            concurrency: options.concurrency,
             started: Instant::now(),
         })
     }
@@ -124,7 +122,7 @@ impl Engine {
 
     /// Opens a transaction (for a session to run statements in).
     pub fn begin(&self) -> Arc<Transaction> {
-        Arc::new(Transaction::new(self.concurrency))
+        Arc::new(Transaction::new())
     }
 
     /// Commits `transaction`: one Delta commit per table it changed.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use roaring::RoaringTreemap;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use super::Concurrency;
 use crate::txlog::{Action, DeletionVectorDescriptor, DeltaLog, Operation, Snapshot, TxLogError};
 
 /// Deletion vectors kept in memory per table before the cache starts over.
@@ -29,16 +30,19 @@ pub struct TableHandle {
     /// Held by a writer from reading the rows it changes until its commit (pessimistic
     /// concurrency), so writers in this process take turns instead of conflicting.
     writer: Arc<AsyncMutex<()>>,
+    /// How this table's writers coordinate.
+    concurrency: Concurrency,
     /// Parsed deletion vectors by unique id; DV files are immutable, so entries never go stale.
     deletion_vectors: Mutex<HashMap<String, Arc<RoaringTreemap>>>,
 }
 
 impl TableHandle {
-    pub fn new(log: DeltaLog, snapshot: Snapshot) -> Self {
+    pub fn new(log: DeltaLog, snapshot: Snapshot, concurrency: Concurrency) -> Self {
         Self {
             log,
             latest: RwLock::new(Arc::new(snapshot)),
             writer: Arc::new(AsyncMutex::new(())),
+            concurrency,
             deletion_vectors: Mutex::default(),
         }
     }
@@ -72,8 +76,19 @@ impl TableHandle {
         Ok(committed)
     }
 
+    /// In pessimistic mode, waits for this process's other writers of the table to finish and
+    /// returns the lock; in optimistic mode, returns `None` at once.
+    pub async fn lock_for_write(&self) -> Result<Option<WriterLock>, TxLogError> {
+        match self.concurrency {
+            Concurrency::Pessimistic { lock_timeout } => {
+                self.lock_writer(lock_timeout).await.map(Some)
+            }
+            Concurrency::Optimistic => Ok(None),
+        }
+    }
+
     /// Waits up to `timeout` for this process's other writers of the table to finish.
-    pub async fn lock_writer(&self, timeout: Duration) -> Result<WriterLock, TxLogError> {
+    async fn lock_writer(&self, timeout: Duration) -> Result<WriterLock, TxLogError> {
         match tokio::time::timeout(timeout, Arc::clone(&self.writer).lock_owned()).await {
             Ok(guard) => Ok(WriterLock { _guard: guard }),
             Err(_) => Err(TxLogError::LockTimeout {

@@ -135,9 +135,23 @@ impl DataSink for DeltaSink {
         if adds.is_empty() {
             return Ok(0);
         }
+        // A keyed append read the table: in pessimistic mode it checks and commits under the
+        // table's writer lock, on the newest snapshot, so racing keyed appends take turns
+        // instead of conflicting.
+        let mut base = Arc::clone(&self.snapshot);
+        let _turn = match (&self.writer, keys.is_empty()) {
+            (Writer::Autocommit(handle), false) => {
+                let turn = handle.lock_for_write().await.map_err(external)?;
+                if turn.is_some() {
+                    base = handle.refresh().await.map_err(external)?;
+                }
+                turn
+            }
+            _ => None,
+        };
         for key in &keys {
             key.check_existing(
-                &self.snapshot,
+                &base,
                 &self.handle,
                 self.store_url.clone(),
                 Arc::clone(context),
@@ -156,7 +170,7 @@ impl DataSink for DeltaSink {
         };
         let actions = adds.into_iter().map(Action::Add).collect();
         self.writer
-            .apply(&self.snapshot, operation, actions)
+            .apply(&base, operation, actions)
             .await
             .map_err(external)?;
         Ok(rows)

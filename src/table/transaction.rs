@@ -40,31 +40,23 @@ pub enum Concurrency {
     Optimistic,
 }
 
-impl Concurrency {
-    /// Takes `handle`'s writer lock in pessimistic mode; `None` in optimistic mode.
-    pub async fn lock(&self, handle: &TableHandle) -> Result<Option<WriterLock>, TxLogError> {
-        match self {
-            Concurrency::Pessimistic { lock_timeout } => {
-                handle.lock_writer(*lock_timeout).await.map(Some)
-            }
-            Concurrency::Optimistic => Ok(None),
-        }
-    }
-}
-
 /// An open transaction over any number of tables.
 #[derive(Debug)]
 pub struct Transaction {
     id: String,
-    concurrency: Concurrency,
     tables: Mutex<BTreeMap<String, Arc<TxTable>>>,
 }
 
+impl Default for Transaction {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Transaction {
-    pub fn new(concurrency: Concurrency) -> Self {
+    pub fn new() -> Self {
         Self {
             id: uuid::Uuid::new_v4().to_string(),
-            concurrency,
             tables: Mutex::default(),
         }
     }
@@ -85,7 +77,7 @@ impl Transaction {
         let table = match existing {
             Some(table) => table,
             None => {
-                let lock = self.concurrency.lock(handle).await?;
+                let lock = handle.lock_for_write().await?;
                 let base = handle.refresh().await?;
                 let table = Arc::new(TxTable {
                     name: name.to_string(),

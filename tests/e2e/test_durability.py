@@ -102,3 +102,98 @@ def test_leftover_staged_commit_file_is_ignored(server):
         assert text.query("INSERT INTO stage.t VALUES (2);") == "Inserted into t"
         _, rows = parse_ascii_table(text.query("SELECT id FROM stage.t ORDER BY id;"))
         assert rows == [["1"], ["2"]]
+
+
+def test_kill_9_during_concurrent_updates_and_deletes(server):
+    """Four clients change their own rows (INSERT/UPDATE/DELETE, several in transactions) while
+    the server is killed. After restart every client's rows equal a replay of its acknowledged
+    statements, plus possibly the one statement that was in flight; peers read the same rows."""
+    import random
+    import threading
+    import time
+
+    from test_mor import peer_rows
+
+    with server.text() as text:
+        text.ok("CREATE TABLE crash (id INT PRIMARY KEY, owner INT NOT NULL, v BIGINT);")
+    clients = 4
+    models: list[dict[int, int]] = [{} for _ in range(clients)]
+    pending: list[list | None] = [None] * clients
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def apply(model: dict[int, int], op: tuple) -> None:
+        kind, key, value = op
+        if kind == "insert":
+            model[key] = value
+        elif kind == "update" and key in model:
+            model[key] += value
+        elif kind == "delete":
+            model.pop(key, None)
+
+    def work(n: int) -> None:
+        rng = random.Random(n)
+        client = server.text(timeout=10)
+        next_key = n * 1_000_000
+        try:
+            while not stop.is_set():
+                model = models[n]
+                ops = []
+                for _ in range(rng.choice([1, 1, 3])):
+                    keys = list(model) + [k for (kind, k, _) in ops if kind == "insert"]
+                    if not keys or rng.random() < 0.4:
+                        next_key += 1
+                        ops.append(("insert", next_key, rng.randint(0, 100)))
+                    elif rng.random() < 0.7:
+                        ops.append(("update", rng.choice(keys), rng.randint(1, 9)))
+                    else:
+                        ops.append(("delete", rng.choice(keys), 0))
+                sql = []
+                for kind, key, value in ops:
+                    if kind == "insert":
+                        sql.append(f"INSERT INTO crash VALUES ({key}, {n}, {value});")
+                    elif kind == "update":
+                        sql.append(f"UPDATE crash SET v = v + {value} WHERE id = {key};")
+                    else:
+                        sql.append(f"DELETE FROM crash WHERE id = {key};")
+                if len(sql) > 1:
+                    sql = ["BEGIN;", *sql, "COMMIT;"]
+                pending[n] = ops
+                answers = [client.query(s) for s in sql]
+                assert not any(a.startswith("ERROR") for a in answers), answers
+                for op in ops:
+                    apply(model, op)
+                pending[n] = None
+        except (OSError, TimeoutError):
+            pass  # the server died under us
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            failures.append(e)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    server.kill()
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert not failures, failures[0]
+    assert sum(len(m) for m in models) > 20, "too little traffic before the kill"
+    server.start()
+
+    with server.text() as text:
+        _, got_rows = parse_ascii_table(text.query("SELECT id, owner, v FROM crash ORDER BY id;"))
+    got: list[dict[int, int]] = [{} for _ in range(clients)]
+    for key, owner, v in got_rows:
+        got[int(owner)][int(key)] = int(v)
+    for n in range(clients):
+        acknowledged = dict(models[n])
+        with_pending = dict(acknowledged)
+        for op in pending[n] or []:
+            apply(with_pending, op)
+        assert got[n] in (acknowledged, with_pending), f"client {n} lost or invented a write"
+    expected = sorted((k, n, v) for n in range(clients) for k, v in got[n].items())
+    for peer, rows in peer_rows(server.data_dir / "default" / "crash").items():
+        assert sorted(rows) == expected, peer
