@@ -247,3 +247,21 @@ def test_bank_transfers_preserve_the_total(tmp_path, mode):
         print(f"{mode}: {clients * transfers} transfers, {sum(conflicts)} conflicts retried")
     finally:
         server.stop()
+
+
+def test_flight_prepared_statements_run_in_the_transaction(server, accounts):
+    """ADBC prepares statements with the transaction id; the handle keeps it."""
+    conn = server.adbc(autocommit=False)
+    try:
+        cur = conn.cursor()
+        cur.adbc_prepare("UPDATE acct SET bal = bal + 1 WHERE id = 2")
+        cur.execute("UPDATE acct SET bal = bal + 1 WHERE id = 2")
+        cur.execute("UPDATE acct SET bal = bal + 1 WHERE id = 2")
+        cur.adbc_prepare("SELECT bal FROM acct WHERE id = 2")
+        cur.execute("SELECT bal FROM acct WHERE id = 2")
+        assert cur.fetchone() == (102,)
+        assert balances(accounts)[1] == ["2", "100"]
+        conn.rollback()
+        assert balances(accounts)[1] == ["2", "100"]
+    finally:
+        conn.close()

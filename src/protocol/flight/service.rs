@@ -43,7 +43,7 @@ const TRANSACTION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct FlightSqlServer {
     engine: Arc<Engine>,
     sql_info: SqlInfoData,
-    transactions: Transactions,
+    transactions: Arc<Transactions>,
 }
 
 /// Open Flight SQL transactions by id, with the time each was last used.
@@ -51,6 +51,25 @@ pub struct FlightSqlServer {
 struct Transactions(Mutex<HashMap<String, (Arc<Transaction>, Instant)>>);
 
 impl Transactions {
+    /// An empty registry, plus a task that rolls back idle transactions even when no Flight SQL
+    /// call arrives (their table locks would otherwise hold up other writers). The task ends
+    /// with the registry.
+    fn with_sweeper() -> Arc<Self> {
+        let registry = Arc::new(Self::default());
+        let weak = Arc::downgrade(&registry);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TRANSACTION_IDLE_TIMEOUT / 10);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(registry) => drop(registry.entries()),
+                    None => return,
+                }
+            }
+        });
+        registry
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<Transaction>, Instant)>> {
         let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
         entries.retain(|_, (_, used)| used.elapsed() < TRANSACTION_IDLE_TIMEOUT);
@@ -106,7 +125,7 @@ impl FlightSqlServer {
         Self {
             engine,
             sql_info,
-            transactions: Transactions::default(),
+            transactions: Transactions::with_sweeper(),
         }
     }
 
