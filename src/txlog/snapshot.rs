@@ -245,3 +245,138 @@ impl FileStats {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::txlog::{DeletionVectorDescriptor, Format};
+
+    fn table() -> Vec<Action> {
+        vec![
+            Action::Protocol(Protocol {
+                min_reader_version: 3,
+                min_writer_version: 7,
+                reader_features: Some(vec!["deletionVectors".into()]),
+                writer_features: Some(vec!["deletionVectors".into()]),
+            }),
+            Action::Metadata(Metadata {
+                id: "t".into(),
+                name: None,
+                description: None,
+                format: Format::default(),
+                schema_string: r#"{"type":"struct","fields":[{"name":"a","type":"long","nullable":true,"metadata":{}}]}"#.into(),
+                partition_columns: vec![],
+                configuration: Default::default(),
+                created_time: None,
+            }),
+        ]
+    }
+
+    fn add(path: &str, dv: Option<i64>) -> Add {
+        Add {
+            path: path.into(),
+            partition_values: Default::default(),
+            size: 10,
+            modification_time: 0,
+            data_change: true,
+            stats: None,
+            tags: None,
+            deletion_vector: dv.map(|cardinality| DeletionVectorDescriptor {
+                storage_type: "u".into(),
+                path_or_inline_dv: format!("dv{cardinality:0>18}"),
+                offset: Some(1),
+                size_in_bytes: 40,
+                cardinality,
+            }),
+        }
+    }
+
+    fn remove(path: &str) -> Action {
+        Action::Remove(Remove {
+            path: path.into(),
+            deletion_timestamp: Some(1),
+            data_change: true,
+            extended_file_metadata: None,
+            partition_values: None,
+            size: None,
+            deletion_vector: None,
+        })
+    }
+
+    #[test]
+    fn staged_changes_collapse_into_their_net_difference() {
+        let mut commit = table();
+        commit.extend([Action::Add(add("a", None)), Action::Add(add("b", None))]);
+        let base = Snapshot::replay("t", [(0, commit)]).unwrap();
+        // Statement 1: a gets a DV, c is added. Statement 2: a's DV grows, c is deleted again,
+        // d is added. b is untouched.
+        let staged = base
+            .advance(
+                0,
+                vec![
+                    remove("a"),
+                    Action::Add(add("a", Some(1))),
+                    Action::Add(add("c", None)),
+                ],
+            )
+            .unwrap()
+            .advance(
+                0,
+                vec![
+                    remove("a"),
+                    Action::Add(add("a", Some(2))),
+                    remove("c"),
+                    Action::Add(add("d", None)),
+                ],
+            )
+            .unwrap();
+        let changes = staged.changes_since(&base, 7);
+        let summary: Vec<String> = changes
+            .iter()
+            .map(|a| match a {
+                Action::Remove(r) => format!(
+                    "-{}:{:?}",
+                    r.path,
+                    r.deletion_vector.as_ref().map(|d| d.cardinality)
+                ),
+                Action::Add(a) => format!(
+                    "+{}:{:?}",
+                    a.path,
+                    a.deletion_vector.as_ref().map(|d| d.cardinality)
+                ),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(summary, ["-a:None", "+a:Some(2)", "+d:None"]);
+        // Replaying the net difference on the base gives the staged state.
+        let replayed = base.advance(1, changes).unwrap();
+        let files = |s: &Snapshot| -> Vec<(String, Option<i64>)> {
+            let mut v: Vec<_> = s
+                .files()
+                .map(|a| {
+                    (
+                        a.path.clone(),
+                        a.deletion_vector.as_ref().map(|d| d.cardinality),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(files(&replayed), files(&staged));
+    }
+
+    #[test]
+    fn metadata_changes_are_part_of_the_difference() {
+        let base = Snapshot::replay("t", [(0, table())]).unwrap();
+        let mut metadata = base.metadata().clone();
+        metadata
+            .configuration
+            .insert("delta.enableDeletionVectors".into(), Some("true".into()));
+        let staged = base
+            .advance(0, vec![Action::Metadata(metadata.clone())])
+            .unwrap();
+        assert_eq!(staged.changes_since(&base, 1), [Action::Metadata(metadata)]);
+        assert!(base.changes_since(&base, 1).is_empty());
+    }
+}
