@@ -148,15 +148,7 @@ impl Mutation {
             };
             deleted |= positions;
             let records = row_count_of(&self.handle, add).await?;
-            actions.push(Action::Remove(Remove {
-                path: add.path.clone(),
-                deletion_timestamp: Some(now),
-                data_change: true,
-                extended_file_metadata: Some(true),
-                partition_values: Some(add.partition_values.clone()),
-                size: Some(add.size),
-                deletion_vector: add.deletion_vector.clone(),
-            }));
+            actions.push(Action::Remove(Remove::of(add, now)));
             vectors_removed += usize::from(add.deletion_vector.is_some());
             if deleted.len() >= records {
                 removed_files += 1;

@@ -210,6 +210,21 @@ pub struct Remove {
     pub deletion_vector: Option<DeletionVectorDescriptor>,
 }
 
+impl Remove {
+    /// The tombstone of a live file (with its deletion vector, if any) at `timestamp`.
+    pub fn of(add: &Add, timestamp: i64) -> Self {
+        Remove {
+            path: add.path.clone(),
+            deletion_timestamp: Some(timestamp),
+            data_change: true,
+            extended_file_metadata: Some(true),
+            partition_values: Some(add.partition_values.clone()),
+            size: Some(add.size),
+            deletion_vector: add.deletion_vector.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

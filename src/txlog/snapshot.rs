@@ -155,15 +155,7 @@ impl Snapshot {
             if now.is_some_and(|add| add.deletion_vector == old.deletion_vector) {
                 continue;
             }
-            actions.push(Action::Remove(Remove {
-                path: old.path.clone(),
-                deletion_timestamp: Some(timestamp),
-                data_change: true,
-                extended_file_metadata: Some(true),
-                partition_values: Some(old.partition_values.clone()),
-                size: Some(old.size),
-                deletion_vector: old.deletion_vector.clone(),
-            }));
+            actions.push(Action::Remove(Remove::of(old, timestamp)));
         }
         for add in self.files() {
             let before = base.file(&add.path);

@@ -267,3 +267,13 @@ def text(server):
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def conn(server):
+    """An ADBC DBAPI connection (autocommit) to ``server``."""
+    c = server.adbc()
+    try:
+        yield c
+    finally:
+        c.close()

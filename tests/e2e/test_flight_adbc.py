@@ -12,15 +12,6 @@ from adbc_driver_manager import dbapi as adbc_dbapi
 from conftest import parse_ascii_table
 
 
-@pytest.fixture
-def conn(server):
-    c = server.adbc()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
 def run(cur, sql: str) -> pa.Table:
     cur.execute(sql)
     return cur.fetch_arrow_table()

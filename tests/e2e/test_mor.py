@@ -17,15 +17,6 @@ from deltalake.writer import WriterProperties
 from test_delta_interop import read_delta_rs, read_duckdb
 
 
-@pytest.fixture
-def conn(server):
-    c = server.adbc()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
 def execute(cur, sql: str) -> int:
     cur.execute(sql)
     return cur.rowcount
