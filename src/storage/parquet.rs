@@ -16,10 +16,13 @@ use arrow::datatypes::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::basic::Compression;
-use parquet::file::metadata::ParquetMetaData;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use serde_json::{Map, Value};
 
@@ -87,6 +90,30 @@ impl ParquetFileWriter {
         let bytes = Bytes::from(std::mem::take(self.writer.inner_mut()));
         Ok(EncodedFile { bytes, stats })
     }
+}
+
+/// Reads and decodes the footer of the Parquet file at `location`, which is `size` bytes long.
+pub async fn read_footer(
+    store: &dyn ObjectStore,
+    location: &Path,
+    size: u64,
+) -> Result<ParquetMetaData, StorageError> {
+    let bad = || {
+        StorageError::Parquet(ParquetError::General(format!(
+            "'{location}' is not a Parquet file"
+        )))
+    };
+    // The file ends with the footer's length (u32 LE) and the magic `PAR1`.
+    let tail = store
+        .get_range(location, size.saturating_sub(8)..size)
+        .await?;
+    if tail.len() != 8 || &tail[4..] != b"PAR1" {
+        return Err(bad());
+    }
+    let length = u64::from(u32::from_le_bytes(tail[..4].try_into().map_err(|_| bad())?));
+    let start = size.checked_sub(8 + length).ok_or_else(bad)?;
+    let footer = store.get_range(location, start..size - 8).await?;
+    Ok(ParquetMetaDataReader::decode_metadata(&footer)?)
 }
 
 fn file_statistics(

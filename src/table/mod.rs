@@ -11,6 +11,7 @@
 
 mod constraints;
 mod handle;
+pub mod index;
 mod mutation;
 mod provider;
 mod pruning;

@@ -18,13 +18,12 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-use parquet::file::metadata::ParquetMetaDataReader;
 use roaring::RoaringTreemap;
 
 use super::TableHandle;
+use crate::storage::parquet::read_footer;
 use crate::txlog::{Add, FileStats};
 
 /// How many files of a snapshot a scan reads.
@@ -225,21 +224,13 @@ pub async fn row_count_of(handle: &TableHandle, add: &Add) -> Result<u64> {
 
 /// The number of rows in a data file, from its Parquet footer.
 async fn row_count(handle: &TableHandle, file: &PartitionedFile) -> Result<u64> {
-    let store = handle.log().store();
-    let location = &file.object_meta.location;
-    let size = file.object_meta.size;
-    let bad = || DataFusionError::Execution(format!("'{location}' is not a Parquet file"));
-    // The footer: metadata length (u32 LE) and the magic `PAR1`.
-    let tail = store
-        .get_range(location, size.saturating_sub(8)..size)
-        .await?;
-    if tail.len() != 8 || &tail[4..] != b"PAR1" {
-        return Err(bad());
-    }
-    let length = u64::from(u32::from_le_bytes(tail[..4].try_into().map_err(|_| bad())?));
-    let start = size.checked_sub(8 + length).ok_or_else(bad)?;
-    let metadata = store.get_range(location, start..size - 8).await?;
-    let metadata = ParquetMetaDataReader::decode_metadata(&metadata)?;
+    let metadata = read_footer(
+        handle.log().store().as_ref(),
+        &file.object_meta.location,
+        file.object_meta.size,
+    )
+    .await
+    .map_err(|e| DataFusionError::External(Box::new(e)))?;
     Ok(u64::try_from(metadata.file_metadata().num_rows()).unwrap_or_default())
 }
 
