@@ -131,31 +131,10 @@ fn numeric_prefix(text: &str) -> f64 {
     text[..end].parse().unwrap_or(0.0)
 }
 
-/// Secondary indexes are not implemented yet, so `CREATE [UNIQUE] INDEX` fails with "not
-/// supported" (as it does in plain DataFusion); those statements still run, but the pass rate
-/// is taken over the other records, and the count of skipped index statements is printed.
-fn is_index_ddl(sql: &str) -> bool {
-    let words: Vec<String> = sql
-        .split_whitespace()
-        .take(3)
-        .map(str::to_ascii_uppercase)
-        .collect();
-    matches!(
-        words
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice(),
-        ["CREATE", "INDEX", ..] | ["CREATE", "UNIQUE", "INDEX"]
-    )
-}
-
 /// Pass/fail counts of one file.
 struct FileResult {
     passed: usize,
     total: usize,
-    /// `CREATE [UNIQUE] INDEX` statements: run, but not counted (see [`is_index_ddl`]).
-    index_ddl: usize,
     first_failures: Vec<String>,
 }
 
@@ -184,15 +163,10 @@ async fn run_file(path: &Path, data: &str) -> FileResult {
     let mut result = FileResult {
         passed: 0,
         total: 0,
-        index_ddl: 0,
         first_failures: Vec::new(),
     };
     for record in records {
         let counted = match &record {
-            Record::Statement { sql, .. } if is_index_ddl(sql) => {
-                result.index_ddl += 1;
-                false
-            }
             Record::Statement { .. } | Record::Query { .. } => true,
             _ => false,
         };
@@ -289,13 +263,8 @@ async fn main() {
         let result = run_file(path, &data).await;
         let rate = 100.0 * result.passed as f64 / result.total.max(1) as f64;
         let required = if is_own { 100.0 } else { required_rate(path) };
-        let index_note = if result.index_ddl > 0 {
-            format!(", {} CREATE INDEX statements not counted", result.index_ddl)
-        } else {
-            String::new()
-        };
         println!(
-            "{shown}: {}/{} passed ({rate:.1}%, required {required}%{index_note}) in {:.1}s",
+            "{shown}: {}/{} passed ({rate:.1}%, required {required}%) in {:.1}s",
             result.passed,
             result.total,
             started.elapsed().as_secs_f64()

@@ -27,7 +27,8 @@ use crate::catalog::{
 };
 use crate::storage::DataStore;
 use crate::table::{
-    Concurrency, DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, Transaction, UNIQUE_PROPERTY,
+    Concurrency, DEFAULTS_PROPERTY, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY,
+    Transaction, UNIQUE_PROPERTY,
 };
 
 /// The query engine behind every protocol. Cheap to share: all state is in the object store.
@@ -196,6 +197,22 @@ impl Engine {
             Statement::DropTable { names, if_exists } => {
                 self.drop_tables(session, names, if_exists).await
             }
+            Statement::CreateIndex {
+                name,
+                table,
+                columns,
+                unique,
+                if_not_exists,
+            } => {
+                self.create_index(session, name, table, columns, unique, if_not_exists)
+                    .await
+            }
+            Statement::DropIndex {
+                name,
+                table,
+                if_exists,
+            } => self.drop_index(session, name, table, if_exists).await,
+            Statement::ShowIndexes(table) => self.show_indexes(session, table).await,
             Statement::Parsed(parsed) => self.execute_parsed(session, *parsed).await,
         }
     }
@@ -208,7 +225,10 @@ impl Engine {
         sql: &str,
     ) -> Result<Option<SchemaRef>, EngineError> {
         let parsed = match statement::parse(sql)? {
-            Statement::ShowDatabases | Statement::ShowTables(_) | Statement::Describe(_) => {
+            Statement::ShowDatabases
+            | Statement::ShowTables(_)
+            | Statement::Describe(_)
+            | Statement::ShowIndexes(_) => {
                 // Listings only read the catalog: running one is the surest way to its schema.
                 return match self.execute(&mut session.clone(), sql).await? {
                     Outcome::Listing(_, batch) => Ok(Some(batch.schema())),
@@ -520,11 +540,27 @@ impl Engine {
         }
         let schema = Schema::new(fields);
         let mut properties = Vec::new();
+        // Every key gets an index, which answers "does this key exist?" for its checks.
+        let mut indexes: Vec<IndexDef> = Vec::new();
         if !primary_key.is_empty() {
             properties.push((PRIMARY_KEY_PROPERTY, serde_json::json!(primary_key)));
+            let key = primary_key.clone();
+            indexes.push(IndexDef::for_constraint(&name.table, "PRIMARY KEY", key));
         }
         if !unique.is_empty() {
             properties.push((UNIQUE_PROPERTY, serde_json::json!(unique)));
+        }
+        for columns in &unique {
+            if !indexes.iter().any(|i| &i.columns == columns) {
+                let key = columns.clone();
+                indexes.push(IndexDef::for_constraint(&name.table, "UNIQUE", key));
+            }
+        }
+        if !indexes.is_empty() {
+            let json = serde_json::to_value(&indexes).map_err(|e| {
+                EngineError::InvalidInput(format!("index definitions: {e}"))
+            })?;
+            properties.push((INDEXES_PROPERTY, json));
         }
         if !defaults.is_empty() {
             properties.push((DEFAULTS_PROPERTY, serde_json::Value::Object(defaults)));

@@ -15,6 +15,7 @@
 
 mod dml;
 mod error;
+mod indexes;
 mod insert;
 mod instance;
 mod outcome;

@@ -17,6 +17,8 @@ pub enum Outcome {
     UsingDatabase(String),
     TableCreated(String),
     TableDropped(String),
+    IndexCreated(String),
+    IndexDropped(String),
     /// An INSERT committed `rows` rows.
     Inserted {
         table: String,
@@ -45,6 +47,7 @@ pub enum Listing {
     Databases,
     Tables { database: String },
     Columns { table: String },
+    Indexes { table: String },
 }
 
 impl Outcome {
@@ -87,6 +90,8 @@ impl std::fmt::Debug for Outcome {
             Outcome::UsingDatabase(n) => write!(f, "UsingDatabase({n})"),
             Outcome::TableCreated(n) => write!(f, "TableCreated({n})"),
             Outcome::TableDropped(n) => write!(f, "TableDropped({n})"),
+            Outcome::IndexCreated(n) => write!(f, "IndexCreated({n})"),
+            Outcome::IndexDropped(n) => write!(f, "IndexDropped({n})"),
             Outcome::Inserted { table, rows } => write!(f, "Inserted({table}, {rows})"),
             Outcome::Deleted { table, rows } => write!(f, "Deleted({table}, {rows})"),
             Outcome::Updated { table, rows } => write!(f, "Updated({table}, {rows})"),

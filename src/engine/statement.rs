@@ -43,6 +43,21 @@ pub enum Statement {
         names: Vec<TableName>,
         if_exists: bool,
     },
+    CreateIndex {
+        name: String,
+        table: TableName,
+        columns: Vec<String>,
+        unique: bool,
+        if_not_exists: bool,
+    },
+    /// `DROP INDEX name [ON table]`; without a table, the index is looked for in the session's
+    /// database.
+    DropIndex {
+        name: String,
+        table: Option<TableName>,
+        if_exists: bool,
+    },
+    ShowIndexes(TableName),
     /// Parsed by DataFusion's parser: CREATE TABLE, queries, INSERT, EXPLAIN…
     Parsed(Box<DFStatement>),
 }
@@ -53,7 +68,9 @@ impl Statement {
         match self {
             Statement::CreateDatabase { .. }
             | Statement::DropDatabase { .. }
-            | Statement::DropTable { .. } => true,
+            | Statement::DropTable { .. }
+            | Statement::CreateIndex { .. }
+            | Statement::DropIndex { .. } => true,
             Statement::Parsed(parsed) => match parsed.as_ref() {
                 DFStatement::Statement(s) => matches!(
                     s.as_ref(),
@@ -187,6 +204,21 @@ impl<'a> Tokens<'a> {
         }
     }
 
+    /// An unquoted word that is not one of sqlparser's keywords (e.g. `INDEXES`).
+    fn word(&mut self, text: &str) -> bool {
+        match self.tokens.get(self.pos) {
+            Some(Token::Word(Word {
+                value,
+                quote_style: None,
+                ..
+            })) if value.eq_ignore_ascii_case(text) => {
+                self.pos += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn keywords(&mut self, keywords: &[Keyword]) -> bool {
         let start = self.pos;
         if keywords.iter().all(|k| self.keyword(*k)) {
@@ -243,6 +275,55 @@ impl<'a> Tokens<'a> {
         }
     }
 
+    /// `CREATE [UNIQUE] INDEX` after its keywords: `[IF NOT EXISTS] name ON table (column
+    /// [ASC|DESC], …)`. An index is ordered ascending and serves either direction, so ASC and
+    /// DESC are accepted and change nothing.
+    fn create_index(mut self, unique: bool) -> Result<Option<Statement>, EngineError> {
+        use Keyword::*;
+        let if_not_exists = self.keywords(&[IF, NOT, EXISTS]);
+        let name = self.ident()?;
+        if !self.keyword(ON) {
+            return Err(EngineError::InvalidInput(
+                "syntax error: expected CREATE INDEX name ON table (columns)".into(),
+            ));
+        }
+        let table = self.table_name()?;
+        self.token(&Token::LParen, "'(' before the index columns")?;
+        let mut columns = Vec::new();
+        loop {
+            columns.push(self.ident()?);
+            let _ = self.keyword(ASC) || self.keyword(DESC);
+            if matches!(self.tokens.get(self.pos), Some(Token::Comma)) {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+        self.token(&Token::RParen, "')' after the index columns")?;
+        self.end(Statement::CreateIndex {
+            name,
+            table,
+            columns,
+            unique,
+            if_not_exists,
+        })
+    }
+
+    fn token(&mut self, expected: &Token, what: &str) -> Result<(), EngineError> {
+        match self.tokens.get(self.pos) {
+            Some(found) if found == expected => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(found) => Err(EngineError::InvalidInput(format!(
+                "syntax error: expected {what}, found '{found}'"
+            ))),
+            None => Err(EngineError::InvalidInput(format!(
+                "syntax error: expected {what} at the end of the statement"
+            ))),
+        }
+    }
+
     /// Recognises the catalog statements MiniDB handles itself; `None` for anything else.
     fn catalog_statement(mut self) -> Result<Option<Statement>, EngineError> {
         use Keyword::*;
@@ -255,7 +336,28 @@ impl<'a> Tokens<'a> {
             });
         }
         self.pos = 0;
+        if self.keyword(CREATE) {
+            let unique = self.keyword(UNIQUE);
+            if self.keyword(INDEX) {
+                return self.create_index(unique);
+            }
+        }
+        self.pos = 0;
         if self.keyword(DROP) {
+            if self.keyword(INDEX) {
+                let if_exists = self.keywords(&[IF, EXISTS]);
+                let name = self.ident()?;
+                let table = if self.keyword(ON) {
+                    Some(self.table_name()?)
+                } else {
+                    None
+                };
+                return self.end(Statement::DropIndex {
+                    name,
+                    table,
+                    if_exists,
+                });
+            }
             if self.keyword(DATABASE) || self.keyword(SCHEMA) {
                 let if_exists = self.keywords(&[IF, EXISTS]);
                 let name = self.ident()?;
@@ -288,6 +390,18 @@ impl<'a> Tokens<'a> {
                     None
                 };
                 return self.end(Statement::ShowTables(database));
+            }
+            if self.keyword(INDEX) || self.word("INDEXES") || self.keyword(KEYS) {
+                if !(self.keyword(FROM) || self.keyword(IN) || self.keyword(ON)) {
+                    return Err(EngineError::InvalidInput(
+                        "syntax error: expected SHOW INDEXES ON table".into(),
+                    ));
+                }
+                let mut name = self.table_name()?;
+                if self.keyword(FROM) || self.keyword(IN) {
+                    name.database = Some(self.ident()?);
+                }
+                return self.end(Statement::ShowIndexes(name));
             }
             if self.keyword(COLUMNS) || self.keyword(FIELDS) {
                 if !(self.keyword(FROM) || self.keyword(IN)) {
@@ -336,6 +450,32 @@ mod tests {
             Statement::DropTable { ref names, if_exists: true } if names.len() == 2
         ));
         assert!(matches!(parse("SELECT 1").unwrap(), Statement::Parsed(_)));
+    }
+
+    #[test]
+    fn index_statements_are_recognised() {
+        let Statement::CreateIndex {
+            name,
+            table,
+            columns,
+            unique: true,
+            if_not_exists: false,
+        } = parse("CREATE UNIQUE INDEX Idx ON shop.t (a DESC, \"B\")").unwrap()
+        else {
+            panic!("CREATE UNIQUE INDEX is recognised")
+        };
+        assert_eq!((name.as_str(), columns), ("idx", vec!["a".to_string(), "B".into()]));
+        assert_eq!(table.database.as_deref(), Some("shop"));
+        assert!(matches!(
+            parse("DROP INDEX IF EXISTS i ON t").unwrap(),
+            Statement::DropIndex { table: Some(_), if_exists: true, .. }
+        ));
+        assert!(matches!(
+            parse("SHOW INDEXES FROM t").unwrap(),
+            Statement::ShowIndexes(TableName { database: None, .. })
+        ));
+        assert!(parse("CREATE INDEX i ON t").is_err());
+        assert!(parse("CREATE INDEX i ON t (a) extra").is_err());
     }
 
     #[test]

@@ -25,9 +25,10 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use futures::StreamExt;
 
 use super::TableHandle;
+use super::index::{IndexDef, KeyCodec, Probe, table_indexes};
 use super::pruning::scalar_from_json;
 use super::scan::{ParquetScan, live_file, parquet_scan};
-use crate::txlog::Snapshot;
+use crate::txlog::{Add, Snapshot};
 
 /// Table property holding the primary key columns.
 pub const PRIMARY_KEY_PROPERTY: &str = "minidb.primaryKey";
@@ -60,16 +61,24 @@ pub fn column_defaults(snapshot: &Snapshot) -> Result<HashMap<String, Expr>> {
         .collect()
 }
 
+/// Most new keys a write looks up in an index one by one; a larger write reads the key
+/// columns of the files whose key range overlaps its own instead.
+const MAX_PROBED_KEYS: usize = 10_000;
+
 /// One key of a table (its PRIMARY KEY or a UNIQUE constraint) and the values a write has seen.
 pub struct KeyChecker {
-    /// `PRIMARY KEY` or `UNIQUE`, for messages.
-    kind: &'static str,
+    /// `PRIMARY KEY`, `UNIQUE` or `UNIQUE INDEX <name>`, for messages.
+    kind: String,
     columns: Vec<String>,
     indices: Vec<usize>,
     converter: RowConverter,
     seen: HashSet<Box<[u8]>>,
     /// Smallest and largest new value of the first key column.
     range: Option<(ScalarValue, ScalarValue)>,
+    /// An index on exactly the key's columns, which answers "does this key exist?".
+    index: Option<(IndexDef, KeyCodec)>,
+    /// The key columns of the new rows, kept to probe the index with.
+    new_keys: Vec<Vec<ArrayRef>>,
 }
 
 impl KeyChecker {
@@ -80,23 +89,35 @@ impl KeyChecker {
         let bad = |name: &str, e: serde_json::Error| {
             DataFusionError::Internal(format!("bad table property {name}: {e}"))
         };
-        let mut keys = Vec::new();
+        let indexes = table_indexes(snapshot).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut keys: Vec<Self> = Vec::new();
         if let Some(json) = property(PRIMARY_KEY_PROPERTY) {
             let columns: Vec<String> =
                 serde_json::from_str(&json).map_err(|e| bad(PRIMARY_KEY_PROPERTY, e))?;
-            keys.push(Self::new(snapshot, "PRIMARY KEY", columns)?);
+            keys.push(Self::new(snapshot, "PRIMARY KEY".into(), columns, &indexes)?);
         }
         if let Some(json) = property(UNIQUE_PROPERTY) {
             let lists: Vec<Vec<String>> =
                 serde_json::from_str(&json).map_err(|e| bad(UNIQUE_PROPERTY, e))?;
             for columns in lists {
-                keys.push(Self::new(snapshot, "UNIQUE", columns)?);
+                keys.push(Self::new(snapshot, "UNIQUE".into(), columns, &indexes)?);
+            }
+        }
+        for index in indexes.iter().filter(|i| i.unique) {
+            if !keys.iter().any(|k| k.columns == index.columns) {
+                let kind = format!("UNIQUE INDEX {}", index.name);
+                keys.push(Self::new(snapshot, kind, index.columns.clone(), &indexes)?);
             }
         }
         Ok(keys)
     }
 
-    fn new(snapshot: &Snapshot, kind: &'static str, columns: Vec<String>) -> Result<Self> {
+    fn new(
+        snapshot: &Snapshot,
+        kind: String,
+        columns: Vec<String>,
+        indexes: &[IndexDef],
+    ) -> Result<Self> {
         let schema = snapshot.schema();
         let indices = columns
             .iter()
@@ -106,6 +127,13 @@ impl KeyChecker {
             .iter()
             .map(|i| SortField::new(schema.field(*i).data_type().clone()))
             .collect();
+        let index = match indexes.iter().find(|i| i.columns == columns) {
+            Some(index) => {
+                let types = index.key_types(schema).map_err(DataFusionError::Plan)?;
+                Some((index.clone(), KeyCodec::new(&types)?))
+            }
+            None => None,
+        };
         Ok(Self {
             kind,
             columns,
@@ -113,6 +141,8 @@ impl KeyChecker {
             converter: RowConverter::new(fields)?,
             seen: HashSet::new(),
             range: None,
+            index,
+            new_keys: Vec::new(),
         })
     }
 
@@ -131,6 +161,9 @@ impl KeyChecker {
     /// Records the keys of new rows; fails on a key repeated within the statement.
     pub fn add_new(&mut self, batch: &RecordBatch) -> Result<()> {
         let columns = self.key_columns(batch);
+        if self.index.is_some() && self.seen.len() <= MAX_PROBED_KEYS {
+            self.new_keys.push(columns.clone());
+        }
         let rows = self.converter.convert_columns(&columns)?;
         for (i, row) in rows.iter().enumerate() {
             if columns.iter().any(|c| c.is_null(i)) {
@@ -162,6 +195,12 @@ impl KeyChecker {
         let Some((lo, hi)) = &self.range else {
             return Ok(());
         };
+        let probes = match &self.index {
+            Some((index, codec)) if self.seen.len() <= MAX_PROBED_KEYS => {
+                Some((index, codec, self.probes(codec)?))
+            }
+            _ => None,
+        };
         let schema: &SchemaRef = snapshot.schema();
         let first = &self.columns[0];
         let data_type = schema.field(self.indices[0]).data_type();
@@ -176,9 +215,18 @@ impl KeyChecker {
                 .get(first)
                 .and_then(|v| scalar_from_json(v, data_type, true));
             let disjoint = max.is_some_and(|max| &max < lo) || min.is_some_and(|min| &min > hi);
-            if !disjoint {
-                files.push(live_file(handle, add, stats).await?);
+            if disjoint {
+                continue;
             }
+            if let Some((index, codec, probes)) = &probes
+                && let Some(found) = handle.index_contains(index, codec, add, &probes.0).await?
+            {
+                if found {
+                    return Err(self.existing_key(handle, index, codec, add, probes).await?);
+                }
+                continue;
+            }
+            files.push(live_file(handle, add, stats).await?);
         }
         if files.is_empty() {
             return Ok(());
@@ -203,6 +251,43 @@ impl KeyChecker {
             }
         }
         Ok(())
+    }
+
+    /// One equality probe per new key without NULLs, and where each key came from (batch, row).
+    fn probes(&self, codec: &KeyCodec) -> Result<(Vec<Probe>, Vec<(usize, usize)>)> {
+        let mut probes = Vec::new();
+        let mut origins = Vec::new();
+        for (b, columns) in self.new_keys.iter().enumerate() {
+            let keys = codec.keys().convert_columns(columns)?;
+            let firsts = codec.first().convert_columns(&columns[..1])?;
+            for i in 0..keys.num_rows() {
+                if columns.iter().all(|c| c.is_valid(i)) {
+                    probes.push(Probe::equal(keys.row(i).data(), firsts.row(i).data()));
+                    origins.push((b, i));
+                }
+            }
+        }
+        Ok((probes, origins))
+    }
+
+    /// The violation for the first new key that `add`'s file already holds.
+    async fn existing_key(
+        &self,
+        handle: &TableHandle,
+        index: &IndexDef,
+        codec: &KeyCodec,
+        add: &Add,
+        (probes, origins): &(Vec<Probe>, Vec<(usize, usize)>),
+    ) -> Result<DataFusionError> {
+        for (probe, (b, i)) in probes.iter().zip(origins) {
+            let one = std::slice::from_ref(probe);
+            if handle.index_contains(index, codec, add, one).await? == Some(true) {
+                return Ok(self.violation(&self.new_keys[*b], *i));
+            }
+        }
+        Err(DataFusionError::Internal(
+            "an index reported a duplicate key it then could not find".into(),
+        ))
     }
 
     fn violation(&self, columns: &[ArrayRef], row: usize) -> DataFusionError {

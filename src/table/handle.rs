@@ -8,10 +8,17 @@ use roaring::RoaringTreemap;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::Concurrency;
-use crate::txlog::{Action, DeletionVectorDescriptor, DeltaLog, Operation, Snapshot, TxLogError};
+use super::index::{IndexCache, IndexDef, IndexScan, KeyCodec, Lookup, Probe, segment_location};
+use crate::txlog::{
+    Action, Add, DeletionVectorDescriptor, DeltaLog, Operation, Snapshot, TxLogError,
+};
 
 /// Deletion vectors kept in memory per table before the cache starts over.
 const CACHED_DELETION_VECTORS: usize = 4096;
+
+/// A scan reads a file whole instead of through an index when the index lookup would need more
+/// than this share of the segment's leaves.
+const MAX_INDEX_SHARE: f64 = 0.25;
 
 /// A table's writer lock, held until dropped.
 #[derive(Debug)]
@@ -34,6 +41,8 @@ pub struct TableHandle {
     concurrency: Concurrency,
     /// Parsed deletion vectors by unique id; DV files are immutable, so entries never go stale.
     deletion_vectors: Mutex<HashMap<String, Arc<RoaringTreemap>>>,
+    /// Open index segments and their decoded leaves.
+    indexes: IndexCache,
 }
 
 impl TableHandle {
@@ -44,6 +53,7 @@ impl TableHandle {
             writer: Arc::new(AsyncMutex::new(())),
             concurrency,
             deletion_vectors: Mutex::default(),
+            indexes: IndexCache::default(),
         }
     }
 
@@ -118,6 +128,63 @@ impl TableHandle {
         }
         cache.insert(id, Arc::clone(&bitmap));
         Ok(bitmap)
+    }
+
+    /// The positions in `add`'s data file whose keys `scan`'s probes select (deleted rows
+    /// included), or `None` when the file has no segment of the index or reading it whole is
+    /// cheaper than the lookup.
+    pub async fn index_lookup(
+        &self,
+        scan: &IndexScan,
+        add: &Add,
+    ) -> datafusion::common::Result<Option<RoaringTreemap>> {
+        let Some(segment) = scan.index.segment_of(add) else {
+            return Ok(None);
+        };
+        let location = segment_location(self.log.root(), segment)?;
+        let found = self
+            .indexes
+            .lookup(
+                self.log.store(),
+                &location,
+                &scan.codec,
+                &scan.probes,
+                Some(MAX_INDEX_SHARE),
+            )
+            .await?;
+        Ok(match found {
+            Lookup::Positions(positions) => Some(positions),
+            Lookup::TooWide => None,
+        })
+    }
+
+    /// True when `add`'s data file holds a key `probe` selects, among its live rows.
+    pub async fn index_contains(
+        &self,
+        index: &IndexDef,
+        codec: &KeyCodec,
+        add: &Add,
+        probes: &[Probe],
+    ) -> datafusion::common::Result<Option<bool>> {
+        let Some(segment) = index.segment_of(add) else {
+            return Ok(None);
+        };
+        let location = segment_location(self.log.root(), segment)?;
+        let Lookup::Positions(mut positions) = self
+            .indexes
+            .lookup(self.log.store(), &location, codec, probes, None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(descriptor) = &add.deletion_vector {
+            positions -= self
+                .deletion_vector(descriptor)
+                .await
+                .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?
+                .as_ref();
+        }
+        Ok(Some(!positions.is_empty()))
     }
 
     fn cached_vectors(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RoaringTreemap>>> {

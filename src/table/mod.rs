@@ -10,8 +10,10 @@
 //! [`Snapshot`]: crate::txlog::Snapshot
 
 mod constraints;
+mod datafile;
 mod handle;
 pub mod index;
+mod indexing;
 mod mutation;
 mod provider;
 mod pruning;
@@ -21,6 +23,8 @@ mod transaction;
 
 pub use constraints::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY};
 pub use handle::TableHandle;
+pub use index::{INDEXES_PROPERTY, IndexDef, table_indexes};
+pub use indexing::{create_index, drop_index};
 pub use mutation::Mutation;
 pub use provider::{DeltaTableProvider, FILE_INDEX_COLUMN, ROW_INDEX_COLUMN};
 pub use scan::DeltaScanExec;

@@ -25,9 +25,8 @@ use serde_json::{Value, json};
 
 use super::constraints::KeyChecker;
 use super::scan::row_count_of;
-use super::sink::{external, upload_data_file};
+use super::datafile::{DataFileWriter, external};
 use super::{TableHandle, Writer};
-use crate::storage::parquet::ParquetFileWriter;
 use crate::txlog::{
     Action, Add, ENABLE_DELETION_VECTORS, Operation, Remove, Snapshot, write_deletion_vector,
 };
@@ -40,7 +39,7 @@ pub struct Mutation {
     store_url: ObjectStoreUrl,
     /// Newly deleted row positions, by the file's index in the snapshot.
     deleted: BTreeMap<usize, RoaringTreemap>,
-    new_rows: Option<ParquetFileWriter>,
+    new_rows: Option<DataFileWriter>,
     keys: Vec<KeyChecker>,
 }
 
@@ -105,11 +104,9 @@ impl Mutation {
         }
         let writer = match self.new_rows.as_mut() {
             Some(writer) => writer,
-            None => self
-                .new_rows
-                .insert(ParquetFileWriter::try_new(schema).map_err(external)?),
+            None => self.new_rows.insert(DataFileWriter::try_new(&self.snapshot)?),
         };
-        writer.write(&batch).map_err(external)
+        writer.write(&batch)
     }
 
     /// Writes deletion vectors and new rows, then commits them as one Delta commit (or stages
@@ -186,7 +183,7 @@ impl Mutation {
         let mut added_rows = 0u64;
         if let Some(writer) = self.new_rows.filter(|w| w.rows() > 0) {
             added_rows = writer.rows();
-            let add = upload_data_file(&self.handle, writer.finish().map_err(external)?).await?;
+            let add = writer.upload(&self.handle).await?;
             bytes_written += add.size as u64;
             added_files += 1;
             actions.push(Action::Add(add));

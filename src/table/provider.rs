@@ -21,7 +21,11 @@ use parquet::arrow::RowNumber;
 
 use super::constraints::column_defaults;
 use super::pruning::FilePruningStats;
-use super::scan::{DeltaScanExec, FileCounts, ParquetScan, live_file, parquet_scan};
+use super::datafile::external;
+use super::index::{IndexScan, table_indexes};
+use super::scan::{
+    DeltaScanExec, FileCounts, IndexUse, ParquetScan, indexed_file, live_file, parquet_scan,
+};
 use super::{DeltaSink, TableHandle, TxTable, Writer};
 use crate::txlog::{Add, FileStats, Snapshot};
 
@@ -194,14 +198,51 @@ impl TableProvider for DeltaTableProvider {
             return not_impl_err!("reading partitioned Delta tables is not supported yet");
         }
         let selected = self.select_files(state, filters)?;
-        let counts = FileCounts {
+        let index_scan = match self.on_data_columns(filters) {
+            Some(predicate) => IndexScan::choose(
+                &table_indexes(self.snapshot()).map_err(external)?,
+                self.snapshot.schema(),
+                &[predicate],
+            )?,
+            None => None,
+        };
+        let mut counts = FileCounts {
             in_snapshot: self.snapshot.files().len(),
             after_stats: selected.len(),
+            index: index_scan.as_ref().map(|scan| IndexUse {
+                name: scan.index.name.clone(),
+                rows: 0,
+                files_matched: 0,
+                files_looked_up: 0,
+                files_read_whole: 0,
+            }),
         };
         let mut files = Vec::with_capacity(selected.len());
         let addressed = !self.schema.table_partition_cols().is_empty();
         for (index, add, stats) in selected {
-            let file = live_file(&self.handle, add, stats).await?;
+            let hits = match &index_scan {
+                Some(scan) => self.handle.index_lookup(scan, add).await?,
+                None => None,
+            };
+            let file = match (hits, counts.index.as_mut()) {
+                (Some(positions), Some(used)) => {
+                    used.files_looked_up += 1;
+                    match indexed_file(&self.handle, add, stats, positions).await? {
+                        Some((file, rows)) => {
+                            used.files_matched += 1;
+                            used.rows += rows;
+                            file
+                        }
+                        None => continue,
+                    }
+                }
+                (_, used) => {
+                    if let Some(used) = used {
+                        used.files_read_whole += 1;
+                    }
+                    live_file(&self.handle, add, stats).await?
+                }
+            };
             files.push(if addressed {
                 file.with_partition_values(vec![ScalarValue::Int64(Some(index as i64))])
             } else {

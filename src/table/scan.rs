@@ -27,12 +27,28 @@ use crate::storage::parquet::read_footer;
 use crate::txlog::{Add, FileStats};
 
 /// How many files of a snapshot a scan reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileCounts {
     /// Live files in the snapshot.
     pub in_snapshot: usize,
     /// Files left after skipping by per-file statistics.
     pub after_stats: usize,
+    /// How the scan used an index, if it did.
+    pub index: Option<IndexUse>,
+}
+
+/// What an index contributed to a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexUse {
+    pub name: String,
+    /// Rows the index lookups selected (live ones only).
+    pub rows: u64,
+    /// Files with at least one selected row.
+    pub files_matched: usize,
+    /// Files answered by the index.
+    pub files_looked_up: usize,
+    /// Files read whole: without a segment of the index, or where a lookup would cost more.
+    pub files_read_whole: usize,
 }
 
 /// Reads the files chosen for a scan (its only child does the Parquet work).
@@ -59,8 +75,8 @@ impl DeltaScanExec {
         }
     }
 
-    pub fn counts(&self) -> FileCounts {
-        self.counts
+    pub fn counts(&self) -> &FileCounts {
+        &self.counts
     }
 }
 
@@ -69,14 +85,26 @@ impl DisplayAs for DeltaScanExec {
         let FileCounts {
             in_snapshot,
             after_stats,
-        } = self.counts;
+            index,
+        } = &self.counts;
         write!(
             f,
             "DeltaScanExec: table={}, version={}, files={after_stats}/{in_snapshot} ({} skipped by statistics)",
             self.table,
             self.version,
             in_snapshot - after_stats
-        )
+        )?;
+        if let Some(used) = index {
+            write!(
+                f,
+                ", index {}: {} rows in {} of {} files",
+                used.name, used.rows, used.files_matched, used.files_looked_up
+            )?;
+            if used.files_read_whole > 0 {
+                write!(f, ", {} files read whole", used.files_read_whole)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -110,7 +138,8 @@ impl ExecutionPlan for DeltaScanExec {
         Ok(Arc::new(Self {
             input,
             table: self.table.clone(),
-            ..*self
+            version: self.version,
+            counts: self.counts.clone(),
         }))
     }
 
@@ -195,6 +224,55 @@ pub async fn live_file(
         None => row_count(handle, &file).await?,
     };
     Ok(file.with_extension(ParquetRowSelection::new(live_rows(&deleted, rows))))
+}
+
+/// The rows at `positions` of a live data file, without those its deletion vector lists;
+/// `None` when no such row remains.
+pub async fn indexed_file(
+    handle: &TableHandle,
+    add: &Add,
+    stats: &FileStats,
+    mut positions: RoaringTreemap,
+) -> Result<Option<(PartitionedFile, u64)>> {
+    if let Some(descriptor) = &add.deletion_vector {
+        positions -= handle
+            .deletion_vector(descriptor)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .as_ref();
+    }
+    if positions.is_empty() {
+        return Ok(None);
+    }
+    let file = data_file(handle.log().root(), add)?;
+    let rows = match stats.num_records {
+        Some(rows) => rows,
+        None => row_count(handle, &file).await?,
+    };
+    Ok(Some((
+        file.with_extension(ParquetRowSelection::new(rows_at(&positions, rows))),
+        positions.len(),
+    )))
+}
+
+/// Selects the rows at `positions` of a `rows`-row file.
+fn rows_at(positions: &RoaringTreemap, rows: u64) -> RowSelection {
+    let mut selectors: Vec<RowSelector> = Vec::new();
+    let mut next = 0u64;
+    for position in positions.iter().take_while(|p| *p < rows) {
+        if position > next {
+            selectors.push(RowSelector::skip((position - next) as usize));
+        }
+        match selectors.last_mut() {
+            Some(run) if !run.skip && position == next => run.row_count += 1,
+            _ => selectors.push(RowSelector::select(1)),
+        }
+        next = position + 1;
+    }
+    if next < rows {
+        selectors.push(RowSelector::skip((rows - next) as usize));
+    }
+    RowSelection::from(selectors)
 }
 
 /// Selects the rows of a `rows`-row file that `deleted` does not list.

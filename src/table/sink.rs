@@ -12,13 +12,12 @@ use datafusion::datasource::sink::DataSink;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
-use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
 
 use super::constraints::KeyChecker;
+use super::datafile::{DataFileWriter, external};
 use super::{TableHandle, Writer};
-use crate::storage::parquet::{EncodedFile, ParquetFileWriter};
-use crate::txlog::{Action, Add, Operation, Snapshot};
+use crate::txlog::{Action, Operation, Snapshot};
 use datafusion::execution::object_store::ObjectStoreUrl;
 
 /// Encoded size at which the writer starts a new data file.
@@ -55,34 +54,6 @@ impl DeltaSink {
     }
 }
 
-/// Stores an encoded data file in the table folder and describes it as an `add` action.
-pub(super) async fn upload_data_file(handle: &TableHandle, file: EncodedFile) -> Result<Add> {
-    let name = format!("part-00000-{}-c000.snappy.parquet", uuid::Uuid::new_v4());
-    let path = handle.log().root().clone().join(name.as_str());
-    let size = file.bytes.len() as i64;
-    handle
-        .log()
-        .store()
-        .put(&path, PutPayload::from(file.bytes))
-        .await?;
-    let stats = json!({
-        "numRecords": file.stats.num_records,
-        "minValues": file.stats.min_values,
-        "maxValues": file.stats.max_values,
-        "nullCount": file.stats.null_count,
-    });
-    Ok(Add {
-        path: name,
-        partition_values: HashMap::new(),
-        size,
-        modification_time: chrono::Utc::now().timestamp_millis(),
-        data_change: true,
-        stats: Some(stats.to_string()),
-        tags: None,
-        deletion_vector: None,
-    })
-}
-
 impl DisplayAs for DeltaSink {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "DeltaSink: table={}", self.table)
@@ -104,7 +75,7 @@ impl DataSink for DeltaSink {
         let mut keys = KeyChecker::for_table(&self.snapshot)?;
         let mut adds = Vec::new();
         let mut rows = 0u64;
-        let mut writer: Option<ParquetFileWriter> = None;
+        let mut writer: Option<DataFileWriter> = None;
         while let Some(batch) = data.next().await {
             let batch = batch?;
             if batch.num_rows() == 0 {
@@ -119,18 +90,17 @@ impl DataSink for DeltaSink {
             rows += batch.num_rows() as u64;
             let current = match writer.as_mut() {
                 Some(w) => w,
-                None => writer
-                    .insert(ParquetFileWriter::try_new(Arc::clone(&schema)).map_err(external)?),
+                None => writer.insert(DataFileWriter::try_new(&self.snapshot)?),
             };
-            current.write(&batch).map_err(external)?;
+            current.write(&batch)?;
             if current.encoded_size() >= TARGET_FILE_BYTES
                 && let Some(full) = writer.take()
             {
-                adds.push(upload_data_file(&self.handle, full.finish().map_err(external)?).await?);
+                adds.push(full.upload(&self.handle).await?);
             }
         }
         if let Some(last) = writer.take().filter(|w| w.rows() > 0) {
-            adds.push(upload_data_file(&self.handle, last.finish().map_err(external)?).await?);
+            adds.push(last.upload(&self.handle).await?);
         }
         if adds.is_empty() {
             return Ok(0);
@@ -177,6 +147,3 @@ impl DataSink for DeltaSink {
     }
 }
 
-pub(super) fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
-}

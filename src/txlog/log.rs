@@ -184,6 +184,9 @@ impl DeltaLog {
         actions: Vec<Action>,
     ) -> Result<Arc<Snapshot>, TxLogError> {
         let body = commit_body(&operation, Some(snapshot.version()), &actions)?;
+        // A schema, property or protocol change was decided on `snapshot` and must not be laid
+        // over commits it did not see (an index over files it never indexed, say).
+        let ours_changes_table = changes_table(&actions);
         let mut base = Arc::clone(snapshot);
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let version = base.version() + 1;
@@ -193,21 +196,23 @@ impl DeltaLog {
                 Err(e) => return Err(e),
             }
             let winner = self.read_commit(version).await?.unwrap_or_default();
-            let changes_table = winner
-                .iter()
-                .any(|a| matches!(a, Action::Protocol(_) | Action::Metadata(_)));
             // Write-serializable: new rows appended by a blind append were not there when we
             // read, as if that append had committed after us; anything else may have changed
             // what we read (a removed file, rows added by an UPDATE).
-            if changes_table || !(operation.blind_append || is_blind_append(&winner)) {
+            let reason = if changes_table(&winner) {
+                Some("a concurrent transaction changed the table's schema, properties or protocol")
+            } else if ours_changes_table {
+                Some("this transaction changes the table's properties and another one committed first")
+            } else if !(operation.blind_append || is_blind_append(&winner)) {
+                Some("a concurrent transaction changed the rows this one read")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
                 return Err(TxLogError::Conflict {
                     table: self.root.to_string(),
                     version,
-                    reason: if changes_table {
-                        "a concurrent transaction changed the table's schema or protocol".into()
-                    } else {
-                        "a concurrent transaction changed the rows this one read".into()
-                    },
+                    reason: reason.into(),
                 });
             }
             base = Arc::new(base.advance(version, winner)?);
@@ -263,6 +268,12 @@ async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<
 }
 
 /// True for a commit that only appended files without reading the table.
+fn changes_table(actions: &[Action]) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, Action::Protocol(_) | Action::Metadata(_)))
+}
+
 fn is_blind_append(actions: &[Action]) -> bool {
     let declared = actions
         .iter()

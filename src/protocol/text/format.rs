@@ -14,6 +14,8 @@ pub fn message(outcome: &Outcome) -> Option<String> {
         Outcome::UsingDatabase(name) => format!("Using database: {name}"),
         Outcome::TableCreated(name) => format!("Table created: {name}"),
         Outcome::TableDropped(name) => format!("Dropped table: {name}"),
+        Outcome::IndexCreated(name) => format!("Index created: {name}"),
+        Outcome::IndexDropped(name) => format!("Dropped index: {name}"),
         Outcome::Inserted { table, rows: 1 } => format!("Inserted into {table}"),
         Outcome::Inserted { table, rows } => format!("Inserted {rows} row(s) into {table}"),
         Outcome::Deleted { table, rows } => format!("Deleted {rows} row(s) from {table}"),
@@ -41,7 +43,7 @@ pub fn listing(listing: &Listing, batch: &RecordBatch) -> Result<String, ArrowEr
             &names()?,
             "(no tables left)",
         ),
-        Listing::Columns { .. } => {
+        Listing::Columns { .. } | Listing::Indexes { .. } => {
             let rows = cells(batch)?;
             let mut table = AsciiTable::new(batch, &rows);
             table.push_rows(&rows);

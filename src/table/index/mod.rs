@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::txlog::{Add, Metadata, Snapshot, TxLogError};
 
 pub use probe::{IndexScan, KeyCodec, Probe};
-pub use segment::{IndexCache, build_segment, segment_path};
+pub use segment::{IndexCache, Lookup, build_segment, segment_location, segment_path};
 
 /// Table property holding the table's indexes: a JSON array of [`IndexDef`].
 pub const INDEXES_PROPERTY: &str = "minidb.indexes";

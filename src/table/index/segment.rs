@@ -47,6 +47,12 @@ pub fn segment_path(index: &IndexDef) -> String {
     )
 }
 
+/// Where the segment a tag names (`segment`, relative to the table) is in the store.
+pub fn segment_location(table_root: &Path, segment: &str) -> Result<Path> {
+    Path::parse(format!("{table_root}/{segment}"))
+        .map_err(|e| DataFusionError::Execution(format!("bad index segment path: {e}")))
+}
+
 /// Encodes the segment of a data file whose key columns (all rows, in file order) are `keys`:
 /// every entry's key and position, sorted by key and then position.
 pub fn build_segment(index: &IndexDef, codec: &KeyCodec, keys: &[ArrayRef]) -> Result<Bytes> {
