@@ -166,10 +166,7 @@ async fn run_file(path: &Path, data: &str) -> FileResult {
         first_failures: Vec::new(),
     };
     for record in records {
-        let counted = match &record {
-            Record::Statement { .. } | Record::Query { .. } => true,
-            _ => false,
-        };
+        let counted = matches!(&record, Record::Statement { .. } | Record::Query { .. });
         if let Record::Query {
             expected: QueryExpect::Results { types, .. },
             ..

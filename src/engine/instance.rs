@@ -27,8 +27,8 @@ use crate::catalog::{
 };
 use crate::storage::DataStore;
 use crate::table::{
-    Concurrency, DEFAULTS_PROPERTY, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY,
-    Transaction, UNIQUE_PROPERTY,
+    Concurrency, DEFAULTS_PROPERTY, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY, Transaction,
+    UNIQUE_PROPERTY,
 };
 
 /// The query engine behind every protocol. Cheap to share: all state is in the object store.
@@ -557,9 +557,8 @@ impl Engine {
             }
         }
         if !indexes.is_empty() {
-            let json = serde_json::to_value(&indexes).map_err(|e| {
-                EngineError::InvalidInput(format!("index definitions: {e}"))
-            })?;
+            let json = serde_json::to_value(&indexes)
+                .map_err(|e| EngineError::InvalidInput(format!("index definitions: {e}")))?;
             properties.push((INDEXES_PROPERTY, json));
         }
         if !defaults.is_empty() {

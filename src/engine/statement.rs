@@ -464,11 +464,18 @@ mod tests {
         else {
             panic!("CREATE UNIQUE INDEX is recognised")
         };
-        assert_eq!((name.as_str(), columns), ("idx", vec!["a".to_string(), "B".into()]));
+        assert_eq!(
+            (name.as_str(), columns),
+            ("idx", vec!["a".to_string(), "B".into()])
+        );
         assert_eq!(table.database.as_deref(), Some("shop"));
         assert!(matches!(
             parse("DROP INDEX IF EXISTS i ON t").unwrap(),
-            Statement::DropIndex { table: Some(_), if_exists: true, .. }
+            Statement::DropIndex {
+                table: Some(_),
+                if_exists: true,
+                ..
+            }
         ));
         assert!(matches!(
             parse("SHOW INDEXES FROM t").unwrap(),

@@ -65,6 +65,13 @@ pub fn column_defaults(snapshot: &Snapshot) -> Result<HashMap<String, Expr>> {
 /// columns of the files whose key range overlaps its own instead.
 const MAX_PROBED_KEYS: usize = 10_000;
 
+/// Index probes for a write's new keys.
+struct KeyProbes {
+    probes: Vec<Probe>,
+    /// Per probe, the (batch, row) of the new key it looks for.
+    origins: Vec<(usize, usize)>,
+}
+
 /// One key of a table (its PRIMARY KEY or a UNIQUE constraint) and the values a write has seen.
 pub struct KeyChecker {
     /// `PRIMARY KEY`, `UNIQUE` or `UNIQUE INDEX <name>`, for messages.
@@ -89,12 +96,18 @@ impl KeyChecker {
         let bad = |name: &str, e: serde_json::Error| {
             DataFusionError::Internal(format!("bad table property {name}: {e}"))
         };
-        let indexes = table_indexes(snapshot).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let indexes =
+            table_indexes(snapshot).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let mut keys: Vec<Self> = Vec::new();
         if let Some(json) = property(PRIMARY_KEY_PROPERTY) {
             let columns: Vec<String> =
                 serde_json::from_str(&json).map_err(|e| bad(PRIMARY_KEY_PROPERTY, e))?;
-            keys.push(Self::new(snapshot, "PRIMARY KEY".into(), columns, &indexes)?);
+            keys.push(Self::new(
+                snapshot,
+                "PRIMARY KEY".into(),
+                columns,
+                &indexes,
+            )?);
         }
         if let Some(json) = property(UNIQUE_PROPERTY) {
             let lists: Vec<Vec<String>> =
@@ -219,7 +232,7 @@ impl KeyChecker {
                 continue;
             }
             if let Some((index, codec, probes)) = &probes
-                && let Some(found) = handle.index_contains(index, codec, add, &probes.0).await?
+                && let Some(found) = handle.index_contains(index, codec, add, &probes.probes).await?
             {
                 if found {
                     return Err(self.existing_key(handle, index, codec, add, probes).await?);
@@ -253,8 +266,8 @@ impl KeyChecker {
         Ok(())
     }
 
-    /// One equality probe per new key without NULLs, and where each key came from (batch, row).
-    fn probes(&self, codec: &KeyCodec) -> Result<(Vec<Probe>, Vec<(usize, usize)>)> {
+    /// One equality probe per new key without NULLs, and where each key came from.
+    fn probes(&self, codec: &KeyCodec) -> Result<KeyProbes> {
         let mut probes = Vec::new();
         let mut origins = Vec::new();
         for (b, columns) in self.new_keys.iter().enumerate() {
@@ -267,7 +280,7 @@ impl KeyChecker {
                 }
             }
         }
-        Ok((probes, origins))
+        Ok(KeyProbes { probes, origins })
     }
 
     /// The violation for the first new key that `add`'s file already holds.
@@ -277,7 +290,7 @@ impl KeyChecker {
         index: &IndexDef,
         codec: &KeyCodec,
         add: &Add,
-        (probes, origins): &(Vec<Probe>, Vec<(usize, usize)>),
+        KeyProbes { probes, origins }: &KeyProbes,
     ) -> Result<DataFusionError> {
         for (probe, (b, i)) in probes.iter().zip(origins) {
             let one = std::slice::from_ref(probe);

@@ -69,9 +69,13 @@ impl DataFileWriter {
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.parquet.write(batch).map_err(external)?;
         for segment in &mut self.segments {
-            segment
-                .keys
-                .push(segment.columns.iter().map(|i| Arc::clone(batch.column(*i))).collect());
+            segment.keys.push(
+                segment
+                    .columns
+                    .iter()
+                    .map(|i| Arc::clone(batch.column(*i)))
+                    .collect(),
+            );
         }
         Ok(())
     }

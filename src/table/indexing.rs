@@ -43,7 +43,10 @@ pub async fn create_index(
     }
     let schema = snapshot.schema();
     let types = index.key_types(schema).map_err(|e| {
-        DataFusionError::Plan(format!("cannot create index {} on {table}: {e}", index.name))
+        DataFusionError::Plan(format!(
+            "cannot create index {} on {table}: {e}",
+            index.name
+        ))
     })?;
     let mut distinct = HashSet::new();
     if let Some(twice) = index.columns.iter().find(|c| !distinct.insert(*c)) {
@@ -60,7 +63,10 @@ pub async fn create_index(
         .collect::<Result<Vec<_>, _>>()?;
     let mut seen = HashSet::new();
     indexes.push(index.clone());
-    let mut actions = vec![Action::Metadata(with_indexes(snapshot.metadata(), &indexes))];
+    let mut actions = vec![Action::Metadata(with_indexes(
+        snapshot.metadata(),
+        &indexes,
+    ))];
     for add in snapshot.files() {
         let keys = key_columns(handle, &snapshot, add, &columns, &store_url, &context).await?;
         if index.unique {
@@ -158,10 +164,7 @@ async fn key_columns(
         limit: None,
         partitions: 1,
     })?;
-    let batches: Vec<RecordBatch> = plan
-        .execute(0, Arc::clone(context))?
-        .try_collect()
-        .await?;
+    let batches: Vec<RecordBatch> = plan.execute(0, Arc::clone(context))?.try_collect().await?;
     (0..columns.len())
         .map(|c| {
             let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();

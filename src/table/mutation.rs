@@ -24,8 +24,8 @@ use roaring::RoaringTreemap;
 use serde_json::{Value, json};
 
 use super::constraints::KeyChecker;
-use super::scan::row_count_of;
 use super::datafile::{DataFileWriter, external};
+use super::scan::row_count_of;
 use super::{TableHandle, Writer};
 use crate::txlog::{
     Action, Add, ENABLE_DELETION_VECTORS, Operation, Remove, Snapshot, write_deletion_vector,
@@ -104,7 +104,9 @@ impl Mutation {
         }
         let writer = match self.new_rows.as_mut() {
             Some(writer) => writer,
-            None => self.new_rows.insert(DataFileWriter::try_new(&self.snapshot)?),
+            None => self
+                .new_rows
+                .insert(DataFileWriter::try_new(&self.snapshot)?),
         };
         writer.write(&batch)
     }

@@ -20,9 +20,9 @@ use datafusion::physical_plan::empty::EmptyExec;
 use parquet::arrow::RowNumber;
 
 use super::constraints::column_defaults;
-use super::pruning::FilePruningStats;
 use super::datafile::external;
 use super::index::{IndexScan, table_indexes};
+use super::pruning::FilePruningStats;
 use super::scan::{
     DeltaScanExec, FileCounts, IndexUse, ParquetScan, indexed_file, live_file, parquet_scan,
 };

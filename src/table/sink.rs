@@ -146,4 +146,3 @@ impl DataSink for DeltaSink {
         Ok(rows)
     }
 }
-

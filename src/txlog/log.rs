@@ -202,7 +202,9 @@ impl DeltaLog {
             let reason = if changes_table(&winner) {
                 Some("a concurrent transaction changed the table's schema, properties or protocol")
             } else if ours_changes_table {
-                Some("this transaction changes the table's properties and another one committed first")
+                Some(
+                    "this transaction changes the table's properties and another one committed first",
+                )
             } else if !(operation.blind_append || is_blind_append(&winner)) {
                 Some("a concurrent transaction changed the rows this one read")
             } else {
