@@ -31,6 +31,15 @@ use super::StorageError;
 /// Longest string prefix recorded as a minimum; longer maxima are not recorded at all.
 const STRING_STATS_PREFIX: usize = 32;
 
+/// Most rows per data page. A point lookup (through an index or a deletion-vector-sized row
+/// selection) decodes one page per column, so pages stay small.
+const DATA_PAGE_ROWS: usize = 8192;
+
+/// Largest dictionary per column chunk: columns with few distinct values keep their dictionary,
+/// unique-ish ones fall back to plain pages early instead of making every lookup read a 1 MiB
+/// dictionary first.
+const DICTIONARY_PAGE_BYTES: usize = 64 * 1024;
+
 /// Statistics of one data file, keyed by top-level column name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FileStatistics {
@@ -58,6 +67,8 @@ impl ParquetFileWriter {
     pub fn try_new(schema: SchemaRef) -> Result<Self, StorageError> {
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            .set_data_page_row_count_limit(DATA_PAGE_ROWS)
+            .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
             .build();
         let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?;
         Ok(Self {
