@@ -7,7 +7,7 @@ use std::time::Instant;
 use arrow::array::{RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
-use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::{SessionStateBuilder, TaskContext};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
@@ -37,6 +37,25 @@ pub struct Engine {
     pub(super) catalog: Arc<Catalog>,
     pub(super) state: SessionState,
     started: Instant,
+}
+
+/// A query planned by [`Engine::plan_query`], ready to run.
+#[derive(Debug)]
+pub struct PlannedQuery {
+    plan: Arc<dyn ExecutionPlan>,
+    context: Arc<TaskContext>,
+}
+
+impl PlannedQuery {
+    /// The schema of the rows the query returns.
+    pub fn schema(&self) -> SchemaRef {
+        self.plan.schema()
+    }
+
+    /// Starts the query; its rows stream as they are produced.
+    pub fn execute(self) -> Result<Outcome, EngineError> {
+        Ok(Outcome::Rows(execute_stream(self.plan, self.context)?))
+    }
 }
 
 /// How an [`Engine`] runs.
@@ -214,6 +233,22 @@ impl Engine {
             } => self.drop_index(session, name, table, if_exists).await,
             Statement::ShowIndexes(table) => self.show_indexes(session, table).await,
             Statement::Parsed(parsed) => self.execute_parsed(session, *parsed).await,
+        }
+    }
+
+    /// Plans `sql` when it is a query (SELECT, EXPLAIN), without running it; `None` for any
+    /// other statement. The plan reads the snapshots current now, whenever it runs.
+    pub async fn plan_query(
+        &self,
+        session: &Session,
+        sql: &str,
+    ) -> Result<Option<PlannedQuery>, EngineError> {
+        match statement::parse(sql)? {
+            Statement::Parsed(parsed) if returns_rows(&parsed) => Ok(Some(PlannedQuery {
+                plan: self.physical_plan(session, *parsed).await?,
+                context: self.state.task_ctx(),
+            })),
+            _ => Ok(None),
         }
     }
 

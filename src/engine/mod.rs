@@ -24,6 +24,6 @@ mod statement;
 mod types;
 
 pub use error::{EngineError, ErrorKind};
-pub use instance::{Engine, EngineOptions};
+pub use instance::{Engine, EngineOptions, PlannedQuery};
 pub use outcome::{Listing, Outcome};
 pub use session::Session;

@@ -12,6 +12,10 @@ pub struct StatementHandle {
     /// The Flight SQL transaction the statement runs in, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction: Option<String>,
+    /// A query already planned by GetFlightInfo and parked on this server under this id; DoGet
+    /// runs it instead of planning again (and plans from `sql` if it is gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 impl StatementHandle {
@@ -35,6 +39,7 @@ mod tests {
             sql: "SELECT 1".into(),
             database: "test".into(),
             transaction: Some("t1".into()),
+            plan: None,
         };
         assert_eq!(StatementHandle::decode(&handle.encode()).unwrap(), handle);
         assert!(StatementHandle::decode(b"\x00garbage").is_err());

@@ -30,7 +30,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::handle::StatementHandle;
 use super::session;
 use super::status::to_status;
-use crate::engine::{Engine, Outcome, Session};
+use crate::engine::{Engine, Outcome, PlannedQuery, Session};
 use crate::table::Transaction;
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
@@ -39,11 +39,46 @@ type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, St
 /// must not hold table locks forever).
 const TRANSACTION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long a query planned by GetFlightInfo waits for its DoGet.
+const PARKED_PLAN_TTL: Duration = Duration::from_secs(60);
+
+/// Most planned queries waiting for their DoGet; beyond that, DoGet plans again.
+const MAX_PARKED_PLANS: usize = 1024;
+
 /// Flight SQL over one shared [`Engine`].
 pub struct FlightSqlServer {
     engine: Arc<Engine>,
     sql_info: SqlInfoData,
     transactions: Arc<Transactions>,
+    plans: ParkedPlans,
+}
+
+/// Queries planned by GetFlightInfo, waiting for the DoGet of their ticket, so a query is
+/// planned (and its snapshot, index lookups and file list settled) once, not twice.
+#[derive(Default)]
+struct ParkedPlans(Mutex<HashMap<String, (PlannedQuery, Instant)>>);
+
+impl ParkedPlans {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (PlannedQuery, Instant)>> {
+        let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (_, parked)| parked.elapsed() < PARKED_PLAN_TTL);
+        entries
+    }
+
+    /// Parks `query` and returns its id, or `None` when too many queries are waiting.
+    fn park(&self, query: PlannedQuery) -> Option<String> {
+        let mut entries = self.entries();
+        if entries.len() >= MAX_PARKED_PLANS {
+            return None;
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        entries.insert(id.clone(), (query, Instant::now()));
+        Some(id)
+    }
+
+    fn take(&self, id: &str) -> Option<PlannedQuery> {
+        self.entries().remove(id).map(|(query, _)| query)
+    }
 }
 
 /// Open Flight SQL transactions by id, with the time each was last used.
@@ -126,6 +161,7 @@ impl FlightSqlServer {
             engine,
             sql_info,
             transactions: Transactions::with_sweeper(),
+            plans: ParkedPlans::default(),
         }
     }
 
@@ -153,13 +189,32 @@ impl FlightSqlServer {
 
     /// FlightInfo for `handle`: a query gets its schema and a ticket; any other statement runs
     /// now and answers with an empty schema and no endpoints.
+    /// With `park`, a query's plan waits on this server for the ticket's DoGet (the ticket
+    /// must then carry the handle `ticket` is given).
     async fn flight_info(
         &self,
-        handle: StatementHandle,
+        mut handle: StatementHandle,
         ticket: impl FnOnce(&StatementHandle) -> Ticket,
         descriptor: FlightDescriptor,
+        park: bool,
     ) -> Result<Response<FlightInfo>, Status> {
         let mut session = self.session(&handle)?;
+        if park
+            && let Some(query) = self
+                .engine
+                .plan_query(&session, &handle.sql)
+                .await
+                .map_err(to_status)?
+        {
+            let schema = query.schema();
+            handle.plan = self.plans.park(query);
+            let info = FlightInfo::new()
+                .try_with_schema(&schema)
+                .map_err(|e| Status::internal(e.to_string()))?
+                .with_endpoint(FlightEndpoint::new().with_ticket(ticket(&handle)))
+                .with_descriptor(descriptor);
+            return Ok(Response::new(info));
+        }
         let schema = self
             .engine
             .output_schema(&session, &handle.sql)
@@ -188,8 +243,14 @@ impl FlightSqlServer {
 
     /// Runs a query and streams its batches.
     async fn stream(&self, handle: StatementHandle) -> Result<Response<DoGetStream>, Status> {
-        let mut session = self.session(&handle)?;
-        let outcome = self.execute(&mut session, &handle.sql).await?;
+        let parked = handle.plan.as_deref().and_then(|id| self.plans.take(id));
+        let outcome = match parked {
+            Some(query) => query.execute().map_err(to_status)?,
+            None => {
+                let mut session = self.session(&handle)?;
+                self.execute(&mut session, &handle.sql).await?
+            }
+        };
         let (schema, batches): (SchemaRef, _) = match outcome {
             Outcome::Rows(stream) => (
                 stream.schema(),
@@ -253,6 +314,7 @@ impl FlightSqlService for FlightSqlServer {
                 .as_deref()
                 .map(transaction_id)
                 .transpose()?,
+            plan: None,
         };
         let ticket = |h: &StatementHandle| {
             let statement = TicketStatementQuery {
@@ -260,7 +322,8 @@ impl FlightSqlService for FlightSqlServer {
             };
             Ticket::new(statement.as_any().encode_to_vec())
         };
-        self.flight_info(handle, ticket, request.into_inner()).await
+        self.flight_info(handle, ticket, request.into_inner(), true)
+            .await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -270,7 +333,8 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = StatementHandle::decode(&query.prepared_statement_handle)?;
         let ticket = move |_: &StatementHandle| Ticket::new(query.as_any().encode_to_vec());
-        self.flight_info(handle, ticket, request.into_inner()).await
+        self.flight_info(handle, ticket, request.into_inner(), false)
+            .await
     }
 
     async fn get_flight_info_sql_info(
@@ -332,6 +396,7 @@ impl FlightSqlService for FlightSqlServer {
         // The input stream is not drained: clients may wait for this answer before closing it.
         let session = session::from_metadata(request.metadata());
         self.update(StatementHandle {
+            plan: None,
             sql: ticket.query,
             database: session.database().to_string(),
             transaction: ticket
@@ -368,6 +433,7 @@ impl FlightSqlService for FlightSqlServer {
                 .as_deref()
                 .map(transaction_id)
                 .transpose()?,
+            plan: None,
         };
         let session = self.session(&handle)?;
         let schema = self
