@@ -7,10 +7,10 @@ use std::time::Instant;
 use arrow::array::{RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
-use datafusion::execution::{SessionStateBuilder, TaskContext};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
+use datafusion::execution::{SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::prelude::SessionConfig;
@@ -103,6 +103,12 @@ impl Engine {
             .options_mut()
             .optimizer
             .enable_round_robin_repartition = false;
+        // Scans estimate the rows they read (an index lookup: a handful); a small estimate keeps
+        // DataFusion from splitting such a scan into byte ranges read in parallel.
+        config
+            .options_mut()
+            .execution
+            .use_row_number_estimates_to_optimize_partitioning = true;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)

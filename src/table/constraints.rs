@@ -232,7 +232,9 @@ impl KeyChecker {
                 continue;
             }
             if let Some((index, codec, probes)) = &probes
-                && let Some(found) = handle.index_contains(index, codec, add, &probes.probes).await?
+                && let Some(found) = handle
+                    .index_contains(index, codec, add, &probes.probes)
+                    .await?
             {
                 if found {
                     return Err(self.existing_key(handle, index, codec, add, probes).await?);
@@ -253,6 +255,7 @@ impl KeyChecker {
             predicate: None,
             limit: None,
             partitions: 1,
+            rows: None,
         })?;
         let mut stream = plan.execute(0, context)?;
         while let Some(batch) = stream.next().await {

@@ -163,6 +163,7 @@ async fn key_columns(
         predicate: None,
         limit: None,
         partitions: 1,
+        rows: None,
     })?;
     let batches: Vec<RecordBatch> = plan.execute(0, Arc::clone(context))?.try_collect().await?;
     (0..columns.len())

@@ -257,6 +257,14 @@ impl TableProvider for DeltaTableProvider {
             };
             Arc::new(EmptyExec::new(projected))
         } else {
+            // A scan through an index reads a handful of rows; its row-count estimate keeps
+            // DataFusion from splitting the files into ranges read in parallel.
+            let index_driven = counts
+                .index
+                .as_ref()
+                .is_some_and(|used| used.files_read_whole == 0);
+            // The predicate also makes the reader load the page index, which lets a row
+            // selection skip whole pages.
             let predicate = match self.on_data_columns(filters) {
                 Some(predicate) => {
                     let df_schema = DFSchema::try_from(Arc::clone(self.snapshot.schema()))?;
@@ -273,6 +281,11 @@ impl TableProvider for DeltaTableProvider {
                 predicate,
                 limit,
                 partitions: state.config().target_partitions(),
+                rows: counts
+                    .index
+                    .as_ref()
+                    .filter(|_| index_driven)
+                    .map(|used| used.rows),
             })?
         };
         Ok(Arc::new(DeltaScanExec::new(

@@ -4,8 +4,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{DataFusionError, Result, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::{
     CachedParquetFileReaderFactory, ParquetRowSelection,
@@ -169,12 +170,15 @@ pub struct ParquetScan {
     pub limit: Option<usize>,
     /// Files are split into at most this many partitions (in order, contiguous runs).
     pub partitions: usize,
+    /// How many rows the scan will read, when known beforehand (an index lookup).
+    pub rows: Option<u64>,
 }
 
 /// A Parquet scan over the given files.
 pub fn parquet_scan(scan: ParquetScan) -> Result<Arc<dyn ExecutionPlan>> {
     // Data files are immutable, so their footers can be cached across statements.
     let store = scan.runtime.object_store(&scan.store_url)?;
+    let table_schema = Arc::clone(scan.schema.table_schema());
     let metadata_cache = scan.runtime.cache_manager.get_file_metadata_cache();
     let mut source = ParquetSource::new(scan.schema).with_parquet_file_reader_factory(Arc::new(
         CachedParquetFileReaderFactory::new(store, metadata_cache),
@@ -195,11 +199,17 @@ pub fn parquet_scan(scan: ParquetScan) -> Result<Arc<dyn ExecutionPlan>> {
     while files.peek().is_some() {
         groups.push(files.by_ref().take(per_group).collect());
     }
-    let config = FileScanConfigBuilder::new(scan.store_url, Arc::new(source))
+    let mut config = FileScanConfigBuilder::new(scan.store_url, Arc::new(source))
         .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
         .with_projection_indices(scan.projection)?
-        .with_limit(scan.limit)
-        .build();
+        .with_limit(scan.limit);
+    if let Some(rows) = scan.rows {
+        let rows = usize::try_from(rows).unwrap_or(usize::MAX);
+        config = config.with_statistics(
+            Statistics::new_unknown(&table_schema).with_num_rows(Precision::Inexact(rows)),
+        );
+    }
+    let config = config.build();
     Ok(DataSourceExec::from_data_source(config))
 }
 
