@@ -10,7 +10,7 @@ use datafusion::common::DFSchema;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
-use datafusion::execution::{SessionStateBuilder, TaskContext};
+use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::prelude::SessionConfig;
@@ -53,8 +53,8 @@ impl PlannedQuery {
     }
 
     /// Starts the query; its rows stream as they are produced.
-    pub fn execute(self) -> Result<Outcome, EngineError> {
-        Ok(Outcome::Rows(execute_stream(self.plan, self.context)?))
+    pub fn execute(self) -> Result<SendableRecordBatchStream, EngineError> {
+        Ok(execute_stream(self.plan, self.context)?)
     }
 }
 
@@ -436,12 +436,11 @@ impl Engine {
         session: &Session,
         view: StatementCatalog,
     ) -> SessionState {
-        let mut config = self.state.config().clone();
-        config.options_mut().catalog.default_schema = session.database().to_string();
-        let mut state = SessionStateBuilder::new_from_existing(self.state.clone())
-            .with_config(config)
-            .with_catalog_list(Arc::new(view))
-            .build();
+        // A clone shares the engine's function registry; rebuilding the state through its builder
+        // would register every function again, on every statement.
+        let mut state = self.state.clone();
+        state.config_mut().options_mut().catalog.default_schema = session.database().to_string();
+        state.register_catalog_list(Arc::new(view));
         // `now()`, `current_date()`…: one value per statement, fixed when planning starts.
         state.mark_start_execution();
         state

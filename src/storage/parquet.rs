@@ -33,7 +33,7 @@ const STRING_STATS_PREFIX: usize = 32;
 
 /// Most rows per data page. A point lookup (through an index or a deletion-vector-sized row
 /// selection) decodes one page per column, so pages stay small.
-const DATA_PAGE_ROWS: usize = 8192;
+const DATA_PAGE_ROWS: usize = 2048;
 
 /// Largest dictionary per column chunk: columns with few distinct values keep their dictionary,
 /// unique-ish ones fall back to plain pages early instead of making every lookup read a 1 MiB

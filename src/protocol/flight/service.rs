@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -25,6 +26,8 @@ use arrow_flight::{
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::handle::StatementHandle;
@@ -53,30 +56,55 @@ pub struct FlightSqlServer {
     plans: ParkedPlans,
 }
 
-/// Queries planned by GetFlightInfo, waiting for the DoGet of their ticket, so a query is
-/// planned (and its snapshot, index lookups and file list settled) once, not twice.
+/// Queries started by GetFlightInfo, waiting for the DoGet of their ticket: a query is planned
+/// (its snapshot, index lookups and file list settled) once, not twice, and its first batches
+/// are produced while the client turns the FlightInfo into a DoGet.
 #[derive(Default)]
-struct ParkedPlans(Mutex<HashMap<String, (PlannedQuery, Instant)>>);
+struct ParkedPlans(Mutex<HashMap<String, (StartedQuery, Instant)>>);
+
+/// A running query whose batches wait in a small buffer.
+struct StartedQuery {
+    schema: SchemaRef,
+    batches: mpsc::Receiver<datafusion::common::Result<RecordBatch>>,
+}
+
+/// Batches a started query produces before its DoGet reads them.
+const PREFETCHED_BATCHES: usize = 2;
 
 impl ParkedPlans {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (PlannedQuery, Instant)>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (StartedQuery, Instant)>> {
         let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Dropping an expired entry drops its buffer, which stops its query.
         entries.retain(|_, (_, parked)| parked.elapsed() < PARKED_PLAN_TTL);
         entries
     }
 
-    /// Parks `query` and returns its id, or `None` when too many queries are waiting.
-    fn park(&self, query: PlannedQuery) -> Option<String> {
+    /// Starts `query` and returns its id, or `None` (and leaves it unstarted) when too many
+    /// queries are waiting.
+    fn park(&self, query: PlannedQuery) -> Result<Option<String>, Status> {
         let mut entries = self.entries();
         if entries.len() >= MAX_PARKED_PLANS {
-            return None;
+            return Ok(None);
         }
+        let schema = query.schema();
+        let mut stream = query.execute().map_err(to_status)?;
+        let (sender, batches) = mpsc::channel(PREFETCHED_BATCHES);
+        tokio::spawn(async move {
+            while let Some(batch) = stream.next().await {
+                if sender.send(batch).await.is_err() {
+                    return;
+                }
+            }
+        });
         let id = uuid::Uuid::new_v4().simple().to_string();
-        entries.insert(id.clone(), (query, Instant::now()));
-        Some(id)
+        entries.insert(
+            id.clone(),
+            (StartedQuery { schema, batches }, Instant::now()),
+        );
+        Ok(Some(id))
     }
 
-    fn take(&self, id: &str) -> Option<PlannedQuery> {
+    fn take(&self, id: &str) -> Option<StartedQuery> {
         self.entries().remove(id).map(|(query, _)| query)
     }
 }
@@ -207,7 +235,7 @@ impl FlightSqlServer {
                 .map_err(to_status)?
         {
             let schema = query.schema();
-            handle.plan = self.plans.park(query);
+            handle.plan = self.plans.park(query)?;
             let info = FlightInfo::new()
                 .try_with_schema(&schema)
                 .map_err(|e| Status::internal(e.to_string()))?
@@ -244,25 +272,29 @@ impl FlightSqlServer {
     /// Runs a query and streams its batches.
     async fn stream(&self, handle: StatementHandle) -> Result<Response<DoGetStream>, Status> {
         let parked = handle.plan.as_deref().and_then(|id| self.plans.take(id));
-        let outcome = match parked {
-            Some(query) => query.execute().map_err(to_status)?,
-            None => {
-                let mut session = self.session(&handle)?;
-                self.execute(&mut session, &handle.sql).await?
-            }
-        };
-        let (schema, batches): (SchemaRef, _) = match outcome {
-            Outcome::Rows(stream) => (
-                stream.schema(),
-                stream
+        let (schema, batches): (SchemaRef, _) = match parked {
+            Some(StartedQuery { schema, batches }) => (
+                schema,
+                ReceiverStream::new(batches)
                     .map_err(|e| FlightError::ExternalError(Box::new(e)))
                     .boxed(),
             ),
-            Outcome::Listing(_, batch) => (
-                batch.schema(),
-                futures::stream::once(async move { Ok(batch) }).boxed(),
-            ),
-            _ => (Arc::new(Schema::empty()), futures::stream::empty().boxed()),
+            None => {
+                let mut session = self.session(&handle)?;
+                match self.execute(&mut session, &handle.sql).await? {
+                    Outcome::Rows(stream) => (
+                        stream.schema(),
+                        stream
+                            .map_err(|e| FlightError::ExternalError(Box::new(e)))
+                            .boxed(),
+                    ),
+                    Outcome::Listing(_, batch) => (
+                        batch.schema(),
+                        futures::stream::once(async move { Ok(batch) }).boxed(),
+                    ),
+                    _ => (Arc::new(Schema::empty()), futures::stream::empty().boxed()),
+                }
+            }
         };
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
