@@ -200,3 +200,24 @@ def test_unknown_command_is_rejected(client):
         client.get_flight_info(flight.FlightDescriptor.for_command(b"\xff\xfe garbage"), call_options())
     _, table = query(client, "SELECT 1 AS ok")
     assert table.num_rows == 1
+
+
+def test_a_ticket_reads_the_snapshot_of_its_flight_info_and_can_be_read_again(client):
+    # GetFlightInfo starts the query on the snapshot of that moment; DoGet reads it. A second
+    # DoGet of the same ticket plans the query again, on the newest snapshot.
+    assert update(client, "CREATE TABLE tickets (id INT NOT NULL)") == 0
+    assert update(client, "INSERT INTO tickets VALUES (1), (2)") == 2
+    info = client.get_flight_info(
+        flight.FlightDescriptor.for_command(statement_query("SELECT count(*) AS n FROM tickets"))
+    )
+    assert update(client, "INSERT INTO tickets VALUES (3)") == 1
+    ticket = info.endpoints[0].ticket
+    assert client.do_get(ticket).read_all().to_pylist() == [{"n": 2}]
+    assert client.do_get(ticket).read_all().to_pylist() == [{"n": 3}]
+    # A FlightInfo nobody reads costs nothing visible: the next query runs normally.
+    for _ in range(5):
+        client.get_flight_info(
+            flight.FlightDescriptor.for_command(statement_query("SELECT * FROM tickets"))
+        )
+    _, table = query(client, "SELECT id FROM tickets ORDER BY id")
+    assert table.column("id").to_pylist() == [1, 2, 3]
