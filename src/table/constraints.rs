@@ -307,20 +307,25 @@ impl KeyChecker {
     }
 
     fn violation(&self, columns: &[ArrayRef], row: usize) -> DataFusionError {
-        let options = FormatOptions::default().with_null("NULL");
-        let values: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                ArrayFormatter::try_new(c.as_ref(), &options)
-                    .map(|f| f.value(row).to_string())
-                    .unwrap_or_else(|_| "?".into())
-            })
-            .collect();
         DataFusionError::Execution(format!(
             "duplicate key violates {} ({}): ({}) already exists",
             self.kind,
             self.columns.join(", "),
-            values.join(", ")
+            key_text(columns, row)
         ))
     }
+}
+
+/// The key at `row` of the key columns `columns`, for messages: `1, abc, NULL`.
+pub(super) fn key_text(columns: &[ArrayRef], row: usize) -> String {
+    let options = FormatOptions::default().with_null("NULL");
+    columns
+        .iter()
+        .map(|c| {
+            ArrayFormatter::try_new(c.as_ref(), &options)
+                .map(|f| f.value(row).to_string())
+                .unwrap_or_else(|_| "?".into())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

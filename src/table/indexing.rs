@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::concat;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -21,6 +20,7 @@ use roaring::RoaringTreemap;
 use serde_json::json;
 
 use super::TableHandle;
+use super::constraints::key_text;
 use super::datafile::{external, upload_segment};
 use super::index::{IndexDef, KeyCodec, table_indexes, with_indexes};
 use super::scan::{ParquetScan, data_file, parquet_scan};
@@ -176,17 +176,4 @@ async fn key_columns(
             Ok(concat(&parts)?)
         })
         .collect()
-}
-
-/// The key at row `row` of `keys`, for messages.
-fn key_text(keys: &[ArrayRef], row: usize) -> String {
-    let options = FormatOptions::default().with_null("NULL");
-    keys.iter()
-        .map(|c| {
-            ArrayFormatter::try_new(c.as_ref(), &options)
-                .map(|f| f.value(row).to_string())
-                .unwrap_or_else(|_| "?".into())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -227,27 +227,26 @@ impl FlightSqlServer {
         park: bool,
     ) -> Result<Response<FlightInfo>, Status> {
         let mut session = self.session(&handle)?;
-        if park
-            && let Some(query) = self
+        let planned = match park {
+            true => self
                 .engine
                 .plan_query(&session, &handle.sql)
                 .await
-                .map_err(to_status)?
-        {
-            let schema = query.schema();
-            handle.plan = self.plans.park(query)?;
-            let info = FlightInfo::new()
-                .try_with_schema(&schema)
-                .map_err(|e| Status::internal(e.to_string()))?
-                .with_endpoint(FlightEndpoint::new().with_ticket(ticket(&handle)))
-                .with_descriptor(descriptor);
-            return Ok(Response::new(info));
-        }
-        let schema = self
-            .engine
-            .output_schema(&session, &handle.sql)
-            .await
-            .map_err(to_status)?;
+                .map_err(to_status)?,
+            false => None,
+        };
+        let schema = match planned {
+            Some(query) => {
+                let schema = query.schema();
+                handle.plan = self.plans.park(query)?;
+                Some(schema)
+            }
+            None => self
+                .engine
+                .output_schema(&session, &handle.sql)
+                .await
+                .map_err(to_status)?,
+        };
         let Some(schema) = schema else {
             let outcome = self.execute(&mut session, &handle.sql).await?;
             let info = FlightInfo::new()
