@@ -138,11 +138,7 @@ impl Engine {
         session: &Session,
         dml: Dml,
     ) -> Result<Outcome, EngineError> {
-        let database = dml
-            .table
-            .database
-            .clone()
-            .unwrap_or_else(|| session.database().to_string());
+        let database = session.database_or_current(dml.table.database.clone());
         let table = dml.table.table.clone();
         let handle = self.catalog.table(&database, &table).await?;
         let qualified = format!("{database}.{table}");

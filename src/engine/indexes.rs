@@ -25,9 +25,7 @@ impl Engine {
         unique: bool,
         if_not_exists: bool,
     ) -> Result<Outcome, EngineError> {
-        let database = table
-            .database
-            .unwrap_or_else(|| session.database().to_string());
+        let database = session.database_or_current(table.database);
         let handle = self.catalog.table(&database, &table.table).await?;
         let store_url = ObjectStoreUrl::parse(self.catalog.store().engine_url())?;
         let index = IndexDef::new(name.clone(), columns, unique);
@@ -58,9 +56,7 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let (database, table) = match table {
             Some(table) => (
-                table
-                    .database
-                    .unwrap_or_else(|| session.database().to_string()),
+                session.database_or_current(table.database),
                 Some(table.table),
             ),
             None => (session.database().to_string(), None),
@@ -115,9 +111,7 @@ impl Engine {
         session: &Session,
         table: TableName,
     ) -> Result<Outcome, EngineError> {
-        let database = table
-            .database
-            .unwrap_or_else(|| session.database().to_string());
+        let database = session.database_or_current(table.database);
         let handle = self.catalog.table(&database, &table.table).await?;
         let snapshot = handle.refresh().await.map_err(CatalogError::from)?;
         let indexes = table_indexes(&snapshot).map_err(CatalogError::from)?;

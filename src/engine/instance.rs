@@ -210,7 +210,7 @@ impl Engine {
                 self.catalog.databases().await?,
             )),
             Statement::ShowTables(database) => {
-                let database = database.unwrap_or_else(|| session.database().to_string());
+                let database = session.database_or_current(database);
                 let tables = self.catalog.tables(&database).await?;
                 Ok(Outcome::names(
                     Listing::Tables { database },
@@ -284,9 +284,7 @@ impl Engine {
     }
 
     async fn describe(&self, session: &Session, name: TableName) -> Result<Outcome, EngineError> {
-        let database = name
-            .database
-            .unwrap_or_else(|| session.database().to_string());
+        let database = session.database_or_current(name.database);
         let handle = self.catalog.table(&database, &name.table).await?;
         let snapshot = handle.cached();
         let fields = snapshot.schema().fields();
@@ -324,9 +322,7 @@ impl Engine {
         let mut dropped = Vec::new();
         let mut missing = Vec::new();
         for name in names {
-            let database = name
-                .database
-                .unwrap_or_else(|| session.database().to_string());
+            let database = session.database_or_current(name.database);
             match self.catalog.drop_table(&database, &name.table).await {
                 Ok(()) => dropped.push(name.table),
                 Err(CatalogError::TableNotFound(t)) if if_exists => missing.push(t),
@@ -503,9 +499,7 @@ impl Engine {
             ));
         }
         let name = statement::table_name(&create.name)?;
-        let database = name
-            .database
-            .unwrap_or_else(|| session.database().to_string());
+        let database = session.database_or_current(name.database);
         let mut fields: Vec<Field> = Vec::with_capacity(create.columns.len());
         for column in &create.columns {
             let column_name = statement::normalize(&column.name);

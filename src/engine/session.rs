@@ -25,6 +25,11 @@ impl Session {
         &self.database
     }
 
+    /// The database a name qualified by `database` (or not qualified) refers to.
+    pub fn database_or_current(&self, database: Option<String>) -> String {
+        database.unwrap_or_else(|| self.database.clone())
+    }
+
     pub(crate) fn set_database(&mut self, database: String) {
         self.database = database;
     }

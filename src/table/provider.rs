@@ -14,6 +14,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
@@ -134,8 +135,7 @@ impl DeltaTableProvider {
     /// The files a scan with `filters` must read: those whose statistics may match.
     fn select_files(
         &self,
-        state: &dyn Session,
-        filters: &[Expr],
+        predicate: Option<&Arc<dyn PhysicalExpr>>,
     ) -> Result<Vec<(usize, &Add, &FileStats)>> {
         let files: Vec<(usize, &Add, &FileStats)> = self
             .snapshot
@@ -143,15 +143,13 @@ impl DeltaTableProvider {
             .enumerate()
             .map(|(i, (add, stats))| (i, add, stats))
             .collect();
-        let Some(predicate) = self.on_data_columns(filters) else {
+        let Some(predicate) = predicate else {
             return Ok(files);
         };
         let schema = Arc::clone(self.snapshot.schema());
-        let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
-        let physical = state.create_physical_expr(predicate, &df_schema)?;
         let Some(pruning) = PruningPredicateBuilder::new()
             .with_file_schema(Arc::clone(&schema))
-            .build(physical)
+            .build(Arc::clone(predicate))
         else {
             return Ok(files);
         };
@@ -197,8 +195,16 @@ impl TableProvider for DeltaTableProvider {
         if !self.snapshot.metadata().partition_columns.is_empty() {
             return not_impl_err!("reading partitioned Delta tables is not supported yet");
         }
-        let selected = self.select_files(state, filters)?;
-        let index_scan = match self.on_data_columns(filters) {
+        let predicate = self.on_data_columns(filters);
+        let physical = match &predicate {
+            Some(predicate) => {
+                let df_schema = DFSchema::try_from(Arc::clone(self.snapshot.schema()))?;
+                Some(state.create_physical_expr(predicate.clone(), &df_schema)?)
+            }
+            None => None,
+        };
+        let selected = self.select_files(physical.as_ref())?;
+        let index_scan = match predicate {
             Some(predicate) => IndexScan::choose(
                 &table_indexes(self.snapshot()).map_err(external)?,
                 self.snapshot.schema(),
@@ -263,22 +269,15 @@ impl TableProvider for DeltaTableProvider {
                 .index
                 .as_ref()
                 .is_some_and(|used| used.files_read_whole == 0);
-            // The predicate also makes the reader load the page index, which lets a row
-            // selection skip whole pages.
-            let predicate = match self.on_data_columns(filters) {
-                Some(predicate) => {
-                    let df_schema = DFSchema::try_from(Arc::clone(self.snapshot.schema()))?;
-                    Some(state.create_physical_expr(predicate, &df_schema)?)
-                }
-                None => None,
-            };
             parquet_scan(ParquetScan {
                 runtime: state.runtime_env().clone(),
                 store_url: self.store_url.clone(),
                 schema: self.schema.clone(),
                 files,
                 projection: projection.cloned(),
-                predicate,
+                // The predicate also makes the reader load the page index, which lets a row
+                // selection skip whole pages.
+                predicate: physical,
                 limit,
                 partitions: state.config().target_partitions(),
                 rows: counts

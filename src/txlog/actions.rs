@@ -225,6 +225,21 @@ impl Remove {
     }
 }
 
+/// Metadata of a table with one nullable BIGINT column `a`, for tests.
+#[cfg(test)]
+pub(crate) fn test_table_metadata() -> Metadata {
+    Metadata {
+        id: "t".into(),
+        name: None,
+        description: None,
+        format: Format::default(),
+        schema_string: r#"{"type":"struct","fields":[{"name":"a","type":"long","nullable":true,"metadata":{}}]}"#.into(),
+        partition_columns: vec![],
+        configuration: Default::default(),
+        created_time: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -319,7 +319,7 @@ fn commit_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::txlog::{Add, Format, Metadata, Protocol, Remove};
+    use crate::txlog::{Add, Protocol, Remove};
     use object_store::memory::InMemory;
 
     fn table_actions() -> Vec<Action> {
@@ -330,16 +330,7 @@ mod tests {
                 reader_features: None,
                 writer_features: None,
             }),
-            Action::Metadata(Metadata {
-                id: "t".into(),
-                name: None,
-                description: None,
-                format: Format::default(),
-                schema_string: r#"{"type":"struct","fields":[{"name":"a","type":"long","nullable":true,"metadata":{}}]}"#.into(),
-                partition_columns: vec![],
-                configuration: Default::default(),
-                created_time: None,
-            }),
+            Action::Metadata(crate::txlog::actions::test_table_metadata()),
         ]
     }
 

@@ -241,7 +241,7 @@ impl FileStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::txlog::{DeletionVectorDescriptor, Format};
+    use crate::txlog::DeletionVectorDescriptor;
 
     fn table() -> Vec<Action> {
         vec![
@@ -251,16 +251,7 @@ mod tests {
                 reader_features: Some(vec!["deletionVectors".into()]),
                 writer_features: Some(vec!["deletionVectors".into()]),
             }),
-            Action::Metadata(Metadata {
-                id: "t".into(),
-                name: None,
-                description: None,
-                format: Format::default(),
-                schema_string: r#"{"type":"struct","fields":[{"name":"a","type":"long","nullable":true,"metadata":{}}]}"#.into(),
-                partition_columns: vec![],
-                configuration: Default::default(),
-                created_time: None,
-            }),
+            Action::Metadata(crate::txlog::actions::test_table_metadata()),
         ]
     }
 
