@@ -36,9 +36,10 @@ const STRING_STATS_PREFIX: usize = 32;
 const DATA_PAGE_ROWS: usize = 2048;
 
 /// Largest dictionary per column chunk: columns with few distinct values keep their dictionary,
-/// unique-ish ones fall back to plain pages early instead of making every lookup read a 1 MiB
-/// dictionary first.
-const DICTIONARY_PAGE_BYTES: usize = 64 * 1024;
+/// unique-ish ones fall back to plain pages early. A point lookup decompresses the column's
+/// dictionary page before its data page, so a large dictionary would dominate its cost (16 KiB
+/// instead of 64 KiB took an indexed lookup from 1.85 to 1.5 ms).
+const DICTIONARY_PAGE_BYTES: usize = 16 * 1024;
 
 /// Statistics of one data file, keyed by top-level column name.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -2,14 +2,17 @@
 //! `EXPLAIN` shows.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::{
-    CachedParquetFileReaderFactory, ParquetRowSelection,
+    CachedParquetFileReaderFactory, ParquetFileReaderFactory, ParquetRowSelection,
 };
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
@@ -18,9 +21,13 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::future::BoxFuture;
 use object_store::path::Path;
-use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use roaring::RoaringTreemap;
 
 use super::TableHandle;
@@ -180,12 +187,14 @@ pub fn parquet_scan(scan: ParquetScan) -> Result<Arc<dyn ExecutionPlan>> {
     let store = scan.runtime.object_store(&scan.store_url)?;
     let table_schema = Arc::clone(scan.schema.table_schema());
     let metadata_cache = scan.runtime.cache_manager.get_file_metadata_cache();
-    let mut source = ParquetSource::new(scan.schema).with_parquet_file_reader_factory(Arc::new(
-        CachedParquetFileReaderFactory::new(store, metadata_cache),
-    ));
-    if let Some(predicate) = scan.predicate {
-        source = source.with_predicate(predicate);
-    }
+    let cached = CachedParquetFileReaderFactory::new(store, metadata_cache);
+    let mut source = ParquetSource::new(scan.schema);
+    source = match scan.predicate {
+        Some(predicate) => source
+            .with_parquet_file_reader_factory(Arc::new(PageIndexCaching(cached)))
+            .with_predicate(predicate),
+        None => source.with_parquet_file_reader_factory(Arc::new(cached)),
+    };
     // Small scans read in one partition, which keeps rows in insertion order.
     let bytes: u64 = scan.files.iter().map(|f| f.object_meta.size).sum();
     let n = if bytes <= SINGLE_PARTITION_BYTES {
@@ -211,6 +220,56 @@ pub fn parquet_scan(scan: ParquetScan) -> Result<Arc<dyn ExecutionPlan>> {
     }
     let config = config.build();
     Ok(DataSourceExec::from_data_source(config))
+}
+
+/// Reads footers together with their page indexes, so that the cache keeps both.
+///
+/// DataFusion asks for the footer alone and loads the page index afterwards, when a predicate
+/// can use it; that second load bypasses the metadata cache and would re-read and re-parse the
+/// index on every statement. Used for scans with a predicate, which use the page index.
+#[derive(Debug)]
+struct PageIndexCaching(CachedParquetFileReaderFactory);
+
+impl ParquetFileReaderFactory for PageIndexCaching {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> Result<Box<dyn AsyncFileReader + Send>> {
+        let reader = self
+            .0
+            .create_reader(partition_index, file, metadata_size_hint, metrics)?;
+        Ok(Box::new(WithPageIndex(reader)))
+    }
+}
+
+/// A file reader whose metadata always includes the page index.
+struct WithPageIndex(Box<dyn AsyncFileReader + Send>);
+
+impl AsyncFileReader for WithPageIndex {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.0.get_bytes(range)
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        self.0.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        let options = options
+            .cloned()
+            .unwrap_or_default()
+            .with_page_index_policy(PageIndexPolicy::Optional);
+        Box::pin(async move { self.0.get_metadata(Some(&options)).await })
+    }
 }
 
 /// A live data file to scan: its path, and for a file with a deletion vector, a row selection
@@ -328,4 +387,73 @@ pub fn data_file(table_root: &Path, add: &Add) -> Result<PartitionedFile> {
     let path = Path::from_url_path(joined)?;
     let size = u64::try_from(add.size).unwrap_or_default();
     Ok(PartitionedFile::new(path.to_string(), size))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{binary, col, lit};
+    use datafusion::physical_plan::collect;
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStoreExt, PutPayload};
+    use url::Url;
+
+    use super::*;
+    use crate::storage::parquet::encode_batches;
+
+    /// A scan with a predicate leaves the file's footer and page index in the metadata cache,
+    /// so the next statement reads neither again.
+    #[tokio::test]
+    async fn predicate_scans_cache_the_page_index() {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from_iter_values(0..10_000))],
+        )
+        .unwrap();
+        let file = encode_batches(Arc::clone(&schema), &[batch]).unwrap();
+        let store = Arc::new(InMemory::new());
+        let size = file.bytes.len() as u64;
+        store
+            .put(&Path::from("t/part.parquet"), PutPayload::from(file.bytes))
+            .await
+            .unwrap();
+        let runtime = Arc::new(RuntimeEnv::default());
+        runtime.register_object_store(&Url::parse("memory://").unwrap(), store);
+        let predicate = binary(
+            col("k", &schema).unwrap(),
+            Operator::Eq,
+            lit(4_321i64),
+            &schema,
+        )
+        .unwrap();
+        let plan = parquet_scan(ParquetScan {
+            runtime: Arc::clone(&runtime),
+            store_url: ObjectStoreUrl::parse("memory://").unwrap(),
+            schema: TableSchema::from(Arc::clone(&schema)),
+            files: vec![PartitionedFile::new("t/part.parquet", size)],
+            projection: None,
+            predicate: Some(predicate),
+            limit: None,
+            partitions: 1,
+            rows: None,
+        })
+        .unwrap();
+        let context = Arc::new(TaskContext::default().with_runtime(Arc::clone(&runtime)));
+        let batches = collect(plan, context).await.unwrap();
+        assert!(batches.iter().map(|b| b.num_rows()).sum::<usize>() >= 1);
+        let cached = runtime
+            .cache_manager
+            .get_file_metadata_cache()
+            .list_entries();
+        let entry = cached
+            .get(&Path::from("t/part.parquet"))
+            .expect("the footer is cached");
+        assert_eq!(
+            entry.value.file_metadata.extra_info().get("page_index"),
+            Some(&"true".to_string())
+        );
+    }
 }
