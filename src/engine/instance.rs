@@ -28,7 +28,7 @@ use crate::catalog::{
 use crate::storage::DataStore;
 use crate::table::{
     Concurrency, DEFAULTS_PROPERTY, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY, Transaction,
-    UNIQUE_PROPERTY,
+    UNIQUE_PROPERTY, properties,
 };
 
 /// The query engine behind every protocol. Cheap to share: all state is in the object store.
@@ -238,6 +238,7 @@ impl Engine {
                 if_exists,
             } => self.drop_index(session, name, table, if_exists).await,
             Statement::ShowIndexes(table) => self.show_indexes(session, table).await,
+            Statement::Optimize { table, zorder } => self.optimize(session, table, zorder).await,
             Statement::Parsed(parsed) => self.execute_parsed(session, *parsed).await,
         }
     }
@@ -276,6 +277,7 @@ impl Engine {
                     _ => Ok(None),
                 };
             }
+            Statement::Optimize { .. } => return Ok(Some(super::maintenance::optimize_schema())),
             Statement::Parsed(parsed) if returns_rows(&parsed) => parsed,
             _ => return Ok(None),
         };
@@ -347,6 +349,9 @@ impl Engine {
             match statement.as_ref() {
                 ast::Statement::CreateTable(create) => {
                     return self.create_table(session, create).await;
+                }
+                ast::Statement::AlterTable(alter) => {
+                    return self.alter_table(session, alter).await;
                 }
                 ast::Statement::StartTransaction { .. } => {
                     if session.transaction().is_some() {
@@ -598,10 +603,11 @@ impl Engine {
         if !defaults.is_empty() {
             properties.push((DEFAULTS_PROPERTY, serde_json::Value::Object(defaults)));
         }
-        let properties = properties
+        let mut properties: Vec<(String, String)> = properties
             .into_iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
+        properties.extend(table_properties(&create.table_options)?);
         match self
             .catalog
             .create_table(&database, &name.table, &schema, properties)
@@ -663,4 +669,46 @@ fn statement_kind(parsed: &DFStatement) -> String {
     let text = parsed.to_string();
     let words: Vec<&str> = text.split_whitespace().take(2).collect();
     format!("{} statements", words.join(" ").to_uppercase())
+}
+
+/// The `TBLPROPERTIES ('key' = 'value', …)` of a CREATE TABLE, checked.
+fn table_properties(
+    options: &ast::CreateTableOptions,
+) -> Result<Vec<(String, String)>, EngineError> {
+    match options {
+        ast::CreateTableOptions::None => Ok(Vec::new()),
+        ast::CreateTableOptions::TableProperties(options) => property_list(options),
+        other => Err(EngineError::NotSupported(format!(
+            "table options {other}; set table properties with TBLPROPERTIES ('key' = 'value', …)"
+        ))),
+    }
+}
+
+/// Key/value pairs of a property list, each checked with [`properties::check`].
+pub(super) fn property_list(
+    options: &[ast::SqlOption],
+) -> Result<Vec<(String, String)>, EngineError> {
+    options
+        .iter()
+        .map(|option| {
+            let ast::SqlOption::KeyValue { key, value } = option else {
+                return Err(EngineError::InvalidInput(format!(
+                    "expected 'key' = 'value' in a property list, found {option}"
+                )));
+            };
+            let value = match value {
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => {
+                        s.clone()
+                    }
+                    ast::Value::Number(n, _) => n.clone(),
+                    ast::Value::Boolean(b) => b.to_string(),
+                    other => other.to_string(),
+                },
+                other => other.to_string(),
+            };
+            properties::check(&key.value, &value).map_err(EngineError::InvalidInput)?;
+            Ok((key.value.clone(), value))
+        })
+        .collect()
 }

@@ -18,6 +18,7 @@ mod error;
 mod indexes;
 mod insert;
 mod instance;
+mod maintenance;
 mod outcome;
 mod session;
 mod statement;

@@ -19,6 +19,11 @@ pub enum Outcome {
     TableDropped(String),
     IndexCreated(String),
     IndexDropped(String),
+    /// ALTER TABLE set `properties` table properties.
+    TableAltered {
+        table: String,
+        properties: usize,
+    },
     /// An INSERT committed `rows` rows.
     Inserted {
         table: String,
@@ -45,9 +50,17 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listing {
     Databases,
-    Tables { database: String },
-    Columns { table: String },
-    Indexes { table: String },
+    Tables {
+        database: String,
+    },
+    Columns {
+        table: String,
+    },
+    Indexes {
+        table: String,
+    },
+    /// The figures of a maintenance statement (OPTIMIZE), one row.
+    Report,
 }
 
 impl Outcome {
@@ -92,6 +105,9 @@ impl std::fmt::Debug for Outcome {
             Outcome::TableDropped(n) => write!(f, "TableDropped({n})"),
             Outcome::IndexCreated(n) => write!(f, "IndexCreated({n})"),
             Outcome::IndexDropped(n) => write!(f, "IndexDropped({n})"),
+            Outcome::TableAltered { table, properties } => {
+                write!(f, "TableAltered({table}, {properties})")
+            }
             Outcome::Inserted { table, rows } => write!(f, "Inserted({table}, {rows})"),
             Outcome::Deleted { table, rows } => write!(f, "Deleted({table}, {rows})"),
             Outcome::Updated { table, rows } => write!(f, "Updated({table}, {rows})"),

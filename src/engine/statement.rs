@@ -58,6 +58,11 @@ pub enum Statement {
         if_exists: bool,
     },
     ShowIndexes(TableName),
+    /// `OPTIMIZE [TABLE] t [ZORDER BY (c1, …)]`.
+    Optimize {
+        table: TableName,
+        zorder: Vec<String>,
+    },
     /// Parsed by DataFusion's parser: CREATE TABLE, queries, INSERT, EXPLAIN…
     Parsed(Box<DFStatement>),
 }
@@ -70,11 +75,13 @@ impl Statement {
             | Statement::DropDatabase { .. }
             | Statement::DropTable { .. }
             | Statement::CreateIndex { .. }
-            | Statement::DropIndex { .. } => true,
+            | Statement::DropIndex { .. }
+            | Statement::Optimize { .. } => true,
             Statement::Parsed(parsed) => match parsed.as_ref() {
                 DFStatement::Statement(s) => matches!(
                     s.as_ref(),
                     datafusion::sql::sqlparser::ast::Statement::CreateTable(_)
+                        | datafusion::sql::sqlparser::ast::Statement::AlterTable(_)
                         | datafusion::sql::sqlparser::ast::Statement::Drop { .. }
                 ),
                 _ => true,
@@ -416,6 +423,29 @@ impl<'a> Tokens<'a> {
                 return self.end(Statement::Describe(name));
             }
             return Ok(None);
+        }
+        if self.keyword(OPTIMIZE) {
+            let _ = self.keyword(TABLE);
+            let table = self.table_name()?;
+            let mut zorder = Vec::new();
+            if self.word("ZORDER") {
+                if !self.keyword(BY) {
+                    return Err(EngineError::InvalidInput(
+                        "syntax error: expected OPTIMIZE table ZORDER BY (columns)".into(),
+                    ));
+                }
+                self.token(&Token::LParen, "'(' before the ZORDER BY columns")?;
+                loop {
+                    zorder.push(self.ident()?);
+                    if matches!(self.tokens.get(self.pos), Some(Token::Comma)) {
+                        self.pos += 1;
+                    } else {
+                        break;
+                    }
+                }
+                self.token(&Token::RParen, "')' after the ZORDER BY columns")?;
+            }
+            return self.end(Statement::Optimize { table, zorder });
         }
         if (self.keyword(DESCRIBE) || self.keyword(DESC)) && !self.done() {
             let _ = self.keyword(TABLE);

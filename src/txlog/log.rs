@@ -175,8 +175,10 @@ impl DeltaLog {
     /// Commits `actions` on top of `snapshot` and returns the new snapshot.
     ///
     /// When another writer took the next version first, a blind append moves on to the next
-    /// free version (appends never conflict with each other); any commit after a schema or
-    /// protocol change, and any non-blind commit, fails with a retryable conflict.
+    /// free version (appends never conflict with each other), and so does a commit that only
+    /// rearranges data (`dataChange:false`, e.g. OPTIMIZE) or follows one, unless both remove
+    /// the same file; any commit after a schema or protocol change, and any other non-blind
+    /// commit, fails with a retryable conflict.
     pub async fn commit(
         &self,
         snapshot: &Arc<Snapshot>,
@@ -187,6 +189,7 @@ impl DeltaLog {
         // A schema, property or protocol change was decided on `snapshot` and must not be laid
         // over commits it did not see (an index over files it never indexed, say).
         let ours_changes_table = changes_table(&actions);
+        let ours_rearranges = rearranges_only(&actions);
         let mut base = Arc::clone(snapshot);
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let version = base.version() + 1;
@@ -205,10 +208,16 @@ impl DeltaLog {
                 Some(
                     "this transaction changes the table's properties and another one committed first",
                 )
-            } else if !(operation.blind_append || is_blind_append(&winner)) {
-                Some("a concurrent transaction changed the rows this one read")
-            } else {
+            } else if operation.blind_append || is_blind_append(&winner) {
                 None
+            } else if ours_rearranges || rearranges_only(&winner) {
+                // A rewrite that changes no data (OPTIMIZE) invalidates nothing anyone read;
+                // only two commits removing the same file cannot both stand.
+                removes_same_file(&winner, &actions).then_some(
+                    "a concurrent transaction rewrote or changed a file this one changes",
+                )
+            } else {
+                Some("a concurrent transaction changed the rows this one read")
             };
             if let Some(reason) = reason {
                 return Err(TxLogError::Conflict {
@@ -269,13 +278,38 @@ async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<
     }
 }
 
-/// True for a commit that only appended files without reading the table.
+/// True for a commit that changes the table's schema, properties or protocol.
 fn changes_table(actions: &[Action]) -> bool {
     actions
         .iter()
         .any(|a| matches!(a, Action::Protocol(_) | Action::Metadata(_)))
 }
 
+/// True for a commit whose file actions all have `dataChange:false`: it moves rows between
+/// files without changing what the table holds.
+fn rearranges_only(actions: &[Action]) -> bool {
+    let mut files = actions.iter().filter_map(|a| match a {
+        Action::Add(add) => Some(add.data_change),
+        Action::Remove(remove) => Some(remove.data_change),
+        _ => None,
+    });
+    !changes_table(actions) && files.clone().next().is_some() && files.all(|change| !change)
+}
+
+/// True when both commits remove the same data file.
+fn removes_same_file(theirs: &[Action], ours: &[Action]) -> bool {
+    let removed: std::collections::HashSet<&str> = theirs
+        .iter()
+        .filter_map(|a| match a {
+            Action::Remove(remove) => Some(remove.path.as_str()),
+            _ => None,
+        })
+        .collect();
+    ours.iter()
+        .any(|a| matches!(a, Action::Remove(remove) if removed.contains(remove.path.as_str())))
+}
+
+/// True for a commit that only appended files without reading the table.
 fn is_blind_append(actions: &[Action]) -> bool {
     let declared = actions
         .iter()
@@ -421,5 +455,76 @@ mod tests {
         let err = log.commit(&v1, operation, actions).await.unwrap_err();
         assert!(matches!(err, TxLogError::Conflict { .. }), "{err}");
         assert!(err.to_string().contains("retry"), "{err}");
+    }
+
+    /// OPTIMIZE's commit: `remove` and `add` with `dataChange:false`.
+    fn compaction(removed: &[&str], added: &str) -> (Operation, Vec<Action>) {
+        let mut actions: Vec<Action> = removed
+            .iter()
+            .map(|path| {
+                Action::Remove(Remove {
+                    path: (*path).into(),
+                    deletion_timestamp: Some(1),
+                    data_change: false,
+                    extended_file_metadata: None,
+                    partition_values: None,
+                    size: None,
+                    deletion_vector: None,
+                })
+            })
+            .collect();
+        let Action::Add(mut add) = add(added) else {
+            unreachable!()
+        };
+        add.data_change = false;
+        actions.push(Action::Add(add));
+        let operation = Operation {
+            name: "OPTIMIZE".into(),
+            ..Default::default()
+        };
+        (operation, actions)
+    }
+
+    #[tokio::test]
+    async fn compaction_and_a_delete_of_other_files_both_commit() {
+        let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("db/t"));
+        let v0 = Arc::new(log.create(append(), table_actions()).await.unwrap());
+        let mut v = v0;
+        for path in ["a", "b", "c"] {
+            v = log.commit(&v, append(), vec![add(path)]).await.unwrap();
+        }
+        let (operation, actions) = compaction(&["a", "b"], "ab");
+        log.commit(&v, operation, actions).await.unwrap();
+        // A DELETE planned before the compaction, of a file the compaction left alone.
+        let (operation, actions) = delete("c");
+        let after = log.commit(&v, operation, actions).await.unwrap();
+        assert_eq!(
+            after.files().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            ["ab"]
+        );
+        // And the other way round: a compaction planned before a DELETE of another file.
+        let v = log.commit(&after, append(), vec![add("d")]).await.unwrap();
+        let v = log.commit(&v, append(), vec![add("e")]).await.unwrap();
+        let (operation, actions) = delete("e");
+        log.commit(&v, operation, actions).await.unwrap();
+        let (operation, actions) = compaction(&["ab", "d"], "abd");
+        let last = log.commit(&v, operation, actions).await.unwrap();
+        assert_eq!(
+            last.files().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            ["abd"]
+        );
+    }
+
+    #[tokio::test]
+    async fn compaction_conflicts_with_a_delete_of_its_files() {
+        let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("db/t"));
+        let v0 = Arc::new(log.create(append(), table_actions()).await.unwrap());
+        let v1 = log.commit(&v0, append(), vec![add("a")]).await.unwrap();
+        let v2 = log.commit(&v1, append(), vec![add("b")]).await.unwrap();
+        let (operation, actions) = delete("a");
+        log.commit(&v2, operation, actions).await.unwrap();
+        let (operation, actions) = compaction(&["a", "b"], "ab");
+        let err = log.commit(&v2, operation, actions).await.unwrap_err();
+        assert!(matches!(err, TxLogError::Conflict { .. }), "{err}");
     }
 }

@@ -16,6 +16,12 @@ pub fn message(outcome: &Outcome) -> Option<String> {
         Outcome::TableDropped(name) => format!("Dropped table: {name}"),
         Outcome::IndexCreated(name) => format!("Index created: {name}"),
         Outcome::IndexDropped(name) => format!("Dropped index: {name}"),
+        Outcome::TableAltered { table, properties } => {
+            format!(
+                "Table altered: {table} ({properties} propert{})",
+                if *properties == 1 { "y" } else { "ies" }
+            )
+        }
         Outcome::Inserted { table, rows: 1 } => format!("Inserted into {table}"),
         Outcome::Inserted { table, rows } => format!("Inserted {rows} row(s) into {table}"),
         Outcome::Deleted { table, rows } => format!("Deleted {rows} row(s) from {table}"),
@@ -43,7 +49,7 @@ pub fn listing(listing: &Listing, batch: &RecordBatch) -> Result<String, ArrowEr
             &names()?,
             "(no tables left)",
         ),
-        Listing::Columns { .. } | Listing::Indexes { .. } => {
+        Listing::Columns { .. } | Listing::Indexes { .. } | Listing::Report => {
             let rows = cells(batch)?;
             let mut table = AsciiTable::new(batch, &rows);
             table.push_rows(&rows);

@@ -1,0 +1,93 @@
+//! Table maintenance statements: `OPTIMIZE`, and `ALTER TABLE … SET TBLPROPERTIES`.
+
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::execution::object_store::ObjectStoreUrl;
+
+use datafusion::sql::sqlparser::ast;
+
+use super::instance::property_list;
+use super::statement::{self, TableName};
+use super::{Engine, EngineError, Listing, Outcome, Session};
+use crate::table::{OptimizeReport, optimize, set_properties};
+
+impl Engine {
+    /// `OPTIMIZE [TABLE] t [ZORDER BY (c1, …)]`: bin-packs small files and purges deletion
+    /// vectors, or rewrites the table in Z-order; returns one row of figures.
+    pub(super) async fn optimize(
+        &self,
+        session: &Session,
+        table: TableName,
+        zorder: Vec<String>,
+    ) -> Result<Outcome, EngineError> {
+        let database = session.database_or_current(table.database);
+        let handle = self.catalog.table(&database, &table.table).await?;
+        let store_url = ObjectStoreUrl::parse(self.catalog.store().engine_url())?;
+        let report = optimize(&handle, &zorder, store_url, self.state.task_ctx()).await?;
+        let name = format!("{database}.{}", table.table);
+        let batch =
+            optimize_report(&name, &report).map_err(|e| EngineError::DataFusion(e.into()))?;
+        Ok(Outcome::Listing(Listing::Report, batch))
+    }
+
+    /// `ALTER TABLE t SET TBLPROPERTIES ('key' = 'value', …)`, the only ALTER TABLE so far.
+    pub(super) async fn alter_table(
+        &self,
+        session: &Session,
+        alter: &ast::AlterTable,
+    ) -> Result<Outcome, EngineError> {
+        let [ast::AlterTableOperation::SetTblProperties { table_properties }] =
+            alter.operations.as_slice()
+        else {
+            return Err(EngineError::NotSupported(format!(
+                "{alter} (ALTER TABLE supports SET TBLPROPERTIES only)"
+            )));
+        };
+        let name = statement::table_name(&alter.name)?;
+        let database = session.database_or_current(name.database);
+        let handle = self.catalog.table(&database, &name.table).await?;
+        let set = property_list(table_properties)?;
+        let count = set.len();
+        set_properties(&handle, set).await?;
+        Ok(Outcome::TableAltered {
+            table: name.table,
+            properties: count,
+        })
+    }
+}
+
+/// The columns of OPTIMIZE's one-row result.
+pub(super) fn optimize_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("files_removed", DataType::UInt64, false),
+        Field::new("files_added", DataType::UInt64, false),
+        Field::new("bytes_removed", DataType::UInt64, false),
+        Field::new("bytes_added", DataType::UInt64, false),
+        Field::new("rows_purged", DataType::UInt64, false),
+        Field::new("deletion_vectors_removed", DataType::UInt64, false),
+        Field::new("version", DataType::Int64, true),
+    ]))
+}
+
+fn optimize_report(
+    table: &str,
+    report: &OptimizeReport,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let count = |n: u64| Arc::new(UInt64Array::from(vec![n]));
+    RecordBatch::try_new(
+        optimize_schema(),
+        vec![
+            Arc::new(StringArray::from(vec![table])),
+            count(report.files_removed as u64),
+            count(report.files_added as u64),
+            count(report.bytes_removed),
+            count(report.bytes_added),
+            count(report.rows_purged),
+            count(report.deletion_vectors_removed as u64),
+            Arc::new(Int64Array::from(vec![report.version])),
+        ],
+    )
+}
