@@ -14,6 +14,6 @@ mod provider;
 mod store;
 
 pub use error::CatalogError;
-pub use names::{DEFAULT_DATABASE, validate_name};
+pub use names::{AsOf, DEFAULT_DATABASE, as_of_name, split_as_of, validate_name};
 pub use provider::{CATALOG_NAME, Scope, StatementCatalog};
 pub use store::Catalog;

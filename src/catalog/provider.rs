@@ -13,7 +13,7 @@ use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, 
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 
-use super::{Catalog, CatalogError};
+use super::{AsOf, Catalog, CatalogError, split_as_of};
 use crate::table::{DeltaTableProvider, Transaction};
 
 /// What a statement needs to see of the catalog.
@@ -175,22 +175,41 @@ impl SchemaProvider for Database {
         if let Some(found) = self.resolved().get(&key) {
             return Ok(Some(Arc::clone(found)));
         }
-        let handle = match self.catalog.table(&self.name, name).await {
+        let as_of = split_as_of(name);
+        let table = as_of.map_or(name, |(table, _)| table);
+        let handle = match self.catalog.table(&self.name, table).await {
             Ok(handle) => handle,
             Err(CatalogError::TableNotFound(_)) => return Ok(None),
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };
-        let qualified = format!("{}.{name}", self.name);
-        let provider = match &self.transaction {
+        let qualified = format!("{}.{table}", self.name);
+        let provider = match (as_of, &self.transaction) {
+            // Time travel reads the past, inside a transaction too.
+            (Some((_, as_of)), _) => {
+                let external = |e| DataFusionError::External(Box::new(e));
+                let version = match as_of {
+                    AsOf::Version(version) => version,
+                    AsOf::Timestamp(millis) => {
+                        handle.log().version_at(millis).await.map_err(external)?
+                    }
+                };
+                let snapshot = handle.log().load_version(version).await.map_err(external)?;
+                DeltaTableProvider::new(
+                    qualified,
+                    handle,
+                    Arc::new(snapshot),
+                    self.store_url.clone(),
+                )
+            }
             // Inside a transaction: the table as pinned at its first use, plus its own writes.
-            Some(transaction) => {
+            (None, Some(transaction)) => {
                 let table = transaction
                     .table(&qualified, &handle)
                     .await
                     .map_err(|e| DataFusionError::External(Box::new(e)))?;
                 DeltaTableProvider::in_transaction(table, qualified, self.store_url.clone())
             }
-            None => {
+            (None, None) => {
                 let snapshot = handle.cached();
                 DeltaTableProvider::new(qualified, handle, snapshot, self.store_url.clone())
             }

@@ -62,7 +62,7 @@ fn catalog_kind(e: &CatalogError) -> ErrorKind {
 
 fn txlog_kind(e: &TxLogError) -> ErrorKind {
     match e {
-        TxLogError::TableNotFound(_) => ErrorKind::NotFound,
+        TxLogError::TableNotFound(_) | TxLogError::VersionNotFound { .. } => ErrorKind::NotFound,
         TxLogError::TableExists(_) => ErrorKind::AlreadyExists,
         TxLogError::Conflict { .. } | TxLogError::LockTimeout { .. } => ErrorKind::Conflict,
         TxLogError::Unsupported(_) => ErrorKind::NotSupported,

@@ -7,6 +7,7 @@ use std::time::Instant;
 use arrow::array::{RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
@@ -165,7 +166,14 @@ impl Engine {
         session: &mut Session,
         sql: &str,
     ) -> Result<Outcome, EngineError> {
-        let statement = statement::parse(sql)?;
+        self.run_statement(session, statement::parse(sql)?).await
+    }
+
+    async fn run_statement(
+        &self,
+        session: &mut Session,
+        statement: Statement,
+    ) -> Result<Outcome, EngineError> {
         if session.transaction().is_some() && statement.changes_catalog() {
             return Err(EngineError::NotSupported(
                 "changing databases or tables inside a transaction; COMMIT or ROLLBACK first"
@@ -239,24 +247,40 @@ impl Engine {
             } => self.drop_index(session, name, table, if_exists).await,
             Statement::ShowIndexes(table) => self.show_indexes(session, table).await,
             Statement::Optimize { table, zorder } => self.optimize(session, table, zorder).await,
+            Statement::DescribeHistory(table) => self.describe_history(session, table).await,
             Statement::Parsed(parsed) => self.execute_parsed(session, *parsed).await,
         }
     }
 
     /// Plans `sql` when it is a query (SELECT, EXPLAIN), without running it; `None` for any
     /// other statement. The plan reads the snapshots current now, whenever it runs.
+    ///
+    /// A maintenance statement that answers with rows (OPTIMIZE, DESCRIBE HISTORY) runs now,
+    /// and its plan replays the answer: its effect must not wait for a client to fetch rows.
     pub async fn plan_query(
         &self,
         session: &Session,
         sql: &str,
     ) -> Result<Option<PlannedQuery>, EngineError> {
-        match statement::parse(sql)? {
-            Statement::Parsed(parsed) if returns_rows(&parsed) => Ok(Some(PlannedQuery {
-                plan: self.physical_plan(session, *parsed).await?,
-                context: self.state.task_ctx(),
-            })),
-            _ => Ok(None),
-        }
+        let plan = match statement::parse(sql)? {
+            Statement::Parsed(parsed) if returns_rows(&parsed) => {
+                self.physical_plan(session, *parsed).await?
+            }
+            statement @ (Statement::Optimize { .. } | Statement::DescribeHistory(_)) => {
+                let Outcome::Listing(_, batch) =
+                    self.run_statement(&mut session.clone(), statement).await?
+                else {
+                    return Ok(None);
+                };
+                let schema = batch.schema();
+                MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None)?
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(PlannedQuery {
+            plan,
+            context: self.state.task_ctx(),
+        }))
     }
 
     /// The schema of the rows `sql` returns, without running it; `None` when the statement
@@ -278,6 +302,7 @@ impl Engine {
                 };
             }
             Statement::Optimize { .. } => return Ok(Some(super::maintenance::optimize_schema())),
+            Statement::DescribeHistory(_) => return Ok(Some(super::history::history_schema())),
             Statement::Parsed(parsed) if returns_rows(&parsed) => parsed,
             _ => return Ok(None),
         };

@@ -15,6 +15,7 @@
 
 mod dml;
 mod error;
+mod history;
 mod indexes;
 mod insert;
 mod instance;
@@ -22,6 +23,7 @@ mod maintenance;
 mod outcome;
 mod session;
 mod statement;
+mod time_travel;
 mod types;
 
 pub use error::{EngineError, ErrorKind};

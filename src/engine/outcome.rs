@@ -59,7 +59,7 @@ pub enum Listing {
     Indexes {
         table: String,
     },
-    /// The figures of a maintenance statement (OPTIMIZE), one row.
+    /// A table MiniDB computes itself: OPTIMIZE's figures, DESCRIBE HISTORY.
     Report,
 }
 

@@ -13,9 +13,10 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
 
 use super::EngineError;
+use super::time_travel;
 
 /// A table name as written: optionally qualified by a database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub enum Statement {
         if_exists: bool,
     },
     ShowIndexes(TableName),
+    /// `DESCRIBE HISTORY t`.
+    DescribeHistory(TableName),
     /// `OPTIMIZE [TABLE] t [ZORDER BY (c1, …)]`.
     Optimize {
         table: TableName,
@@ -94,13 +97,17 @@ impl Statement {
 /// Parses exactly one statement (a trailing `;` is allowed).
 pub fn parse(sql: &str) -> Result<Statement, EngineError> {
     let dialect = GenericDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
-        .tokenize()
+    let spanned = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
         .map_err(|e| EngineError::InvalidInput(format!("syntax error: {e}")))?;
-    let tokens: Vec<Token> = tokens
+    let spanned: Vec<TokenWithSpan> = spanned
         .into_iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
         .collect();
+    if let Some(rewritten) = time_travel::rewrite(sql, &spanned)? {
+        return parse(&rewritten);
+    }
+    let tokens: Vec<Token> = spanned.into_iter().map(|t| t.token).collect();
     if let Some(statement) = Tokens::new(&tokens).catalog_statement()? {
         return Ok(statement);
     }
@@ -447,6 +454,11 @@ impl<'a> Tokens<'a> {
             }
             return self.end(Statement::Optimize { table, zorder });
         }
+        if (self.keyword(DESCRIBE) || self.keyword(DESC)) && self.word("HISTORY") && !self.done() {
+            let name = self.table_name()?;
+            return self.end(Statement::DescribeHistory(name));
+        }
+        self.pos = 0;
         if (self.keyword(DESCRIBE) || self.keyword(DESC)) && !self.done() {
             let _ = self.keyword(TABLE);
             let name = self.table_name()?;

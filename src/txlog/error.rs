@@ -24,6 +24,13 @@ pub enum TxLogError {
         table: String,
         waited: std::time::Duration,
     },
+    /// Time travel asked for a version the log does not have.
+    #[error("table '{table}' has no {requested}: {available}")]
+    VersionNotFound {
+        table: String,
+        requested: String,
+        available: String,
+    },
     /// The log is unreadable or breaks the protocol.
     #[error("corrupt Delta log at '{path}': {reason}")]
     Corrupt { path: String, reason: String },

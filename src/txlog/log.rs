@@ -24,6 +24,14 @@ pub struct Operation {
     pub blind_append: bool,
 }
 
+/// One commit object of a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitFile {
+    pub version: i64,
+    /// When it was written, in milliseconds since the epoch.
+    pub timestamp: i64,
+}
+
 /// The transaction log of the table rooted at `root` (relative to the store root).
 #[derive(Debug, Clone)]
 pub struct DeltaLog {
@@ -88,31 +96,35 @@ impl DeltaLog {
         Ok(Some(actions))
     }
 
-    /// Loads the latest snapshot by listing the log and replaying every commit.
-    pub async fn load(&self) -> Result<Snapshot, TxLogError> {
+    /// The commits in the log, oldest first, with the time each was written (the commit
+    /// object's modification time, made strictly increasing as Delta readers do).
+    pub async fn commits(&self) -> Result<Vec<CommitFile>, TxLogError> {
         let entries: Vec<_> = self.store.list(Some(&self.log_dir())).try_collect().await?;
-        let mut versions = Vec::new();
+        let mut commits = Vec::new();
         let mut has_checkpoint = false;
         for entry in &entries {
             let Some(name) = entry.location.filename() else {
                 continue;
             };
-            if let Some(v) = name
+            if let Some(version) = name
                 .strip_suffix(".json")
                 .and_then(|v| v.parse::<i64>().ok())
             {
-                versions.push(v);
+                commits.push(CommitFile {
+                    version,
+                    timestamp: entry.last_modified.timestamp_millis(),
+                });
             } else if name.contains(".checkpoint") {
                 has_checkpoint = true;
             }
         }
-        versions.sort_unstable();
-        if versions.first() != Some(&0) {
+        commits.sort_unstable_by_key(|c| c.version);
+        if commits.first().map(|c| c.version) != Some(0) {
             return Err(if has_checkpoint {
                 TxLogError::Unsupported(
                     "tables whose early commits were replaced by a checkpoint".into(),
                 )
-            } else if versions.is_empty() {
+            } else if commits.is_empty() {
                 TxLogError::TableNotFound(self.root.to_string())
             } else {
                 TxLogError::Corrupt {
@@ -121,27 +133,96 @@ impl DeltaLog {
                 }
             });
         }
-        if let Some(gap) = versions.windows(2).find(|w| w[1] != w[0] + 1) {
+        if let Some(gap) = commits
+            .windows(2)
+            .find(|w| w[1].version != w[0].version + 1)
+        {
             return Err(TxLogError::Corrupt {
                 path: self.log_dir().to_string(),
-                reason: format!("commits jump from {} to {}", gap[0], gap[1]),
+                reason: format!("commits jump from {} to {}", gap[0].version, gap[1].version),
             });
         }
-        let commits: Vec<(i64, Vec<Action>)> = futures::stream::iter(versions)
-            .map(|v| async move {
-                let actions = self
-                    .read_commit(v)
-                    .await?
-                    .ok_or_else(|| TxLogError::Corrupt {
-                        path: self.commit_path(v).to_string(),
-                        reason: "commit vanished while loading".into(),
-                    })?;
-                Ok::<_, TxLogError>((v, actions))
+        for i in 1..commits.len() {
+            commits[i].timestamp = commits[i].timestamp.max(commits[i - 1].timestamp + 1);
+        }
+        Ok(commits)
+    }
+
+    /// Loads the latest snapshot by listing the log and replaying every commit.
+    pub async fn load(&self) -> Result<Snapshot, TxLogError> {
+        let commits = self.commits().await?;
+        self.replay(commits.len() as i64 - 1).await
+    }
+
+    /// Loads the snapshot as of `version` (time travel).
+    pub async fn load_version(&self, version: i64) -> Result<Snapshot, TxLogError> {
+        let commits = self.commits().await?;
+        let latest = commits.len() as i64 - 1;
+        if !(0..=latest).contains(&version) {
+            return Err(TxLogError::VersionNotFound {
+                table: self.root.to_string(),
+                requested: format!("version {version}"),
+                available: format!("versions 0 to {latest}"),
+            });
+        }
+        self.replay(version).await
+    }
+
+    /// The newest version committed at or before `timestamp` (milliseconds since the epoch).
+    pub async fn version_at(&self, timestamp: i64) -> Result<i64, TxLogError> {
+        let commits = self.commits().await?;
+        let before = commits.partition_point(|c| c.timestamp <= timestamp);
+        if before == 0 {
+            let first = chrono::DateTime::from_timestamp_millis(commits[0].timestamp)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
+                .unwrap_or_default();
+            let asked = chrono::DateTime::from_timestamp_millis(timestamp)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
+                .unwrap_or_default();
+            return Err(TxLogError::VersionNotFound {
+                table: self.root.to_string(),
+                requested: format!("timestamp {asked}"),
+                available: format!("the table's first version was committed at {first}"),
+            });
+        }
+        Ok(commits[before - 1].version)
+    }
+
+    /// The `commitInfo` of each commit, oldest first (`None` for a commit without one).
+    pub async fn history(&self) -> Result<Vec<(CommitFile, Option<CommitInfo>)>, TxLogError> {
+        let commits = self.commits().await?;
+        futures::stream::iter(commits)
+            .map(|commit| async move {
+                let actions = self.read_existing(commit.version).await?;
+                let info = actions.into_iter().find_map(|a| match a {
+                    Action::CommitInfo(info) => Some(info),
+                    _ => None,
+                });
+                Ok::<_, TxLogError>((commit, info))
             })
+            .buffered(16)
+            .try_collect()
+            .await
+    }
+
+    /// Replays commits 0 to `version`.
+    async fn replay(&self, version: i64) -> Result<Snapshot, TxLogError> {
+        let commits: Vec<(i64, Vec<Action>)> = futures::stream::iter(0..=version)
+            .map(|v| async move { Ok::<_, TxLogError>((v, self.read_existing(v).await?)) })
             .buffered(16)
             .try_collect()
             .await?;
         Snapshot::replay(self.root.as_ref(), commits)
+    }
+
+    /// Reads a commit the listing showed.
+    async fn read_existing(&self, version: i64) -> Result<Vec<Action>, TxLogError> {
+        self.read_commit(version)
+            .await?
+            .ok_or_else(|| TxLogError::Corrupt {
+                path: self.commit_path(version).to_string(),
+                reason: "commit vanished while loading".into(),
+            })
     }
 
     /// Brings `snapshot` up to date by reading the commits after it, if any.

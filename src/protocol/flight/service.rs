@@ -216,25 +216,20 @@ impl FlightSqlServer {
     }
 
     /// FlightInfo for `handle`: a query gets its schema and a ticket; any other statement runs
-    /// now and answers with an empty schema and no endpoints.
-    /// With `park`, a query's plan waits on this server for the ticket's DoGet (the ticket
-    /// must then carry the handle `ticket` is given).
+    /// now and answers with an empty schema and no endpoints. A query starts now and waits on
+    /// this server for the ticket's DoGet (the ticket carries the handle `ticket` is given).
     async fn flight_info(
         &self,
         mut handle: StatementHandle,
         ticket: impl FnOnce(&StatementHandle) -> Ticket,
         descriptor: FlightDescriptor,
-        park: bool,
     ) -> Result<Response<FlightInfo>, Status> {
         let mut session = self.session(&handle)?;
-        let planned = match park {
-            true => self
-                .engine
-                .plan_query(&session, &handle.sql)
-                .await
-                .map_err(to_status)?,
-            false => None,
-        };
+        let planned = self
+            .engine
+            .plan_query(&session, &handle.sql)
+            .await
+            .map_err(to_status)?;
         let schema = match planned {
             Some(query) => {
                 let schema = query.schema();
@@ -353,8 +348,7 @@ impl FlightSqlService for FlightSqlServer {
             };
             Ticket::new(statement.as_any().encode_to_vec())
         };
-        self.flight_info(handle, ticket, request.into_inner(), true)
-            .await
+        self.flight_info(handle, ticket, request.into_inner()).await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -363,9 +357,14 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = StatementHandle::decode(&query.prepared_statement_handle)?;
-        let ticket = move |_: &StatementHandle| Ticket::new(query.as_any().encode_to_vec());
-        self.flight_info(handle, ticket, request.into_inner(), false)
-            .await
+        // The ticket names the handle with its parked plan, like a statement's ticket.
+        let ticket = |h: &StatementHandle| {
+            let query = CommandPreparedStatementQuery {
+                prepared_statement_handle: h.encode(),
+            };
+            Ticket::new(query.as_any().encode_to_vec())
+        };
+        self.flight_info(handle, ticket, request.into_inner()).await
     }
 
     async fn get_flight_info_sql_info(
