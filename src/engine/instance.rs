@@ -248,6 +248,11 @@ impl Engine {
             Statement::ShowIndexes(table) => self.show_indexes(session, table).await,
             Statement::Optimize { table, zorder } => self.optimize(session, table, zorder).await,
             Statement::DescribeHistory(table) => self.describe_history(session, table).await,
+            Statement::Vacuum {
+                table,
+                retain_hours,
+                dry_run,
+            } => self.vacuum(session, table, retain_hours, dry_run).await,
             Statement::Parsed(parsed) => self.execute_parsed(session, *parsed).await,
         }
     }
@@ -266,7 +271,9 @@ impl Engine {
             Statement::Parsed(parsed) if returns_rows(&parsed) => {
                 self.physical_plan(session, *parsed).await?
             }
-            statement @ (Statement::Optimize { .. } | Statement::DescribeHistory(_)) => {
+            statement @ (Statement::Optimize { .. }
+            | Statement::Vacuum { .. }
+            | Statement::DescribeHistory(_)) => {
                 let Outcome::Listing(_, batch) =
                     self.run_statement(&mut session.clone(), statement).await?
                 else {
@@ -303,6 +310,7 @@ impl Engine {
             }
             Statement::Optimize { .. } => return Ok(Some(super::maintenance::optimize_schema())),
             Statement::DescribeHistory(_) => return Ok(Some(super::history::history_schema())),
+            Statement::Vacuum { .. } => return Ok(Some(super::maintenance::vacuum_schema())),
             Statement::Parsed(parsed) if returns_rows(&parsed) => parsed,
             _ => return Ok(None),
         };

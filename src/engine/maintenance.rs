@@ -1,6 +1,7 @@
-//! Table maintenance statements: `OPTIMIZE`, and `ALTER TABLE … SET TBLPROPERTIES`.
+//! Table maintenance statements: `OPTIMIZE`, `VACUUM`, and `ALTER TABLE … SET TBLPROPERTIES`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::{Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -11,7 +12,7 @@ use datafusion::sql::sqlparser::ast;
 use super::instance::property_list;
 use super::statement::{self, TableName};
 use super::{Engine, EngineError, Listing, Outcome, Session};
-use crate::table::{OptimizeReport, optimize, set_properties};
+use crate::table::{OptimizeReport, optimize, set_properties, vacuum};
 
 impl Engine {
     /// `OPTIMIZE [TABLE] t [ZORDER BY (c1, …)]`: bin-packs small files and purges deletion
@@ -29,6 +30,38 @@ impl Engine {
         let name = format!("{database}.{}", table.table);
         let batch =
             optimize_report(&name, &report).map_err(|e| EngineError::DataFusion(e.into()))?;
+        Ok(Outcome::Listing(Listing::Report, batch))
+    }
+
+    /// `VACUUM [TABLE] t [RETAIN n HOURS] [DRY RUN]`: one row per file deleted (or that would
+    /// be, for a dry run).
+    pub(super) async fn vacuum(
+        &self,
+        session: &Session,
+        table: TableName,
+        retain_hours: Option<u64>,
+        dry_run: bool,
+    ) -> Result<Outcome, EngineError> {
+        let database = session.database_or_current(table.database);
+        let handle = self.catalog.table(&database, &table.table).await?;
+        let retain = retain_hours.map(|h| Duration::from_secs(h.saturating_mul(3600)));
+        let report = vacuum(&handle, retain, dry_run).await?;
+        let action = if dry_run { "would delete" } else { "deleted" };
+        let batch = RecordBatch::try_new(
+            vacuum_schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    report.files.iter().map(|(path, _)| path),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    report.files.iter().map(|(_, size)| *size),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    report.files.iter().map(|_| action),
+                )),
+            ],
+        )
+        .map_err(|e| EngineError::DataFusion(e.into()))?;
         Ok(Outcome::Listing(Listing::Report, batch))
     }
 
@@ -56,6 +89,15 @@ impl Engine {
             properties: count,
         })
     }
+}
+
+/// The columns of VACUUM's result: one row per file.
+pub(super) fn vacuum_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("size_bytes", DataType::UInt64, false),
+        Field::new("action", DataType::Utf8, false),
+    ]))
 }
 
 /// The columns of OPTIMIZE's one-row result.

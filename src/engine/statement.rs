@@ -59,6 +59,12 @@ pub enum Statement {
         if_exists: bool,
     },
     ShowIndexes(TableName),
+    /// `VACUUM [TABLE] t [RETAIN n HOURS] [DRY RUN]`.
+    Vacuum {
+        table: TableName,
+        retain_hours: Option<u64>,
+        dry_run: bool,
+    },
     /// `DESCRIBE HISTORY t`.
     DescribeHistory(TableName),
     /// `OPTIMIZE [TABLE] t [ZORDER BY (c1, …)]`.
@@ -79,7 +85,8 @@ impl Statement {
             | Statement::DropTable { .. }
             | Statement::CreateIndex { .. }
             | Statement::DropIndex { .. }
-            | Statement::Optimize { .. } => true,
+            | Statement::Optimize { .. }
+            | Statement::Vacuum { .. } => true,
             Statement::Parsed(parsed) => match parsed.as_ref() {
                 DFStatement::Statement(s) => matches!(
                     s.as_ref(),
@@ -430,6 +437,30 @@ impl<'a> Tokens<'a> {
                 return self.end(Statement::Describe(name));
             }
             return Ok(None);
+        }
+        if self.keyword(VACUUM) {
+            let _ = self.keyword(TABLE);
+            let table = self.table_name()?;
+            let mut retain_hours = None;
+            if self.keyword(RETAIN) {
+                let hours = match self.tokens.get(self.pos) {
+                    Some(Token::Number(n, _)) => n.parse::<u64>().ok(),
+                    _ => None,
+                };
+                self.pos += 1;
+                if hours.is_none() || !(self.keyword(HOURS) || self.keyword(HOUR)) {
+                    return Err(EngineError::InvalidInput(
+                        "syntax error: expected VACUUM table RETAIN <whole number> HOURS".into(),
+                    ));
+                }
+                retain_hours = hours;
+            }
+            let dry_run = self.keywords(&[DRY, RUN]);
+            return self.end(Statement::Vacuum {
+                table,
+                retain_hours,
+                dry_run,
+            });
         }
         if self.keyword(OPTIMIZE) {
             let _ = self.keyword(TABLE);

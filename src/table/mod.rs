@@ -22,6 +22,7 @@ mod pruning;
 mod scan;
 mod sink;
 mod transaction;
+mod vacuum;
 mod zorder;
 
 pub use constraints::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY};
@@ -35,3 +36,4 @@ pub use provider::{DeltaTableProvider, FILE_INDEX_COLUMN, ROW_INDEX_COLUMN};
 pub use scan::DeltaScanExec;
 pub use sink::DeltaSink;
 pub use transaction::{Concurrency, Transaction, TxTable, Writer};
+pub use vacuum::{VacuumReport, vacuum};

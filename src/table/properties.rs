@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::common::Result;
 use serde_json::json;
@@ -20,6 +21,13 @@ pub const TARGET_FILE_SIZE: &str = "delta.targetFileSize";
 /// Target file size when the table does not set one.
 pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
 
+/// How long removed files stay for time travel and running readers before VACUUM may delete
+/// them (Delta's name and format: `interval 7 days`).
+pub const RETENTION: &str = "delta.deletedFileRetentionDuration";
+
+/// Retention when the table does not set one: 7 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Prefix of the properties MiniDB manages itself.
 const RESERVED_PREFIX: &str = "minidb.";
 
@@ -33,6 +41,9 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
     if key == TARGET_FILE_SIZE {
         positive(key, value)?;
     }
+    if key == RETENTION {
+        interval(key, value)?;
+    }
     Ok(())
 }
 
@@ -42,6 +53,35 @@ pub fn target_file_size(snapshot: &Snapshot) -> Result<u64, String> {
         Some(Some(text)) => positive(TARGET_FILE_SIZE, text),
         _ => Ok(DEFAULT_TARGET_FILE_SIZE),
     }
+}
+
+/// The file retention of `snapshot`'s table.
+pub fn retention(snapshot: &Snapshot) -> Result<Duration, String> {
+    match snapshot.metadata().configuration.get(RETENTION) {
+        Some(Some(text)) => interval(RETENTION, text),
+        _ => Ok(DEFAULT_RETENTION),
+    }
+}
+
+/// A duration written as Delta writes them: `interval 7 days`, `interval 1 hour` (the
+/// `interval` prefix is optional).
+fn interval(key: &str, value: &str) -> Result<Duration, String> {
+    let invalid = || {
+        format!("table property {key} must be a duration such as 'interval 7 days', not '{value}'")
+    };
+    let lower = value.trim().to_ascii_lowercase();
+    let text = lower.strip_prefix("interval").unwrap_or(&lower).trim();
+    let (amount, unit) = text.split_once(char::is_whitespace).ok_or_else(invalid)?;
+    let amount: u64 = amount.trim().parse().map_err(|_| invalid())?;
+    let seconds = match unit.trim().trim_end_matches('s') {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        "week" => 604_800,
+        _ => return Err(invalid()),
+    };
+    Ok(Duration::from_secs(amount.saturating_mul(seconds)))
 }
 
 fn positive(key: &str, value: &str) -> Result<u64, String> {
@@ -79,4 +119,23 @@ pub async fn set_properties(handle: &Arc<TableHandle>, set: Vec<(String, String)
         .await
         .map_err(external)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_delta_writes_them() {
+        let hours = |h: u64| Ok(Duration::from_secs(h * 3600));
+        assert_eq!(interval(RETENTION, "interval 7 days"), hours(168));
+        assert_eq!(interval(RETENTION, "INTERVAL 1 hour"), hours(1));
+        assert_eq!(interval(RETENTION, "2 weeks"), hours(336));
+        assert_eq!(interval(RETENTION, "interval 0 hours"), hours(0));
+        assert!(interval(RETENTION, "interval soon").is_err());
+        assert!(interval(RETENTION, "7").is_err());
+        assert!(check("minidb.indexes", "[]").is_err());
+        assert!(check(TARGET_FILE_SIZE, "0").is_err());
+        assert!(check("owner", "anything").is_ok());
+    }
 }

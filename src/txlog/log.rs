@@ -24,6 +24,12 @@ pub struct Operation {
     pub blind_append: bool,
 }
 
+/// The operation name of VACUUM's commit (which holds only its `commitInfo`).
+pub const VACUUM_OPERATION: &str = "VACUUM END";
+
+/// The `operationParameters` key of a VACUUM commit naming the oldest version still readable.
+pub const MIN_READABLE_VERSION: &str = "minReadableVersion";
+
 /// One commit object of a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitFile {
@@ -165,6 +171,34 @@ impl DeltaLog {
                 available: format!("versions 0 to {latest}"),
             });
         }
+        // VACUUM records the oldest version whose files it kept.
+        let later: Vec<Vec<Action>> = futures::stream::iter(version + 1..=latest)
+            .map(|v| self.commit_actions(v))
+            .buffered(16)
+            .try_collect()
+            .await?;
+        let horizon = later
+            .iter()
+            .flatten()
+            .filter_map(|action| match action {
+                Action::CommitInfo(info) if info.operation.as_deref() == Some(VACUUM_OPERATION) => {
+                    info.operation_parameters
+                        .as_ref()?
+                        .get(MIN_READABLE_VERSION)?
+                        .as_i64()
+                }
+                _ => None,
+            })
+            .max();
+        if let Some(horizon) = horizon.filter(|h| version < *h) {
+            return Err(TxLogError::VersionNotFound {
+                table: self.root.to_string(),
+                requested: format!("version {version}"),
+                available: format!(
+                    "VACUUM removed the files of versions before {horizon}; versions {horizon} to {latest} remain"
+                ),
+            });
+        }
         self.replay(version).await
     }
 
@@ -193,7 +227,7 @@ impl DeltaLog {
         let commits = self.commits().await?;
         futures::stream::iter(commits)
             .map(|commit| async move {
-                let actions = self.read_existing(commit.version).await?;
+                let actions = self.commit_actions(commit.version).await?;
                 let info = actions.into_iter().find_map(|a| match a {
                     Action::CommitInfo(info) => Some(info),
                     _ => None,
@@ -208,15 +242,15 @@ impl DeltaLog {
     /// Replays commits 0 to `version`.
     async fn replay(&self, version: i64) -> Result<Snapshot, TxLogError> {
         let commits: Vec<(i64, Vec<Action>)> = futures::stream::iter(0..=version)
-            .map(|v| async move { Ok::<_, TxLogError>((v, self.read_existing(v).await?)) })
+            .map(|v| async move { Ok::<_, TxLogError>((v, self.commit_actions(v).await?)) })
             .buffered(16)
             .try_collect()
             .await?;
         Snapshot::replay(self.root.as_ref(), commits)
     }
 
-    /// Reads a commit the listing showed.
-    async fn read_existing(&self, version: i64) -> Result<Vec<Action>, TxLogError> {
+    /// The actions of a commit the listing showed.
+    pub async fn commit_actions(&self, version: i64) -> Result<Vec<Action>, TxLogError> {
         self.read_commit(version)
             .await?
             .ok_or_else(|| TxLogError::Corrupt {

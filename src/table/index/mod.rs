@@ -39,6 +39,15 @@ pub const INDEXES_PROPERTY: &str = "minidb.indexes";
 /// Prefix of the `add` tag that names a data file's segment of one index.
 const TAG_PREFIX: &str = "minidb.index.";
 
+/// The segments `add`'s tags name (of any index, declared or dropped), relative to the table.
+pub fn segments_of(add: &Add) -> impl Iterator<Item = &str> {
+    add.tags
+        .iter()
+        .flatten()
+        .filter(|(key, _)| key.starts_with(TAG_PREFIX))
+        .filter_map(|(_, value)| value.as_deref())
+}
+
 /// Entries per leaf (Parquet row group) of a segment.
 pub const LEAF_ROWS: usize = 8192;
 
