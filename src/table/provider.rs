@@ -215,6 +215,7 @@ impl TableProvider for DeltaTableProvider {
         let mut counts = FileCounts {
             in_snapshot: self.snapshot.files().len(),
             after_stats: selected.len(),
+            with_deletion_vectors: 0,
             index: index_scan.as_ref().map(|scan| IndexUse {
                 name: scan.index.name.clone(),
                 rows: 0,
@@ -249,6 +250,7 @@ impl TableProvider for DeltaTableProvider {
                     live_file(&self.handle, add, stats).await?
                 }
             };
+            counts.with_deletion_vectors += usize::from(add.deletion_vector.is_some());
             files.push(if addressed {
                 file.with_partition_values(vec![ScalarValue::Int64(Some(index as i64))])
             } else {

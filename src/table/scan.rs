@@ -41,6 +41,8 @@ pub struct FileCounts {
     pub in_snapshot: usize,
     /// Files left after skipping by per-file statistics.
     pub after_stats: usize,
+    /// Files read whose deletion vector the scan applies.
+    pub with_deletion_vectors: usize,
     /// How the scan used an index, if it did.
     pub index: Option<IndexUse>,
 }
@@ -93,6 +95,7 @@ impl DisplayAs for DeltaScanExec {
         let FileCounts {
             in_snapshot,
             after_stats,
+            with_deletion_vectors,
             index,
         } = &self.counts;
         write!(
@@ -111,6 +114,12 @@ impl DisplayAs for DeltaScanExec {
             if used.files_read_whole > 0 {
                 write!(f, ", {} files read whole", used.files_read_whole)?;
             }
+        }
+        if *with_deletion_vectors > 0 {
+            write!(
+                f,
+                ", deletion vectors applied in {with_deletion_vectors} files"
+            )?;
         }
         Ok(())
     }

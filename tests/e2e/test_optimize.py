@@ -41,6 +41,7 @@ def test_optimize_packs_files_purges_deletion_vectors_and_keeps_every_row(server
     before = query(cur, "SELECT id, k, v FROM t ORDER BY id")
     table = server.data_dir / "default" / "t"
     assert len(live_files(table)) == 7
+    assert "deletion vectors applied in 6 files" in text.query("EXPLAIN SELECT * FROM t;")
 
     report = optimize(text, "t")
     assert report["table_name"] == "default.t"
@@ -50,6 +51,7 @@ def test_optimize_packs_files_purges_deletion_vectors_and_keeps_every_row(server
 
     assert query(cur, "SELECT id, k, v FROM t ORDER BY id") == before
     assert len(live_files(table)) == 1
+    assert "deletion vectors" not in text.query("EXPLAIN SELECT * FROM t;")
     actions = commits(table)[-1]
     info = actions[0]["commitInfo"]
     assert info["operation"] == "OPTIMIZE" and info["operationMetrics"]["numRemovedFiles"] == 7
