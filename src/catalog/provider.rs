@@ -13,7 +13,7 @@ use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, 
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 
-use super::{AsOf, Catalog, CatalogError, split_as_of};
+use super::{AsOf, Catalog, CatalogError, SYSTEM_DATABASE, SystemTables, split_as_of};
 use crate::table::{DeltaTableProvider, Transaction};
 
 /// What a statement needs to see of the catalog.
@@ -129,10 +129,15 @@ struct DatabaseList {
 
 impl CatalogProvider for DatabaseList {
     fn schema_names(&self) -> Vec<String> {
-        self.databases.keys().cloned().collect()
+        let mut names: Vec<String> = self.databases.keys().cloned().collect();
+        names.push(SYSTEM_DATABASE.to_string());
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == SYSTEM_DATABASE {
+            return Some(Arc::new(SystemTables::new(Arc::clone(&self.catalog))));
+        }
         let tables = self.databases.get(name)?;
         Some(Arc::new(Database {
             catalog: Arc::clone(&self.catalog),

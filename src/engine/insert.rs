@@ -19,7 +19,7 @@ use datafusion::logical_expr::{
     Signature, Values, Volatility, WriteOp,
 };
 
-use super::types::sql_type_name;
+use crate::catalog::sql_type_name;
 
 /// Rewrites an INSERT plan so bad values fail with their column's name; other plans pass through.
 pub fn name_bad_values(plan: LogicalPlan) -> Result<LogicalPlan> {

@@ -21,8 +21,9 @@ use datafusion::sql::sqlparser::ast::{self, ColumnOption};
 use super::dml::Dml;
 use super::insert;
 use super::statement::{self, Statement, TableName};
-use super::types::{column_type, sql_type_name};
+use super::types::column_type;
 use super::{EngineError, ErrorKind, Listing, Outcome, Session};
+use crate::catalog::sql_type_name;
 use crate::catalog::{
     CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, Scope, StatementCatalog,
 };

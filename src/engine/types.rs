@@ -67,23 +67,3 @@ fn decimal(info: &ExactNumberInfo) -> Result<DataType, EngineError> {
         })?;
     Ok(DataType::Decimal128(precision, scale))
 }
-
-/// How a stored type is shown by DESCRIBE.
-pub fn sql_type_name(data_type: &DataType) -> String {
-    match data_type {
-        DataType::Int8 => "TINYINT".into(),
-        DataType::Int16 => "SMALLINT".into(),
-        DataType::Int32 => "INT".into(),
-        DataType::Int64 => "BIGINT".into(),
-        DataType::Float32 => "FLOAT".into(),
-        DataType::Float64 => "DOUBLE".into(),
-        DataType::Decimal128(p, s) => format!("DECIMAL({p},{s})"),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
-        DataType::Boolean => "BOOLEAN".into(),
-        DataType::Date32 => "DATE".into(),
-        DataType::Timestamp(_, None) => "TIMESTAMP".into(),
-        DataType::Timestamp(_, Some(_)) => "TIMESTAMP WITH TIME ZONE".into(),
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BINARY".into(),
-        other => other.to_string(),
-    }
-}

@@ -1,0 +1,445 @@
+//! The `sys` database: the catalog and the Delta logs as SQL tables.
+//!
+//! Each table is built when a statement resolves it, from the newest snapshot of every table
+//! (and, for `sys.delta_log`, from every commit), so it always agrees with the catalog at query
+//! time: there is no second copy to drift. Queries use them like any table (WHERE, JOIN,
+//! GROUP BY…). `sys` is a reserved name; no user database can take it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray, UInt32Array, new_empty_array,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::MemTable;
+
+use super::{Catalog, CatalogError};
+use crate::table::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, TableHandle, table_indexes};
+use crate::txlog::{Action, FileStats, Snapshot};
+
+/// The system database's name.
+pub const SYSTEM_DATABASE: &str = "sys";
+
+const TABLES: [&str; 6] = [
+    "db_metadata",
+    "table_metadata",
+    "columns_metadata",
+    "index_metadata",
+    "delta_log",
+    "table_files",
+];
+
+/// How a stored type is shown by DESCRIBE and `sys.columns_metadata`.
+pub fn sql_type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p},{s})"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Date32 => "DATE".into(),
+        DataType::Timestamp(_, None) => "TIMESTAMP".into(),
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMP WITH TIME ZONE".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BINARY".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The `sys` schema of one statement.
+#[derive(Debug)]
+pub struct SystemTables {
+    catalog: Arc<Catalog>,
+}
+
+impl SystemTables {
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        Self { catalog }
+    }
+
+    /// Every table with its newest snapshot, by database.
+    async fn tables(&self) -> Result<Vec<(String, String, Arc<TableHandle>, Arc<Snapshot>)>> {
+        let mut all = Vec::new();
+        for db in self.catalog.databases().await.map_err(external)? {
+            for table in self.catalog.tables(&db).await.map_err(external)? {
+                let handle = match self.catalog.table(&db, &table).await {
+                    Ok(handle) => handle,
+                    // Dropped since it was listed.
+                    Err(CatalogError::TableNotFound(_)) => continue,
+                    Err(e) => return Err(external(e)),
+                };
+                let snapshot = handle.refresh().await.map_err(external)?;
+                all.push((db.clone(), table, handle, snapshot));
+            }
+        }
+        Ok(all)
+    }
+
+    async fn build(&self, name: &str) -> Result<Option<Columns>> {
+        let mut out = Columns::default();
+        match name {
+            "db_metadata" => {
+                let tables = self.tables().await?;
+                for db in self.catalog.databases().await.map_err(external)? {
+                    let count = tables.iter().filter(|(d, ..)| *d == db).count();
+                    out.text("db_name", Some(db));
+                    out.int("table_count", Some(count as i64));
+                }
+            }
+            "table_metadata" => {
+                for (db, table, _, snapshot) in self.tables().await? {
+                    let metadata = snapshot.metadata();
+                    let (mut rows, mut bytes) = (Some(0i64), 0i64);
+                    for (add, stats) in snapshot.files_with_stats() {
+                        bytes += add.size;
+                        rows = rows.zip(live_rows(add, stats)).map(|(a, b)| a + b);
+                    }
+                    let configuration: BTreeMap<_, _> = metadata.configuration.iter().collect();
+                    out.text("db_name", Some(db));
+                    out.text("table_name", Some(table));
+                    out.text("table_id", Some(metadata.id.clone()));
+                    out.int("version", Some(snapshot.version()));
+                    out.text("schema_json", Some(metadata.schema_string.clone()));
+                    out.text("partition_columns", Some(json(&metadata.partition_columns)));
+                    out.int("num_files", Some(snapshot.files().len() as i64));
+                    out.int("num_rows", rows);
+                    out.int("size_bytes", Some(bytes));
+                    out.time("created_time", metadata.created_time);
+                    out.text("properties", Some(json(&configuration)));
+                }
+            }
+            "columns_metadata" => {
+                for (db, table, _, snapshot) in self.tables().await? {
+                    let configuration = &snapshot.metadata().configuration;
+                    let property = |key: &str| -> serde_json::Value {
+                        configuration
+                            .get(key)
+                            .and_then(|v| v.as_deref())
+                            .and_then(|v| serde_json::from_str(v).ok())
+                            .unwrap_or_default()
+                    };
+                    let defaults = property(DEFAULTS_PROPERTY);
+                    let key = property(PRIMARY_KEY_PROPERTY);
+                    for (i, field) in snapshot.schema().fields().iter().enumerate() {
+                        let name = field.name();
+                        out.text("db_name", Some(db.clone()));
+                        out.text("table_name", Some(table.clone()));
+                        out.text("column_name", Some(name.clone()));
+                        out.int32("ordinal_position", Some(i as i32 + 1));
+                        out.text("data_type", Some(sql_type_name(field.data_type())));
+                        out.boolean("is_nullable", Some(field.is_nullable()));
+                        out.text(
+                            "column_default",
+                            defaults
+                                .get(name)
+                                .and_then(|d| d.as_str())
+                                .map(String::from),
+                        );
+                        out.boolean(
+                            "is_primary_key",
+                            Some(key.as_array().is_some_and(|k| {
+                                k.iter().any(|c| c.as_str() == Some(name.as_str()))
+                            })),
+                        );
+                    }
+                }
+            }
+            "index_metadata" => {
+                for (db, table, _, snapshot) in self.tables().await? {
+                    for index in table_indexes(&snapshot).map_err(external)? {
+                        for (i, column) in index.columns.iter().enumerate() {
+                            out.text("db_name", Some(db.clone()));
+                            out.text("table_name", Some(table.clone()));
+                            out.text("index_name", Some(index.name.clone()));
+                            out.text("column_name", Some(column.clone()));
+                            out.uint32("seq_in_index", i as u32 + 1);
+                            out.boolean("is_unique", Some(index.unique));
+                            out.text("index_type", Some("BTREE".into()));
+                            out.text("constraint_type", index.constraint.clone());
+                        }
+                    }
+                }
+            }
+            "delta_log" => {
+                for (db, table, handle, _) in self.tables().await? {
+                    for (commit, info) in handle.log().history().await.map_err(external)? {
+                        let operation = info.and_then(|i| i.operation);
+                        for action in handle
+                            .log()
+                            .commit_actions(commit.version)
+                            .await
+                            .map_err(external)?
+                        {
+                            let (kind, path, rows, size, change, dv) = match &action {
+                                Action::Add(add) => {
+                                    let stats = FileStats::of(add);
+                                    let rows = stats.num_records.map(|r| r as i64);
+                                    let dv = add.deletion_vector.is_some();
+                                    (
+                                        "add",
+                                        Some(add.path.clone()),
+                                        rows,
+                                        Some(add.size),
+                                        Some(add.data_change),
+                                        Some(dv),
+                                    )
+                                }
+                                Action::Remove(remove) => {
+                                    let dv = remove.deletion_vector.is_some();
+                                    (
+                                        "remove",
+                                        Some(remove.path.clone()),
+                                        None,
+                                        remove.size,
+                                        Some(remove.data_change),
+                                        Some(dv),
+                                    )
+                                }
+                                Action::Metadata(_) => ("metaData", None, None, None, None, None),
+                                Action::Protocol(_) => ("protocol", None, None, None, None, None),
+                                _ => continue,
+                            };
+                            out.text("table_id", Some(format!("{db}.{table}")));
+                            out.text("db_name", Some(db.clone()));
+                            out.text("table_name", Some(table.clone()));
+                            out.int("version", Some(commit.version));
+                            out.time("timestamp", Some(commit.timestamp));
+                            out.text("operation", operation.clone());
+                            out.text("action", Some(kind.into()));
+                            out.text("file_path", path);
+                            out.int("row_count", rows);
+                            out.int("size_bytes", size);
+                            out.boolean("data_change", change);
+                            out.boolean("has_deletion_vector", dv);
+                        }
+                    }
+                }
+            }
+            "table_files" => {
+                for (db, table, _, snapshot) in self.tables().await? {
+                    for (add, stats) in snapshot.files_with_stats() {
+                        let deleted = add.deletion_vector.as_ref().map_or(0, |d| d.cardinality);
+                        let partition: BTreeMap<_, _> = add.partition_values.iter().collect();
+                        out.text("db_name", Some(db.clone()));
+                        out.text("table_name", Some(table.clone()));
+                        out.text("file_path", Some(add.path.clone()));
+                        out.int("file_size", Some(add.size));
+                        out.int("row_count", stats.num_records.map(|r| r as i64));
+                        out.int("deleted_rows", Some(deleted));
+                        out.text(
+                            "partition",
+                            (!partition.is_empty()).then(|| json(&partition)),
+                        );
+                        out.text("status", Some("active".into()));
+                        out.boolean("has_deletion_vector", Some(add.deletion_vector.is_some()));
+                        out.time("modification_time", Some(add.modification_time));
+                    }
+                }
+            }
+            _ => return Ok(None),
+        }
+        Ok(Some(out))
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SystemTables {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(columns) = self.build(name).await? else {
+            return Ok(None);
+        };
+        let batch = columns.finish(name)?;
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        Ok(Some(Arc::new(table)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.contains(&name)
+    }
+}
+
+/// The live rows of a file: its records minus its deleted rows, when its records are known.
+fn live_rows(add: &crate::txlog::Add, stats: &FileStats) -> Option<i64> {
+    let deleted = add.deletion_vector.as_ref().map_or(0, |d| d.cardinality);
+    stats.num_records.map(|r| r as i64 - deleted)
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// Column values collected row by row, by column name.
+#[derive(Default)]
+struct Columns {
+    values: HashMap<&'static str, Values>,
+}
+
+enum Values {
+    Text(Vec<Option<String>>),
+    Int(Vec<Option<i64>>),
+    Int32(Vec<Option<i32>>),
+    UInt32(Vec<u32>),
+    Boolean(Vec<Option<bool>>),
+    /// Milliseconds since the epoch.
+    Time(Vec<Option<i64>>),
+}
+
+impl Values {
+    fn into_array(self) -> ArrayRef {
+        match self {
+            Values::Text(v) => Arc::new(StringArray::from(v)),
+            Values::Int(v) => Arc::new(Int64Array::from(v)),
+            Values::Int32(v) => Arc::new(Int32Array::from(v)),
+            Values::UInt32(v) => Arc::new(UInt32Array::from(v)),
+            Values::Boolean(v) => Arc::new(BooleanArray::from(v)),
+            Values::Time(v) => Arc::new(TimestampMillisecondArray::from(v)),
+        }
+    }
+}
+
+impl Columns {
+    fn text(&mut self, name: &'static str, value: Option<String>) {
+        if let Values::Text(v) = self.values.entry(name).or_insert(Values::Text(Vec::new())) {
+            v.push(value);
+        }
+    }
+
+    fn int(&mut self, name: &'static str, value: Option<i64>) {
+        if let Values::Int(v) = self.values.entry(name).or_insert(Values::Int(Vec::new())) {
+            v.push(value);
+        }
+    }
+
+    fn int32(&mut self, name: &'static str, value: Option<i32>) {
+        if let Values::Int32(v) = self.values.entry(name).or_insert(Values::Int32(Vec::new())) {
+            v.push(value);
+        }
+    }
+
+    fn uint32(&mut self, name: &'static str, value: u32) {
+        if let Values::UInt32(v) = self
+            .values
+            .entry(name)
+            .or_insert(Values::UInt32(Vec::new()))
+        {
+            v.push(value);
+        }
+    }
+
+    fn boolean(&mut self, name: &'static str, value: Option<bool>) {
+        if let Values::Boolean(v) = self
+            .values
+            .entry(name)
+            .or_insert(Values::Boolean(Vec::new()))
+        {
+            v.push(value);
+        }
+    }
+
+    /// Milliseconds since the epoch, shown as a timestamp (UTC).
+    fn time(&mut self, name: &'static str, value: Option<i64>) {
+        if let Values::Time(v) = self.values.entry(name).or_insert(Values::Time(Vec::new())) {
+            v.push(value);
+        }
+    }
+
+    /// The rows as a batch of `table`'s declared schema.
+    fn finish(mut self, table: &str) -> Result<RecordBatch> {
+        let schema = Arc::new(table_schema(table));
+        let arrays = schema
+            .fields()
+            .iter()
+            .map(|field| match self.values.remove(field.name().as_str()) {
+                Some(values) => values.into_array(),
+                None => new_empty_array(field.data_type()),
+            })
+            .collect();
+        Ok(RecordBatch::try_new(schema, arrays)?)
+    }
+}
+
+/// The columns of each system table.
+fn table_schema(table: &str) -> Schema {
+    let text = |n: &str| Field::new(n, DataType::Utf8, true);
+    let int = |n: &str| Field::new(n, DataType::Int64, true);
+    let flag = |n: &str| Field::new(n, DataType::Boolean, true);
+    let time = |n: &str| Field::new(n, DataType::Timestamp(TimeUnit::Millisecond, None), true);
+    Schema::new(match table {
+        "db_metadata" => vec![text("db_name"), int("table_count")],
+        "table_metadata" => vec![
+            text("db_name"),
+            text("table_name"),
+            text("table_id"),
+            int("version"),
+            text("schema_json"),
+            text("partition_columns"),
+            int("num_files"),
+            int("num_rows"),
+            int("size_bytes"),
+            time("created_time"),
+            text("properties"),
+        ],
+        "columns_metadata" => vec![
+            text("db_name"),
+            text("table_name"),
+            text("column_name"),
+            Field::new("ordinal_position", DataType::Int32, true),
+            text("data_type"),
+            flag("is_nullable"),
+            text("column_default"),
+            flag("is_primary_key"),
+        ],
+        "index_metadata" => vec![
+            text("db_name"),
+            text("table_name"),
+            text("index_name"),
+            text("column_name"),
+            Field::new("seq_in_index", DataType::UInt32, true),
+            flag("is_unique"),
+            text("index_type"),
+            text("constraint_type"),
+        ],
+        "delta_log" => vec![
+            text("table_id"),
+            text("db_name"),
+            text("table_name"),
+            int("version"),
+            time("timestamp"),
+            text("operation"),
+            text("action"),
+            text("file_path"),
+            int("row_count"),
+            int("size_bytes"),
+            flag("data_change"),
+            flag("has_deletion_vector"),
+        ],
+        _ => vec![
+            text("db_name"),
+            text("table_name"),
+            text("file_path"),
+            int("file_size"),
+            int("row_count"),
+            int("deleted_rows"),
+            text("partition"),
+            text("status"),
+            flag("has_deletion_vector"),
+            time("modification_time"),
+        ],
+    })
+}
