@@ -226,14 +226,13 @@ impl SystemTables {
             "table_files" => {
                 for (db, table, _, snapshot) in self.tables().await? {
                     for (add, stats) in snapshot.files_with_stats() {
-                        let deleted = add.deletion_vector.as_ref().map_or(0, |d| d.cardinality);
                         let partition: BTreeMap<_, _> = add.partition_values.iter().collect();
                         out.text("db_name", Some(db.clone()));
                         out.text("table_name", Some(table.clone()));
                         out.text("file_path", Some(add.path.clone()));
                         out.int("file_size", Some(add.size));
                         out.int("row_count", stats.num_records.map(|r| r as i64));
-                        out.int("deleted_rows", Some(deleted));
+                        out.int("deleted_rows", Some(add.deleted_rows() as i64));
                         out.text(
                             "partition",
                             (!partition.is_empty()).then(|| json(&partition)),
@@ -272,8 +271,9 @@ impl SchemaProvider for SystemTables {
 
 /// The live rows of a file: its records minus its deleted rows, when its records are known.
 fn live_rows(add: &crate::txlog::Add, stats: &FileStats) -> Option<i64> {
-    let deleted = add.deletion_vector.as_ref().map_or(0, |d| d.cardinality);
-    stats.num_records.map(|r| r as i64 - deleted)
+    stats
+        .num_records
+        .map(|r| r.saturating_sub(add.deleted_rows()) as i64)
 }
 
 fn json(value: &impl serde::Serialize) -> String {

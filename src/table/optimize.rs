@@ -110,9 +110,8 @@ pub async fn optimize(
         for (add, stats) in bin {
             files.push(live_file(handle, add, stats).await?);
             let records = stats.num_records.unwrap_or_default();
-            if let Some(descriptor) = &add.deletion_vector {
-                let deleted = u64::try_from(descriptor.cardinality).unwrap_or_default();
-                report.rows_purged += deleted.min(records);
+            if add.deletion_vector.is_some() {
+                report.rows_purged += add.deleted_rows().min(records);
                 report.deletion_vectors_removed += 1;
             }
             report.bytes_removed += u64::try_from(add.size).unwrap_or_default();
@@ -152,9 +151,8 @@ pub async fn optimize(
         let live_rows: u64 = bin
             .iter()
             .map(|(add, stats)| {
-                let deleted = add.deletion_vector.as_ref().map_or(0, |d| d.cardinality);
                 let records = stats.num_records.unwrap_or_default();
-                records.saturating_sub(u64::try_from(deleted).unwrap_or_default())
+                records.saturating_sub(add.deleted_rows())
             })
             .sum();
         let live_bytes = report.bytes_removed as f64 * live_rows as f64

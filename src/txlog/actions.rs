@@ -192,6 +192,15 @@ pub struct Add {
     pub deletion_vector: Option<DeletionVectorDescriptor>,
 }
 
+impl Add {
+    /// Rows its deletion vector marks deleted (0 without one).
+    pub fn deleted_rows(&self) -> u64 {
+        self.deletion_vector
+            .as_ref()
+            .map_or(0, |d| u64::try_from(d.cardinality).unwrap_or_default())
+    }
+}
+
 /// Removes a data file (a tombstone kept until retention expires).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
