@@ -7,8 +7,8 @@ use std::time::Duration;
 use roaring::RoaringTreemap;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use super::Concurrency;
 use super::index::{IndexCache, IndexDef, IndexScan, KeyCodec, Lookup, Probe, segment_location};
+use super::{Concurrency, properties};
 use crate::txlog::{
     Action, Add, DeletionVectorDescriptor, DeltaLog, Operation, Snapshot, TxLogError,
 };
@@ -83,7 +83,28 @@ impl TableHandle {
     ) -> Result<Arc<Snapshot>, TxLogError> {
         let committed = self.log.commit(read, operation, actions).await?;
         self.remember(&committed);
+        self.checkpoint_if_due(&committed);
         Ok(committed)
+    }
+
+    /// After every `delta.checkpointInterval`-th commit, writes a checkpoint and cleans up the
+    /// log behind it, in the background: the commit is already durable, and a reader does not
+    /// need the checkpoint (it replays commits instead), so a failure is only logged.
+    fn checkpoint_if_due(&self, snapshot: &Arc<Snapshot>) {
+        let interval = properties::checkpoint_interval(snapshot).unwrap_or_else(|e| {
+            tracing::warn!(table = %self.log.root(), "{e}; using the default");
+            properties::DEFAULT_CHECKPOINT_INTERVAL
+        });
+        if snapshot.version() == 0 || !(snapshot.version() as u64).is_multiple_of(interval) {
+            return;
+        }
+        let log = self.log.clone();
+        let snapshot = Arc::clone(snapshot);
+        tokio::spawn(async move {
+            if let Err(e) = checkpoint(&log, &snapshot).await {
+                tracing::warn!(table = %log.root(), version = snapshot.version(), error = %e, "checkpoint failed");
+            }
+        });
     }
 
     /// In pessimistic mode, waits for this process's other writers of the table to finish and
@@ -199,4 +220,38 @@ impl TableHandle {
             *latest = Arc::clone(snapshot);
         }
     }
+}
+
+/// Writes the checkpoint of `snapshot`, keeping tombstones within file retention, then deletes
+/// the commits that log retention lets go.
+async fn checkpoint(log: &DeltaLog, snapshot: &Snapshot) -> Result<(), TxLogError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let before = |retention: Result<Duration, String>, default: Duration| {
+        let retention = retention.unwrap_or_else(|e| {
+            tracing::warn!(table = %log.root(), "{e}; using the default");
+            default
+        });
+        now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
+    };
+    log.checkpoint(
+        snapshot,
+        before(
+            properties::retention(snapshot),
+            properties::DEFAULT_RETENTION,
+        ),
+    )
+    .await?;
+    let deleted = log
+        .clean_up(before(
+            properties::log_retention(snapshot),
+            properties::DEFAULT_LOG_RETENTION,
+        ))
+        .await?;
+    tracing::info!(
+        table = %log.root(),
+        version = snapshot.version(),
+        expired_log_files = deleted,
+        "checkpoint written"
+    );
+    Ok(())
 }

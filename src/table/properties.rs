@@ -28,6 +28,19 @@ pub const RETENTION: &str = "delta.deletedFileRetentionDuration";
 /// Retention when the table does not set one: 7 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Every how many commits a checkpoint is written (Delta's name).
+pub const CHECKPOINT_INTERVAL: &str = "delta.checkpointInterval";
+
+/// Checkpoint interval when the table does not set one.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 10;
+
+/// How long commits stay in the log (for time travel and history) before the cleanup that
+/// follows a checkpoint deletes them (Delta's name and format).
+pub const LOG_RETENTION: &str = "delta.logRetentionDuration";
+
+/// Log retention when the table does not set one: 30 days.
+pub const DEFAULT_LOG_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Prefix of the properties MiniDB manages itself.
 const RESERVED_PREFIX: &str = "minidb.";
 
@@ -38,10 +51,10 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
             "table property {key} is managed by MiniDB (constraints and indexes are declared with SQL)"
         ));
     }
-    if key == TARGET_FILE_SIZE {
+    if key == TARGET_FILE_SIZE || key == CHECKPOINT_INTERVAL {
         positive(key, value)?;
     }
-    if key == RETENTION {
+    if key == RETENTION || key == LOG_RETENTION {
         interval(key, value)?;
     }
     Ok(())
@@ -60,6 +73,22 @@ pub fn retention(snapshot: &Snapshot) -> Result<Duration, String> {
     match snapshot.metadata().configuration.get(RETENTION) {
         Some(Some(text)) => interval(RETENTION, text),
         _ => Ok(DEFAULT_RETENTION),
+    }
+}
+
+/// The checkpoint interval of `snapshot`'s table.
+pub fn checkpoint_interval(snapshot: &Snapshot) -> Result<u64, String> {
+    match snapshot.metadata().configuration.get(CHECKPOINT_INTERVAL) {
+        Some(Some(text)) => positive(CHECKPOINT_INTERVAL, text),
+        _ => Ok(DEFAULT_CHECKPOINT_INTERVAL),
+    }
+}
+
+/// The log retention of `snapshot`'s table.
+pub fn log_retention(snapshot: &Snapshot) -> Result<Duration, String> {
+    match snapshot.metadata().configuration.get(LOG_RETENTION) {
+        Some(Some(text)) => interval(LOG_RETENTION, text),
+        _ => Ok(DEFAULT_LOG_RETENTION),
     }
 }
 

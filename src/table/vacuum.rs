@@ -28,7 +28,7 @@ use super::TableHandle;
 use super::datafile::external;
 use super::index::{segment_location, segments_of};
 use super::properties;
-use crate::txlog::{Action, Add, MIN_READABLE_VERSION, Operation, VACUUM_OPERATION};
+use crate::txlog::{Action, Add, MIN_READABLE_VERSION, Operation, Remove, VACUUM_OPERATION};
 
 /// What a VACUUM deleted (or, for a dry run, would delete).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,29 +62,57 @@ pub async fn vacuum(
     let cutoff = now - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let log = handle.log();
     let root = log.root();
-    let commits = log.commits().await.map_err(external)?;
-    let mut live: HashMap<String, Add> = HashMap::new();
+    // From commit 0, or from the oldest checkpoint once log cleanup removed the commits before
+    // it: its tombstones stand for the removes of those commits.
+    let (first, base, commits) = log.replayable().await.map_err(external)?;
     let mut protected: HashSet<Path> = HashSet::new();
-    // The oldest version whose snapshot may still be read: the newest one at the cutoff.
-    let mut min_readable = 0;
-    for commit in &commits {
-        if commit.timestamp <= cutoff {
-            min_readable = commit.version;
+    let base_time = commits
+        .first()
+        .filter(|c| c.version == first)
+        .map_or(i64::MIN, |c| c.timestamp);
+    // A checkpoint is a state: its tombstones are protected or not, and never remove a live
+    // file (a path live again with another deletion vector).
+    let (tombstones, base): (Vec<Action>, Vec<Action>) = base
+        .into_iter()
+        .partition(|a| matches!(a, Action::Remove(_)) && first > 0);
+    for tombstone in &tombstones {
+        if let Action::Remove(remove) = tombstone
+            && remove.deletion_timestamp.unwrap_or(base_time) >= cutoff
+        {
+            protect_tombstone(&mut protected, root, remove)?;
         }
-        for action in log.commit_actions(commit.version).await.map_err(external)? {
+    }
+    let replay = std::iter::once((first, base_time, Some(base))).chain(
+        commits
+            .iter()
+            .filter(|c| c.version > first)
+            .map(|c| (c.version, c.timestamp, None)),
+    );
+    let mut live: HashMap<String, Add> = HashMap::new();
+    // The oldest version whose snapshot may still be read: the newest one at the cutoff.
+    let mut min_readable = first;
+    for (version, timestamp, actions) in replay {
+        if timestamp <= cutoff {
+            min_readable = version;
+        }
+        let actions = match actions {
+            Some(actions) => actions,
+            None => log.commit_actions(version).await.map_err(external)?,
+        };
+        for action in actions {
             match action {
                 Action::Add(add) => {
                     // Re-adding a path (a new deletion vector) replaces its old entry.
                     if let Some(old) = live.insert(add.path.clone(), add)
-                        && commit.timestamp >= cutoff
+                        && timestamp >= cutoff
                     {
                         protect(&mut protected, root, &old)?;
                     }
                 }
                 Action::Remove(remove) => {
-                    let removed_at = remove.deletion_timestamp.unwrap_or(commit.timestamp);
+                    let removed_at = remove.deletion_timestamp.unwrap_or(timestamp);
                     if let Some(old) = live.remove(&remove.path)
-                        && removed_at.max(commit.timestamp) >= cutoff
+                        && removed_at.max(timestamp) >= cutoff
                     {
                         protect(&mut protected, root, &old)?;
                     }
@@ -165,6 +193,24 @@ pub async fn vacuum(
         .await
         .map_err(external)?;
     Ok(report)
+}
+
+/// Marks a checkpoint tombstone's data file, deletion vector and index segments as needed.
+fn protect_tombstone(protected: &mut HashSet<Path>, root: &Path, remove: &Remove) -> Result<()> {
+    protect(
+        protected,
+        root,
+        &Add {
+            path: remove.path.clone(),
+            partition_values: Default::default(),
+            size: remove.size.unwrap_or_default(),
+            modification_time: 0,
+            data_change: false,
+            stats: None,
+            tags: remove.tags.clone(),
+            deletion_vector: remove.deletion_vector.clone(),
+        },
+    )
 }
 
 /// Marks `add`'s data file, deletion vector and index segments as needed.

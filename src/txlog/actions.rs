@@ -215,6 +215,10 @@ pub struct Remove {
     pub partition_values: Option<HashMap<String, Option<String>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i64>,
+    /// The removed file's `add` tags (its index segments), so a tombstone names everything
+    /// its file needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<HashMap<String, Option<String>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_vector: Option<DeletionVectorDescriptor>,
 }
@@ -229,6 +233,7 @@ impl Remove {
             extended_file_metadata: Some(true),
             partition_values: Some(add.partition_values.clone()),
             size: Some(add.size),
+            tags: add.tags.clone(),
             deletion_vector: add.deletion_vector.clone(),
         }
     }

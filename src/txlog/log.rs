@@ -1,14 +1,18 @@
 //! Reading and writing one table's `_delta_log/`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde_json::Value;
 
-use super::{Action, CommitInfo, Snapshot, TxLogError};
+use super::checkpoint::{self, LastCheckpoint, LogFile};
+use super::{Action, CommitInfo, Remove, Snapshot, TxLogError};
+
+/// The file in `_delta_log/` naming the newest checkpoint.
+const LAST_CHECKPOINT: &str = "_last_checkpoint";
 
 /// How many losing attempts a blind append retries before giving up.
 const MAX_COMMIT_ATTEMPTS: usize = 1000;
@@ -103,72 +107,87 @@ impl DeltaLog {
     }
 
     /// The commits in the log, oldest first, with the time each was written (the commit
-    /// object's modification time, made strictly increasing as Delta readers do).
+    /// object's modification time, made strictly increasing as Delta readers do). After log
+    /// cleanup the oldest ones are gone and a checkpoint stands in for them.
     pub async fn commits(&self) -> Result<Vec<CommitFile>, TxLogError> {
-        let entries: Vec<_> = self.store.list(Some(&self.log_dir())).try_collect().await?;
-        let mut commits = Vec::new();
-        let mut has_checkpoint = false;
-        for entry in &entries {
-            let Some(name) = entry.location.filename() else {
-                continue;
-            };
-            if let Some(version) = name
-                .strip_suffix(".json")
-                .and_then(|v| v.parse::<i64>().ok())
-            {
-                commits.push(CommitFile {
-                    version,
-                    timestamp: entry.last_modified.timestamp_millis(),
-                });
-            } else if name.contains(".checkpoint") {
-                has_checkpoint = true;
-            }
-        }
-        commits.sort_unstable_by_key(|c| c.version);
-        if commits.first().map(|c| c.version) != Some(0) {
-            return Err(if has_checkpoint {
-                TxLogError::Unsupported(
-                    "tables whose early commits were replaced by a checkpoint".into(),
-                )
-            } else if commits.is_empty() {
-                TxLogError::TableNotFound(self.root.to_string())
-            } else {
-                TxLogError::Corrupt {
-                    path: self.log_dir().to_string(),
-                    reason: "commit 0 is missing (an interrupted DROP TABLE? drop it again)".into(),
-                }
-            });
-        }
-        if let Some(gap) = commits
-            .windows(2)
-            .find(|w| w[1].version != w[0].version + 1)
-        {
-            return Err(TxLogError::Corrupt {
-                path: self.log_dir().to_string(),
-                reason: format!("commits jump from {} to {}", gap[0].version, gap[1].version),
-            });
-        }
-        for i in 1..commits.len() {
-            commits[i].timestamp = commits[i].timestamp.max(commits[i - 1].timestamp + 1);
-        }
-        Ok(commits)
+        Ok(self.list(None).await?.commits)
     }
 
-    /// Loads the latest snapshot by listing the log and replaying every commit.
+    /// Lists `_delta_log/` (from version `from` on, when given) and checks that the newest
+    /// unbroken run of commits, with a checkpoint where it does not start at 0, rebuilds the
+    /// table.
+    async fn list(&self, from: Option<i64>) -> Result<Listing, TxLogError> {
+        let dir = self.log_dir();
+        let entries: Vec<ObjectMeta> = match from {
+            Some(version) => {
+                let offset = dir.clone().join(format!("{version:020}").as_str());
+                self.store
+                    .list_with_offset(Some(&dir), &offset)
+                    .try_collect()
+                    .await?
+            }
+            None => self.store.list(Some(&dir)).try_collect().await?,
+        };
+        Listing::new(&entries).validated(&dir)
+    }
+
+    /// The newest checkpoint `_last_checkpoint` names, if it names one that can be read.
+    async fn last_checkpoint(&self) -> Option<LastCheckpoint> {
+        let path = self.log_dir().join(LAST_CHECKPOINT);
+        let bytes = match self.store.get(&path).await {
+            Ok(result) => result.bytes().await.ok()?,
+            Err(object_store::Error::NotFound { .. }) => return None,
+            Err(e) => {
+                tracing::warn!(path = %path, error = %e, "cannot read _last_checkpoint; listing the whole log");
+                return None;
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .inspect_err(|e| {
+                tracing::warn!(path = %path, error = %e, "malformed _last_checkpoint; listing the whole log");
+            })
+            .ok()
+    }
+
+    /// A listing that can replay `version` (the newest when `None`): from the newest
+    /// checkpoint on when `_last_checkpoint` names one at or before it, else the whole log.
+    async fn list_for(&self, version: Option<i64>) -> Result<Listing, TxLogError> {
+        if let Some(hint) = self.last_checkpoint().await
+            && version.is_none_or(|v| hint.version <= v)
+            && let Ok(listing) = self.list(Some(hint.version)).await
+            && listing.checkpoints.contains_key(&hint.version)
+            && version.is_none_or(|v| v <= listing.latest())
+        {
+            return Ok(listing);
+        }
+        self.list(None).await
+    }
+
+    /// Loads the latest snapshot: the newest checkpoint plus the commits after it.
     pub async fn load(&self) -> Result<Snapshot, TxLogError> {
-        let commits = self.commits().await?;
-        self.replay(commits.len() as i64 - 1).await
+        let listing = self.list_for(None).await?;
+        self.replay(&listing, listing.latest()).await
     }
 
     /// Loads the snapshot as of `version` (time travel).
     pub async fn load_version(&self, version: i64) -> Result<Snapshot, TxLogError> {
-        let commits = self.commits().await?;
-        let latest = commits.len() as i64 - 1;
+        let listing = self.list(None).await?;
+        let latest = listing.latest();
         if !(0..=latest).contains(&version) {
             return Err(TxLogError::VersionNotFound {
                 table: self.root.to_string(),
                 requested: format!("version {version}"),
                 available: format!("versions 0 to {latest}"),
+            });
+        }
+        if listing.start_for(version).is_none() {
+            let first = listing.first_readable();
+            return Err(TxLogError::VersionNotFound {
+                table: self.root.to_string(),
+                requested: format!("version {version}"),
+                available: format!(
+                    "log cleanup removed the commits before version {first} (delta.logRetentionDuration); versions {first} to {latest} remain"
+                ),
             });
         }
         // VACUUM records the oldest version whose files it kept.
@@ -199,7 +218,7 @@ impl DeltaLog {
                 ),
             });
         }
-        self.replay(version).await
+        self.replay(&listing, version).await
     }
 
     /// The newest version committed at or before `timestamp` (milliseconds since the epoch).
@@ -216,13 +235,14 @@ impl DeltaLog {
             return Err(TxLogError::VersionNotFound {
                 table: self.root.to_string(),
                 requested: format!("timestamp {asked}"),
-                available: format!("the table's first version was committed at {first}"),
+                available: format!("the oldest version still in the log was committed at {first}"),
             });
         }
         Ok(commits[before - 1].version)
     }
 
-    /// The `commitInfo` of each commit, oldest first (`None` for a commit without one).
+    /// The `commitInfo` of each commit still in the log, oldest first (`None` for a commit
+    /// without one).
     pub async fn history(&self) -> Result<Vec<(CommitFile, Option<CommitInfo>)>, TxLogError> {
         let commits = self.commits().await?;
         futures::stream::iter(commits)
@@ -239,14 +259,232 @@ impl DeltaLog {
             .await
     }
 
-    /// Replays commits 0 to `version`.
-    async fn replay(&self, version: i64) -> Result<Snapshot, TxLogError> {
-        let commits: Vec<(i64, Vec<Action>)> = futures::stream::iter(0..=version)
+    /// The oldest state the log can rebuild, as its version and the actions that rebuild it
+    /// (commit 0, or the oldest usable checkpoint), with the commits from that version on.
+    pub async fn replayable(&self) -> Result<(i64, Vec<Action>, Vec<CommitFile>), TxLogError> {
+        let listing = self.list(None).await?;
+        let first = listing.first_readable();
+        let base = match listing.start_for(first) {
+            Some(Some(checkpoint)) => self.checkpoint_actions(&listing, checkpoint).await?,
+            _ => self.commit_actions(first).await?,
+        };
+        let later = listing
+            .commits
+            .into_iter()
+            .filter(|c| c.version >= first)
+            .collect();
+        Ok((first, base, later))
+    }
+
+    /// Replays the listing's newest checkpoint at or before `version`, or commit 0, and the
+    /// commits after it up to `version`.
+    async fn replay(&self, listing: &Listing, version: i64) -> Result<Snapshot, TxLogError> {
+        let Some(start) = listing.start_for(version) else {
+            return Err(TxLogError::VersionNotFound {
+                table: self.root.to_string(),
+                requested: format!("version {version}"),
+                available: format!(
+                    "versions {} to {}",
+                    listing.first_readable(),
+                    listing.latest()
+                ),
+            });
+        };
+        let mut state = Vec::new();
+        let first_commit = match start {
+            Some(checkpoint) => {
+                // A checkpoint is a state, not a sequence: its tombstones may name a path that
+                // is live again (with another deletion vector) and must not remove it.
+                let mut actions = self.checkpoint_actions(listing, checkpoint).await?;
+                actions.retain(|a| !matches!(a, Action::Remove(_)));
+                state.push((checkpoint, actions));
+                checkpoint + 1
+            }
+            None => 0,
+        };
+        let commits: Vec<(i64, Vec<Action>)> = futures::stream::iter(first_commit..=version)
             .map(|v| async move { Ok::<_, TxLogError>((v, self.commit_actions(v).await?)) })
             .buffered(16)
             .try_collect()
             .await?;
-        Snapshot::replay(self.root.as_ref(), commits)
+        state.extend(commits);
+        Snapshot::replay(self.root.as_ref(), state)
+    }
+
+    /// The actions of the listing's checkpoint at `version`, all parts in order.
+    async fn checkpoint_actions(
+        &self,
+        listing: &Listing,
+        version: i64,
+    ) -> Result<Vec<Action>, TxLogError> {
+        let parts = listing.checkpoints.get(&version).copied().unwrap_or(1);
+        let mut actions = Vec::new();
+        for part in 1..=parts {
+            let path = self
+                .log_dir()
+                .join(checkpoint::checkpoint_part_name(version, part, parts).as_str());
+            let bytes = self.store.get(&path).await?.bytes().await?;
+            actions.extend(
+                checkpoint::decode(bytes).map_err(|reason| TxLogError::Corrupt {
+                    path: path.to_string(),
+                    reason,
+                })?,
+            );
+        }
+        Ok(actions)
+    }
+
+    /// Writes the checkpoint of `snapshot`, a committed version, keeping the tombstones of
+    /// files removed at or after `tombstone_cutoff` (milliseconds since the epoch), and points
+    /// `_last_checkpoint` at it unless it already names a newer one.
+    pub async fn checkpoint(
+        &self,
+        snapshot: &Snapshot,
+        tombstone_cutoff: i64,
+    ) -> Result<(), TxLogError> {
+        let version = snapshot.version();
+        let mut actions = vec![
+            Action::Protocol(snapshot.protocol().clone()),
+            Action::Metadata(snapshot.metadata().clone()),
+        ];
+        actions.extend(snapshot.files().cloned().map(Action::Add));
+        let adds = snapshot.files().len();
+        actions.extend(
+            self.tombstones(snapshot, tombstone_cutoff)
+                .await?
+                .into_iter()
+                .map(Action::Remove),
+        );
+        let path = self
+            .log_dir()
+            .join(checkpoint::checkpoint_name(version).as_str());
+        let body = checkpoint::encode(&actions).map_err(|reason| TxLogError::Corrupt {
+            path: path.to_string(),
+            reason: format!("cannot encode the checkpoint: {reason}"),
+        })?;
+        let size_in_bytes = body.len();
+        // A checkpoint describes its version completely: rewriting it (a second writer, a
+        // retry) replaces it with the same state, atomically.
+        self.store.put(&path, PutPayload::from(body)).await?;
+        if self
+            .last_checkpoint()
+            .await
+            .is_some_and(|last| last.version >= version)
+        {
+            return Ok(());
+        }
+        let last = LastCheckpoint {
+            version,
+            size: actions.len() as i64,
+            size_in_bytes: Some(size_in_bytes as i64),
+            num_of_add_files: Some(adds as i64),
+            parts: None,
+        };
+        self.store
+            .put(
+                &self.log_dir().join(LAST_CHECKPOINT),
+                PutPayload::from(serde_json::to_vec(&last)?),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The tombstones of `snapshot`: files removed at or after `cutoff` (milliseconds since the
+    /// epoch) that it does not reference any more, each with the deletion vector it had.
+    pub async fn tombstones(
+        &self,
+        snapshot: &Snapshot,
+        cutoff: i64,
+    ) -> Result<Vec<Remove>, TxLogError> {
+        let version = snapshot.version();
+        let listing = self.list_for(Some(version)).await?;
+        let Some(start) = listing.start_for(version) else {
+            return Ok(Vec::new());
+        };
+        let mut removed: HashMap<(String, Option<String>), Remove> = HashMap::new();
+        let mut apply = |actions: Vec<Action>, timestamp: i64| {
+            for action in actions {
+                match action {
+                    Action::Remove(mut remove) => {
+                        remove.deletion_timestamp.get_or_insert(timestamp);
+                        removed.insert(file_key(&remove.path, &remove.deletion_vector), remove);
+                    }
+                    Action::Add(add) => {
+                        removed.remove(&file_key(&add.path, &add.deletion_vector));
+                    }
+                    _ => {}
+                }
+            }
+        };
+        let first_commit = match start {
+            Some(checkpoint) => {
+                apply(self.checkpoint_actions(&listing, checkpoint).await?, 0);
+                checkpoint + 1
+            }
+            None => 0,
+        };
+        for commit in listing
+            .commits
+            .iter()
+            .filter(|c| (first_commit..=version).contains(&c.version))
+        {
+            apply(self.commit_actions(commit.version).await?, commit.timestamp);
+        }
+        let mut tombstones: Vec<Remove> = removed
+            .into_values()
+            .filter(|r| r.deletion_timestamp.unwrap_or_default() >= cutoff)
+            .filter(|r| {
+                snapshot
+                    .file(&r.path)
+                    .is_none_or(|live| live.deletion_vector != r.deletion_vector)
+            })
+            .collect();
+        tombstones.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(tombstones)
+    }
+
+    /// Deletes the log files that reading no longer needs once commits older than `cutoff`
+    /// (milliseconds since the epoch) expire: everything before the newest checkpoint whose
+    /// commit is older than the cutoff. Versions before that checkpoint can no longer be read.
+    /// Returns how many files it deleted.
+    pub async fn clean_up(&self, cutoff: i64) -> Result<usize, TxLogError> {
+        let dir = self.log_dir();
+        let entries: Vec<ObjectMeta> = self.store.list(Some(&dir)).try_collect().await?;
+        let listing = Listing::new(&entries);
+        let expired: HashSet<i64> = listing
+            .commits
+            .iter()
+            .filter(|c| c.timestamp <= cutoff)
+            .map(|c| c.version)
+            .collect();
+        let Some(keep_from) = listing
+            .checkpoints
+            .keys()
+            .rev()
+            .find(|v| expired.contains(v))
+            .copied()
+        else {
+            return Ok(0);
+        };
+        let mut doomed: Vec<(i64, Path)> = entries
+            .into_iter()
+            .filter_map(|entry| {
+                let version = entry
+                    .location
+                    .filename()?
+                    .split('.')
+                    .next()?
+                    .parse::<i64>()
+                    .ok()?;
+                (version < keep_from).then_some((version, entry.location))
+            })
+            .collect();
+        // Oldest first: an interrupted cleanup leaves an unbroken run of commits.
+        doomed.sort();
+        for (_, path) in &doomed {
+            delete_if_present(&self.store, path).await?;
+        }
+        Ok(doomed.len())
     }
 
     /// The actions of a commit the listing showed.
@@ -361,7 +599,9 @@ impl DeltaLog {
         Ok(())
     }
 
-    /// Deletes every object of the table, log first so the table disappears at once.
+    /// Deletes every object of the table, log first so the table disappears at once:
+    /// checkpoints, then commits from 0 on, so an interrupted drop leaves a log that no longer
+    /// rebuilds (reported as such) rather than an older state of the table.
     pub async fn delete_table(&self) -> Result<(), TxLogError> {
         let mut log: Vec<Path> = self
             .store
@@ -369,7 +609,12 @@ impl DeltaLog {
             .map_ok(|m| m.location)
             .try_collect()
             .await?;
-        log.sort();
+        log.sort_by_key(|path| {
+            let commit = path
+                .filename()
+                .is_some_and(|name| matches!(LogFile::parse(name), LogFile::Commit(_)));
+            (commit, path.clone())
+        });
         for path in log {
             delete_if_present(&self.store, &path).await?;
         }
@@ -391,6 +636,138 @@ async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// What a listing of `_delta_log/` found.
+#[derive(Debug, Default)]
+struct Listing {
+    /// Commits, oldest first, with their modification times made strictly increasing.
+    commits: Vec<CommitFile>,
+    /// Versions with a complete checkpoint, and its number of parts.
+    checkpoints: BTreeMap<i64, u32>,
+}
+
+impl Listing {
+    fn new(entries: &[ObjectMeta]) -> Self {
+        let mut commits = Vec::new();
+        let mut parts: HashMap<(i64, u32), HashSet<u32>> = HashMap::new();
+        for entry in entries {
+            match entry.location.filename().map(LogFile::parse) {
+                Some(LogFile::Commit(version)) => commits.push(CommitFile {
+                    version,
+                    timestamp: entry.last_modified.timestamp_millis(),
+                }),
+                Some(LogFile::Checkpoint {
+                    version,
+                    part,
+                    parts: count,
+                }) => {
+                    parts.entry((version, count)).or_default().insert(part);
+                }
+                _ => {}
+            }
+        }
+        commits.sort_unstable_by_key(|c| c.version);
+        for i in 1..commits.len() {
+            commits[i].timestamp = commits[i].timestamp.max(commits[i - 1].timestamp + 1);
+        }
+        let checkpoints = parts
+            .into_iter()
+            .filter(|((_, count), seen)| seen.len() == *count as usize)
+            .map(|((version, count), _)| (version, count))
+            .collect();
+        Self {
+            commits,
+            checkpoints,
+        }
+    }
+
+    /// Keeps the newest unbroken run of commits and checks that it rebuilds the table.
+    fn validated(mut self, dir: &Path) -> Result<Self, TxLogError> {
+        let corrupt = |reason: String| TxLogError::Corrupt {
+            path: dir.to_string(),
+            reason,
+        };
+        let Some(latest) = self.commits.last().map(|c| c.version) else {
+            return Err(if self.checkpoints.is_empty() {
+                TxLogError::TableNotFound(dir.as_ref().trim_end_matches("/_delta_log").to_string())
+            } else {
+                corrupt("it has checkpoints but no commits".into())
+            });
+        };
+        let run_start = self
+            .commits
+            .windows(2)
+            .rposition(|w| w[1].version != w[0].version + 1)
+            .map_or(0, |i| i + 1);
+        let gap = (run_start > 0).then(|| {
+            (
+                self.commits[run_start - 1].version,
+                self.commits[run_start].version,
+            )
+        });
+        self.commits.drain(..run_start);
+        self.checkpoints.retain(|v, _| *v <= latest);
+        if self.start_for(latest).is_none() {
+            return Err(corrupt(match gap {
+                Some((from, to)) => format!("commits jump from {from} to {to}"),
+                None if self.checkpoints.is_empty() && self.commits[0].version > 0 => {
+                    "commit 0 is missing (an interrupted DROP TABLE? drop it again)".into()
+                }
+                None => format!(
+                    "the commits before {} are missing and no checkpoint replaces them (an interrupted DROP TABLE? drop it again)",
+                    self.commits[0].version
+                ),
+            }));
+        }
+        Ok(self)
+    }
+
+    fn latest(&self) -> i64 {
+        self.commits.last().map_or(-1, |c| c.version)
+    }
+
+    /// Where a replay up to `version` starts: `Some(Some(c))` from the checkpoint of version
+    /// `c`, `Some(None)` from commit 0, `None` when the log no longer reaches back to it.
+    fn start_for(&self, version: i64) -> Option<Option<i64>> {
+        let first = self.commits.first()?.version;
+        if version < first - 1 || version > self.latest() {
+            return None;
+        }
+        let checkpoint = self
+            .checkpoints
+            .range(first - 1..=version)
+            .next_back()
+            .map(|(v, _)| *v);
+        match checkpoint {
+            Some(c) => Some(Some(c)),
+            None if first == 0 => Some(None),
+            None => None,
+        }
+    }
+
+    /// The oldest version a replay can reach.
+    fn first_readable(&self) -> i64 {
+        let first = self.commits.first().map_or(0, |c| c.version);
+        if first == 0 {
+            return 0;
+        }
+        self.checkpoints
+            .range(first - 1..)
+            .next()
+            .map_or(first, |(v, _)| *v)
+    }
+}
+
+/// A data file with one deletion vector: what an `add` or a `remove` names.
+fn file_key(
+    path: &str,
+    deletion_vector: &Option<super::DeletionVectorDescriptor>,
+) -> (String, Option<String>) {
+    (
+        path.to_string(),
+        deletion_vector.as_ref().map(|d| d.unique_id()),
+    )
 }
 
 /// True for a commit that changes the table's schema, properties or protocol.
@@ -538,6 +915,7 @@ mod tests {
             extended_file_metadata: None,
             partition_values: None,
             size: None,
+            tags: None,
             deletion_vector: None,
         });
         (operation, vec![remove])
@@ -584,6 +962,7 @@ mod tests {
                     extended_file_metadata: None,
                     partition_values: None,
                     size: None,
+                    tags: None,
                     deletion_vector: None,
                 })
             })
@@ -641,5 +1020,59 @@ mod tests {
         let (operation, actions) = compaction(&["a", "b"], "ab");
         let err = log.commit(&v2, operation, actions).await.unwrap_err();
         assert!(matches!(err, TxLogError::Conflict { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_replaces_the_commits_cleanup_deletes() {
+        let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("db/t"));
+        let mut v = Arc::new(log.create(append(), table_actions()).await.unwrap());
+        for path in ["a", "b", "c"] {
+            v = log.commit(&v, append(), vec![add(path)]).await.unwrap();
+        }
+        let (operation, actions) = delete("a");
+        let v4 = log.commit(&v, operation, actions).await.unwrap();
+        log.checkpoint(&v4, 0).await.unwrap();
+        let v5 = log.commit(&v4, append(), vec![add("d")]).await.unwrap();
+        // Every commit is older than the cutoff: all before the checkpoint go.
+        assert_eq!(log.clean_up(i64::MAX).await.unwrap(), 4);
+        let commits: Vec<i64> = log
+            .commits()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.version)
+            .collect();
+        assert_eq!(commits, [4, 5]);
+        let loaded = log.load().await.unwrap();
+        assert_eq!(loaded.version(), 5);
+        let mut paths: Vec<&str> = loaded.files().map(|f| f.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, ["b", "c", "d"]);
+        assert_eq!(log.load_version(4).await.unwrap().files().count(), 2);
+        let err = log.load_version(3).await.unwrap_err();
+        assert!(err.to_string().contains("log cleanup"), "{err}");
+        // The tombstone of `a` came through the checkpoint.
+        let tombstones = log.tombstones(&v5, 0).await.unwrap();
+        assert_eq!(
+            tombstones
+                .iter()
+                .map(|r| r.path.as_str())
+                .collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert!(log.tombstones(&v5, i64::MAX).await.unwrap().is_empty());
+        let (first, base, later) = log.replayable().await.unwrap();
+        assert_eq!(first, 4);
+        assert!(
+            base.iter()
+                .any(|a| matches!(a, Action::Remove(r) if r.path == "a"))
+        );
+        assert_eq!(later.len(), 2);
+        // Dropping removes checkpoints first; the table is then gone.
+        log.delete_table().await.unwrap();
+        assert!(matches!(
+            log.load().await,
+            Err(TxLogError::TableNotFound(_))
+        ));
     }
 }

@@ -16,6 +16,7 @@
 //! leaves a complete commit. This layer never imports DataFusion or tonic.
 
 mod actions;
+mod checkpoint;
 mod dv;
 mod error;
 mod log;

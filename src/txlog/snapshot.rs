@@ -282,6 +282,7 @@ mod tests {
             extended_file_metadata: None,
             partition_values: None,
             size: None,
+            tags: None,
             deletion_vector: None,
         })
     }
