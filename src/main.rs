@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use minidb::engine::EngineOptions;
+use minidb::engine::{CompactionOptions, EngineOptions};
 use minidb::server::{RunningServer, ServerConfig};
 use minidb::table::Concurrency;
 use tracing_subscriber::EnvFilter;
@@ -38,6 +38,15 @@ enum Command {
         /// before failing with a retryable conflict.
         #[arg(long, env = "MINIDB_LOCK_TIMEOUT_MS", default_value_t = 10_000)]
         lock_timeout_ms: u64,
+        /// Milliseconds between background compaction passes; 0 turns the schedule off.
+        #[arg(long, env = "MINIDB_COMPACTION_INTERVAL_MS", default_value_t = 60_000)]
+        compaction_interval_ms: u64,
+        /// Small files (below 3/4 of the target file size) that make a table worth compacting.
+        #[arg(long, env = "MINIDB_COMPACTION_MIN_SMALL_FILES", default_value_t = 10)]
+        compaction_min_small_files: usize,
+        /// Share of rows deleted through deletion vectors that makes a table worth compacting.
+        #[arg(long, env = "MINIDB_COMPACTION_DELETED_RATIO", default_value_t = 0.1)]
+        compaction_deleted_ratio: f64,
     },
 }
 
@@ -60,6 +69,9 @@ async fn main() -> anyhow::Result<()> {
         text_addr,
         concurrency,
         lock_timeout_ms,
+        compaction_interval_ms,
+        compaction_min_small_files,
+        compaction_deleted_ratio,
     } = Cli::parse().command;
     let concurrency = match concurrency {
         ConcurrencyArg::Pessimistic => Concurrency::Pessimistic {
@@ -72,6 +84,12 @@ async fn main() -> anyhow::Result<()> {
         flight_addr,
         text_addr,
         engine: EngineOptions { concurrency },
+        compaction: CompactionOptions {
+            interval: (compaction_interval_ms > 0)
+                .then(|| Duration::from_millis(compaction_interval_ms)),
+            min_small_files: compaction_min_small_files,
+            deleted_ratio: compaction_deleted_ratio,
+        },
     };
     // Signal handlers go in before the listeners announce themselves, so a SIGTERM sent as soon
     // as the `listening` lines appear still shuts down gracefully.

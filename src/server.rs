@@ -2,8 +2,9 @@
 //! down gracefully.
 //!
 //! Shutdown: the token stops both listeners from accepting; text sessions finish the statement
-//! they are running and close; gRPC drains in-flight calls. A commit is a single atomic object
-//! create, so stopping at any point never leaves a partial commit.
+//! they are running and close; gRPC drains in-flight calls; background compaction abandons its
+//! pass. A commit is a single atomic object create, so stopping at any point never leaves a
+//! partial commit.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::engine::{Engine, EngineError, EngineOptions};
+use crate::engine::{CompactionOptions, Compactor, Engine, EngineError, EngineOptions};
 use crate::protocol::admin::{Admin, AdminServiceServer};
 use crate::protocol::flight::FlightSqlServer;
 use crate::protocol::text;
@@ -34,6 +35,8 @@ pub struct ServerConfig {
     pub text_addr: String,
     /// How writers coordinate (pessimistic table locks by default).
     pub engine: EngineOptions,
+    /// When background compaction runs.
+    pub compaction: CompactionOptions,
 }
 
 /// Starting or running the server failed.
@@ -61,6 +64,7 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     flight: JoinHandle<Result<(), tonic::transport::Error>>,
     text: JoinHandle<()>,
+    compactor: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -77,7 +81,9 @@ impl RunningServer {
         let flight_service = FlightServiceServer::new(FlightSqlServer::new(Arc::clone(&engine)))
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
-        let admin_service = AdminServiceServer::new(Admin::new(Arc::clone(&engine)));
+        let compactor = Compactor::new(Arc::clone(&engine), config.compaction);
+        let admin_service =
+            AdminServiceServer::new(Admin::new(Arc::clone(&engine), Arc::clone(&compactor)));
         let stop = shutdown.clone();
         let flight = tokio::spawn(
             tonic::transport::Server::builder()
@@ -96,6 +102,7 @@ impl RunningServer {
                 ),
         );
         let text = tokio::spawn(text::serve(text_listener, engine, shutdown.clone()));
+        let compactor = compactor.spawn(shutdown.clone());
 
         println!("minidb flight sql listening on {flight_addr}");
         println!("minidb text protocol listening on {text_addr}");
@@ -106,6 +113,7 @@ impl RunningServer {
             shutdown,
             flight,
             text,
+            compactor,
         })
     }
 
@@ -118,6 +126,7 @@ impl RunningServer {
     pub async fn wait(self) -> Result<(), ServerError> {
         self.text.await?;
         self.flight.await??;
+        self.compactor.await?;
         info!("minidb stopped");
         Ok(())
     }

@@ -8,12 +8,14 @@
 //! [`StatementCatalog`] presents the catalog to DataFusion for one statement: the database list is
 //! read once, and each table resolves to the snapshot current when the statement first names it.
 
+mod activity;
 mod error;
 mod names;
 mod provider;
 mod store;
 mod system;
 
+pub use activity::{CompactionRun, MaintenanceLog};
 pub use error::CatalogError;
 pub use names::{AsOf, DEFAULT_DATABASE, as_of_name, split_as_of, validate_name};
 pub use provider::{CATALOG_NAME, Scope, StatementCatalog};

@@ -9,7 +9,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde_json::json;
 
-use super::{CatalogError, DEFAULT_DATABASE, validate_name};
+use super::{CatalogError, DEFAULT_DATABASE, MaintenanceLog, validate_name};
 use crate::storage::DataStore;
 use crate::table::{Concurrency, TableHandle};
 use crate::txlog::{
@@ -26,6 +26,7 @@ pub struct Catalog {
     store: DataStore,
     concurrency: Concurrency,
     tables: Mutex<HashMap<(String, String), Arc<TableHandle>>>,
+    maintenance: MaintenanceLog,
 }
 
 impl Catalog {
@@ -36,6 +37,7 @@ impl Catalog {
             store,
             concurrency,
             tables: Mutex::new(HashMap::new()),
+            maintenance: MaintenanceLog::default(),
         };
         match catalog.create_database(DEFAULT_DATABASE).await {
             Ok(()) | Err(CatalogError::DatabaseExists(_)) => Ok(catalog),
@@ -271,6 +273,11 @@ impl Catalog {
                 }
             }
         }
+    }
+
+    /// What background maintenance did recently.
+    pub fn maintenance(&self) -> &MaintenanceLog {
+        &self.maintenance
     }
 
     /// Number of tables in all databases.

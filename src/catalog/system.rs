@@ -25,13 +25,14 @@ use crate::txlog::{Action, FileStats, Snapshot};
 /// The system database's name.
 pub const SYSTEM_DATABASE: &str = "sys";
 
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
     "db_metadata",
     "table_metadata",
     "columns_metadata",
     "index_metadata",
     "delta_log",
     "table_files",
+    "compactions",
 ];
 
 /// How a stored type is shown by DESCRIBE and `sys.columns_metadata`.
@@ -224,7 +225,7 @@ impl SystemTables {
                 }
             }
             "table_files" => {
-                for (db, table, _, snapshot) in self.tables().await? {
+                for (db, table, handle, snapshot) in self.tables().await? {
                     for (add, stats) in snapshot.files_with_stats() {
                         let partition: BTreeMap<_, _> = add.partition_values.iter().collect();
                         out.text("db_name", Some(db.clone()));
@@ -240,7 +241,59 @@ impl SystemTables {
                         out.text("status", Some("active".into()));
                         out.boolean("has_deletion_vector", Some(add.deletion_vector.is_some()));
                         out.time("modification_time", Some(add.modification_time));
+                        out.time("deletion_time", None);
                     }
+                    // Removed files VACUUM must keep (within file retention): what time travel
+                    // still reads.
+                    let retention = crate::table::file_retention(&snapshot);
+                    let cutoff = chrono::Utc::now().timestamp_millis()
+                        - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+                    let log = handle.log();
+                    for remove in log.tombstones(&snapshot, cutoff).await.map_err(external)? {
+                        let partition: BTreeMap<_, _> =
+                            remove.partition_values.iter().flatten().collect();
+                        out.text("db_name", Some(db.clone()));
+                        out.text("table_name", Some(table.clone()));
+                        out.text("file_path", Some(remove.path.clone()));
+                        out.int("file_size", remove.size);
+                        out.int("row_count", None);
+                        out.int(
+                            "deleted_rows",
+                            remove.deletion_vector.as_ref().map(|d| d.cardinality),
+                        );
+                        out.text(
+                            "partition",
+                            (!partition.is_empty()).then(|| json(&partition)),
+                        );
+                        out.text("status", Some("removed".into()));
+                        out.boolean(
+                            "has_deletion_vector",
+                            Some(remove.deletion_vector.is_some()),
+                        );
+                        out.time("modification_time", None);
+                        out.time("deletion_time", remove.deletion_timestamp);
+                    }
+                }
+            }
+            "compactions" => {
+                for run in self.catalog.maintenance().runs() {
+                    let report = run.outcome.as_ref().ok();
+                    let count = |f: fn(&crate::table::OptimizeReport) -> u64| {
+                        report.map(|r| i64::try_from(f(r)).unwrap_or(i64::MAX))
+                    };
+                    out.text("db_name", Some(run.database.clone()));
+                    out.text("table_name", Some(run.table.clone()));
+                    out.text("trigger", Some(run.trigger.into()));
+                    out.text("reason", Some(run.reason.clone()));
+                    out.time("started_at", Some(run.started_at_ms));
+                    out.time("finished_at", Some(run.finished_at_ms));
+                    out.int("files_removed", count(|r| r.files_removed as u64));
+                    out.int("files_added", count(|r| r.files_added as u64));
+                    out.int("bytes_removed", count(|r| r.bytes_removed));
+                    out.int("bytes_added", count(|r| r.bytes_added));
+                    out.int("rows_purged", count(|r| r.rows_purged));
+                    out.int("version", report.and_then(|r| r.version));
+                    out.text("error", run.outcome.as_ref().err().cloned());
                 }
             }
             _ => return Ok(None),
@@ -429,6 +482,21 @@ fn table_schema(table: &str) -> Schema {
             flag("data_change"),
             flag("has_deletion_vector"),
         ],
+        "compactions" => vec![
+            text("db_name"),
+            text("table_name"),
+            text("trigger"),
+            text("reason"),
+            time("started_at"),
+            time("finished_at"),
+            int("files_removed"),
+            int("files_added"),
+            int("bytes_removed"),
+            int("bytes_added"),
+            int("rows_purged"),
+            int("version"),
+            text("error"),
+        ],
         _ => vec![
             text("db_name"),
             text("table_name"),
@@ -440,6 +508,7 @@ fn table_schema(table: &str) -> Schema {
             text("status"),
             flag("has_deletion_vector"),
             time("modification_time"),
+            time("deletion_time"),
         ],
     })
 }

@@ -26,7 +26,7 @@ impl Engine {
         let database = session.database_or_current(table.database);
         let handle = self.catalog.table(&database, &table.table).await?;
         let store_url = ObjectStoreUrl::parse(self.catalog.store().engine_url())?;
-        let report = optimize(&handle, &zorder, store_url, self.state.task_ctx()).await?;
+        let report = optimize(&handle, &zorder, None, store_url, self.state.task_ctx()).await?;
         let name = format!("{database}.{}", table.table);
         let batch =
             optimize_report(&name, &report).map_err(|e| EngineError::DataFusion(e.into()))?;

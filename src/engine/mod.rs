@@ -13,6 +13,7 @@
 //! 5. The protocol encodes the [`Outcome`]: an ASCII table or message on :7205, Arrow IPC on
 //!    Flight SQL.
 
+mod compactor;
 mod dml;
 mod error;
 mod history;
@@ -26,6 +27,7 @@ mod statement;
 mod time_travel;
 mod types;
 
+pub use compactor::{CompactionOptions, Compactor};
 pub use error::{EngineError, ErrorKind};
 pub use instance::{Engine, EngineOptions, PlannedQuery};
 pub use outcome::{Listing, Outcome};

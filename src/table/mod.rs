@@ -31,7 +31,7 @@ pub use index::{INDEXES_PROPERTY, IndexDef, table_indexes};
 pub use indexing::{create_index, drop_index};
 pub use mutation::Mutation;
 pub use optimize::{OptimizeReport, optimize};
-pub use properties::set_properties;
+pub use properties::{file_retention, set_properties};
 pub use provider::{DeltaTableProvider, FILE_INDEX_COLUMN, ROW_INDEX_COLUMN};
 pub use scan::DeltaScanExec;
 pub use sink::DeltaSink;

@@ -8,9 +8,10 @@
 //! commit removes the old files and adds the new ones, all with `dataChange:false`.
 //!
 //! The rewrite reads a snapshot without blocking writers. Only the commit takes the table's
-//! writer lock: it checks that every file it rewrote is still live with the same deletion
-//! vector and that the table's metadata is unchanged (else nothing is committed and the
-//! statement fails with a retryable conflict), then commits on top of the newest snapshot. The
+//! writer lock: it checks that the table's metadata is unchanged and drops every bin whose
+//! files a concurrent statement changed meanwhile (a new deletion vector, a removal), then
+//! commits the other bins on top of the newest snapshot; when no bin is left the statement
+//! fails with a retryable conflict. Files written for dropped bins are orphans for VACUUM. The
 //! log lets such a commit pass concurrent appends, and lets other writers pass it unless they
 //! remove a file it removed.
 
@@ -53,8 +54,8 @@ pub struct OptimizeReport {
     pub version: Option<i64>,
 }
 
-/// Groups the files worth rewriting into bins of up to `target` bytes.
-fn plan_bins(snapshot: &Snapshot, target: u64) -> Vec<Vec<(&Add, &FileStats)>> {
+/// Groups the files worth rewriting into bins of up to `target` bytes and `max_files` files.
+fn plan_bins(snapshot: &Snapshot, target: u64, max_files: usize) -> Vec<Vec<(&Add, &FileStats)>> {
     let small = target / 4 * 3;
     let mut bins: Vec<Vec<(&Add, &FileStats)>> = Vec::new();
     let mut current: Vec<(&Add, &FileStats)> = Vec::new();
@@ -64,7 +65,7 @@ fn plan_bins(snapshot: &Snapshot, target: u64) -> Vec<Vec<(&Add, &FileStats)>> {
         if size >= small && add.deletion_vector.is_none() {
             continue;
         }
-        if !current.is_empty() && current_size + size > target {
+        if !current.is_empty() && (current_size + size > target || current.len() >= max_files) {
             bins.push(std::mem::take(&mut current));
             current_size = 0;
         }
@@ -76,11 +77,13 @@ fn plan_bins(snapshot: &Snapshot, target: u64) -> Vec<Vec<(&Add, &FileStats)>> {
     bins
 }
 
-/// Runs OPTIMIZE on the table behind `handle`: bin-packing, or with `zorder` columns, a
-/// rewrite of every live file in Z-order of those columns.
+/// Runs OPTIMIZE on the table behind `handle`: bin-packing (bins of at most `max_bin_files`
+/// files, when given), or with `zorder` columns, a rewrite of every live file in Z-order of
+/// those columns.
 pub async fn optimize(
     handle: &Arc<TableHandle>,
     zorder: &[String],
+    max_bin_files: Option<usize>,
     store_url: ObjectStoreUrl,
     context: Arc<TaskContext>,
 ) -> Result<OptimizeReport> {
@@ -96,25 +99,27 @@ pub async fn optimize(
                 vec![all]
             }
         }
-        None => plan_bins(&snapshot, target),
+        None => plan_bins(
+            &snapshot,
+            target,
+            max_bin_files.unwrap_or(usize::MAX).max(2),
+        ),
     };
-    let mut report = OptimizeReport::default();
     if bins.is_empty() {
-        return Ok(report);
+        return Ok(OptimizeReport::default());
     }
     let now = chrono::Utc::now().timestamp_millis();
     let mut removes = Vec::new();
     let mut adds = Vec::new();
+    // Where each bin's removes and adds start.
+    let mut starts: Vec<(usize, usize)> = Vec::with_capacity(bins.len());
     for bin in &bins {
+        starts.push((removes.len(), adds.len()));
         let mut files = Vec::with_capacity(bin.len());
+        let mut bin_bytes = 0u64;
         for (add, stats) in bin {
             files.push(live_file(handle, add, stats).await?);
-            let records = stats.num_records.unwrap_or_default();
-            if add.deletion_vector.is_some() {
-                report.rows_purged += add.deleted_rows().min(records);
-                report.deletion_vectors_removed += 1;
-            }
-            report.bytes_removed += u64::try_from(add.size).unwrap_or_default();
+            bin_bytes += u64::try_from(add.size).unwrap_or_default();
             removes.push(Remove {
                 data_change: false,
                 ..Remove::of(add, now)
@@ -155,7 +160,7 @@ pub async fn optimize(
                 records.saturating_sub(add.deleted_rows())
             })
             .sum();
-        let live_bytes = report.bytes_removed as f64 * live_rows as f64
+        let live_bytes = bin_bytes as f64 * live_rows as f64
             / bin
                 .iter()
                 .map(|(_, stats)| stats.num_records.unwrap_or_default())
@@ -206,10 +211,70 @@ pub async fn optimize(
     }
     for add in &mut adds {
         add.data_change = false;
-        report.bytes_added += u64::try_from(add.size).unwrap_or_default();
     }
-    report.files_removed = removes.len();
-    report.files_added = adds.len();
+    let _turn = handle.lock_for_write().await.map_err(external)?;
+    let newest = handle.refresh().await.map_err(external)?;
+    if newest.metadata() != snapshot.metadata() || newest.protocol() != snapshot.protocol() {
+        return Err(conflict(
+            handle,
+            &newest,
+            "the table's schema, properties or protocol changed during OPTIMIZE".into(),
+        ));
+    }
+    // A bin whose files a concurrent statement changed is dropped (its new files stay orphans
+    // for VACUUM); the other bins still commit.
+    let bin_of = |index: usize, start: fn(&(usize, usize)) -> usize| {
+        starts.partition_point(|s| start(s) <= index) - 1
+    };
+    let mut changed = vec![false; bins.len()];
+    let mut first_change = None;
+    for (i, remove) in removes.iter().enumerate() {
+        if !still_live(&newest, remove) {
+            changed[bin_of(i, |s| s.0)] = true;
+            first_change.get_or_insert_with(|| remove.path.clone());
+        }
+    }
+    if let Some(path) = first_change.filter(|_| changed.iter().all(|c| *c)) {
+        return Err(conflict(
+            handle,
+            &newest,
+            format!("a concurrent statement changed file {path} while OPTIMIZE rewrote it"),
+        ));
+    }
+    let removes: Vec<Remove> = removes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !changed[bin_of(*i, |s| s.0)])
+        .map(|(_, r)| r)
+        .collect();
+    let adds: Vec<Add> = adds
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !changed[bin_of(*i, |s| s.1)])
+        .map(|(_, a)| a)
+        .collect();
+    let report = OptimizeReport {
+        files_removed: removes.len(),
+        files_added: adds.len(),
+        bytes_removed: removes
+            .iter()
+            .map(|r| u64::try_from(r.size.unwrap_or_default()).unwrap_or_default())
+            .sum(),
+        bytes_added: adds
+            .iter()
+            .map(|a| u64::try_from(a.size).unwrap_or_default())
+            .sum(),
+        rows_purged: removes
+            .iter()
+            .filter_map(|r| r.deletion_vector.as_ref())
+            .map(|d| u64::try_from(d.cardinality).unwrap_or_default())
+            .sum(),
+        deletion_vectors_removed: removes
+            .iter()
+            .filter(|r| r.deletion_vector.is_some())
+            .count(),
+        version: None,
+    };
     let operation = Operation {
         name: "OPTIMIZE".into(),
         parameters: HashMap::from([
@@ -233,21 +298,14 @@ pub async fn optimize(
         .map(Action::Remove)
         .chain(adds.into_iter().map(Action::Add))
         .collect();
-    let _turn = handle.lock_for_write().await.map_err(external)?;
-    let newest = handle.refresh().await.map_err(external)?;
-    if let Some(reason) = rewritten_files_changed(&snapshot, &newest, &actions) {
-        return Err(external(TxLogError::Conflict {
-            table: handle.log().root().to_string(),
-            version: newest.version() + 1,
-            reason,
-        }));
-    }
     let committed = handle
         .commit(&newest, operation, actions)
         .await
         .map_err(external)?;
-    report.version = Some(committed.version());
-    Ok(report)
+    Ok(OptimizeReport {
+        version: Some(committed.version()),
+        ..report
+    })
 }
 
 /// The files being written by one OPTIMIZE bin.
@@ -339,26 +397,18 @@ async fn sample_columns(
     Ok(sample)
 }
 
-/// Why the rewrite planned on `read` can no longer be committed on `newest`, if it cannot.
-fn rewritten_files_changed(
-    read: &Snapshot,
-    newest: &Snapshot,
-    actions: &[Action],
-) -> Option<String> {
-    if read.metadata() != newest.metadata() || read.protocol() != newest.protocol() {
-        return Some("the table's schema, properties or protocol changed during OPTIMIZE".into());
-    }
-    let still_live = |remove: &Remove| {
-        newest.file(&remove.path).is_some_and(|live| {
-            live.deletion_vector.as_ref().map(|d| d.unique_id())
-                == remove.deletion_vector.as_ref().map(|d| d.unique_id())
-        })
-    };
-    actions.iter().find_map(|action| match action {
-        Action::Remove(remove) if !still_live(remove) => Some(format!(
-            "a concurrent statement changed file {} while OPTIMIZE rewrote it",
-            remove.path
-        )),
-        _ => None,
+/// True when `remove`'s file is still live in `newest` with the same deletion vector.
+fn still_live(newest: &Snapshot, remove: &Remove) -> bool {
+    newest.file(&remove.path).is_some_and(|live| {
+        live.deletion_vector.as_ref().map(|d| d.unique_id())
+            == remove.deletion_vector.as_ref().map(|d| d.unique_id())
+    })
+}
+
+fn conflict(handle: &TableHandle, newest: &Snapshot, reason: String) -> DataFusionError {
+    external(TxLogError::Conflict {
+        table: handle.log().root().to_string(),
+        version: newest.version() + 1,
+        reason,
     })
 }

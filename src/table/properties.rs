@@ -68,6 +68,11 @@ pub fn target_file_size(snapshot: &Snapshot) -> Result<u64, String> {
     }
 }
 
+/// The file retention of `snapshot`'s table, the default when its property is unreadable.
+pub fn file_retention(snapshot: &Snapshot) -> Duration {
+    retention(snapshot).unwrap_or(DEFAULT_RETENTION)
+}
+
 /// The file retention of `snapshot`'s table.
 pub fn retention(snapshot: &Snapshot) -> Result<Duration, String> {
     match snapshot.metadata().configuration.get(RETENTION) {

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::engine::Engine;
+use crate::catalog::CompactionRun;
+use crate::engine::{Compactor, Engine};
 
 /// Code generated from `proto/minidb/v1/admin.proto`.
 pub mod proto {
@@ -13,18 +14,46 @@ pub mod proto {
 }
 
 use proto::admin_service_server::AdminService;
-use proto::{GetStatusRequest, GetStatusResponse};
+use proto::{
+    GetCompactionStatusRequest, GetCompactionStatusResponse, GetStatusRequest, GetStatusResponse,
+    TriggerCompactionRequest, TriggerCompactionResponse,
+};
+
+/// Runs `GetCompactionStatus` reports at most.
+const RECENT_RUNS: usize = 100;
 
 pub use proto::admin_service_server::AdminServiceServer;
 
 /// Answers admin calls from the engine's state.
 pub struct Admin {
     engine: Arc<Engine>,
+    compactor: Arc<Compactor>,
 }
 
 impl Admin {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    pub fn new(engine: Arc<Engine>, compactor: Arc<Compactor>) -> Self {
+        Self { engine, compactor }
+    }
+}
+
+fn run_message(run: CompactionRun) -> proto::CompactionRun {
+    let (report, error) = match run.outcome {
+        Ok(report) => (report, String::new()),
+        Err(error) => (Default::default(), error),
+    };
+    proto::CompactionRun {
+        database: run.database,
+        table: run.table,
+        trigger: run.trigger.to_string(),
+        reason: run.reason,
+        started_at_ms: run.started_at_ms,
+        finished_at_ms: run.finished_at_ms,
+        files_removed: report.files_removed as u64,
+        files_added: report.files_added as u64,
+        rows_purged: report.rows_purged,
+        deletion_vectors_removed: report.deletion_vectors_removed as u64,
+        version: report.version.unwrap_or(-1),
+        error,
     }
 }
 
@@ -44,6 +73,37 @@ impl AdminService for Admin {
             storage_root: catalog.store().root_url().to_string(),
             database_count: databases.len() as u64,
             table_count: tables as u64,
+        }))
+    }
+
+    async fn get_compaction_status(
+        &self,
+        _request: Request<GetCompactionStatusRequest>,
+    ) -> Result<Response<GetCompactionStatusResponse>, Status> {
+        let options = self.compactor.options();
+        let log = self.engine.catalog().maintenance();
+        let runs = log.runs();
+        let recent = runs[runs.len().saturating_sub(RECENT_RUNS)..].to_vec();
+        Ok(Response::new(GetCompactionStatusResponse {
+            scheduled: options.interval.is_some(),
+            interval_ms: options
+                .interval
+                .map_or(0, |i| u64::try_from(i.as_millis()).unwrap_or(u64::MAX)),
+            min_small_files: options.min_small_files as u64,
+            deleted_ratio: options.deleted_ratio,
+            passes: log.passes(),
+            last_pass_at_ms: log.last_pass_ms(),
+            recent_runs: recent.into_iter().map(run_message).collect(),
+        }))
+    }
+
+    async fn trigger_compaction(
+        &self,
+        _request: Request<TriggerCompactionRequest>,
+    ) -> Result<Response<TriggerCompactionResponse>, Status> {
+        let runs = self.compactor.run_pass("manual").await;
+        Ok(Response::new(TriggerCompactionResponse {
+            runs: runs.into_iter().map(run_message).collect(),
         }))
     }
 }
