@@ -19,6 +19,7 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::MemTable;
 
 use super::{Catalog, CatalogError};
+use crate::table::partitioning::{Partitioner, partition_of, tagged_partition};
 use crate::table::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, TableHandle, table_indexes};
 use crate::txlog::{Action, FileStats, Snapshot};
 
@@ -110,6 +111,10 @@ impl SystemTables {
                     out.int("version", Some(snapshot.version()));
                     out.text("schema_json", Some(metadata.schema_string.clone()));
                     out.text("partition_columns", Some(json(&metadata.partition_columns)));
+                    out.text(
+                        "partitioning",
+                        Partitioner::of(&snapshot)?.map(|p| p.describe()),
+                    );
                     out.int("num_files", Some(snapshot.files().len() as i64));
                     out.int("num_rows", rows);
                     out.int("size_bytes", Some(bytes));
@@ -226,18 +231,20 @@ impl SystemTables {
             }
             "table_files" => {
                 for (db, table, handle, snapshot) in self.tables().await? {
+                    let partitioner = Partitioner::of(&snapshot)?;
                     for (add, stats) in snapshot.files_with_stats() {
-                        let partition: BTreeMap<_, _> = add.partition_values.iter().collect();
+                        let partition = partition_label(
+                            partitioner.as_ref(),
+                            partition_of(add),
+                            add.partition_values.iter().collect(),
+                        );
                         out.text("db_name", Some(db.clone()));
                         out.text("table_name", Some(table.clone()));
                         out.text("file_path", Some(add.path.clone()));
                         out.int("file_size", Some(add.size));
                         out.int("row_count", stats.num_records.map(|r| r as i64));
                         out.int("deleted_rows", Some(add.deleted_rows() as i64));
-                        out.text(
-                            "partition",
-                            (!partition.is_empty()).then(|| json(&partition)),
-                        );
+                        out.text("partition", partition);
                         out.text("status", Some("active".into()));
                         out.boolean("has_deletion_vector", Some(add.deletion_vector.is_some()));
                         out.time("modification_time", Some(add.modification_time));
@@ -250,8 +257,11 @@ impl SystemTables {
                         - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
                     let log = handle.log();
                     for remove in log.tombstones(&snapshot, cutoff).await.map_err(external)? {
-                        let partition: BTreeMap<_, _> =
-                            remove.partition_values.iter().flatten().collect();
+                        let partition = partition_label(
+                            partitioner.as_ref(),
+                            tagged_partition(remove.tags.as_ref()),
+                            remove.partition_values.iter().flatten().collect(),
+                        );
                         out.text("db_name", Some(db.clone()));
                         out.text("table_name", Some(table.clone()));
                         out.text("file_path", Some(remove.path.clone()));
@@ -261,10 +271,7 @@ impl SystemTables {
                             "deleted_rows",
                             remove.deletion_vector.as_ref().map(|d| d.cardinality),
                         );
-                        out.text(
-                            "partition",
-                            (!partition.is_empty()).then(|| json(&partition)),
-                        );
+                        out.text("partition", partition);
                         out.text("status", Some("removed".into()));
                         out.boolean(
                             "has_deletion_vector",
@@ -427,6 +434,18 @@ impl Columns {
     }
 }
 
+/// A file's partition as MiniDB names it, or its Delta partition values as JSON.
+fn partition_label(
+    partitioner: Option<&Partitioner>,
+    tagged: Option<u32>,
+    values: BTreeMap<&String, &Option<String>>,
+) -> Option<String> {
+    match (partitioner, tagged) {
+        (Some(p), Some(id)) => Some(p.name(id)),
+        _ => (!values.is_empty()).then(|| json(&values)),
+    }
+}
+
 /// The columns of each system table.
 fn table_schema(table: &str) -> Schema {
     let text = |n: &str| Field::new(n, DataType::Utf8, true);
@@ -442,6 +461,7 @@ fn table_schema(table: &str) -> Schema {
             int("version"),
             text("schema_json"),
             text("partition_columns"),
+            text("partitioning"),
             int("num_files"),
             int("num_rows"),
             int("size_bytes"),

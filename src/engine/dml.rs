@@ -217,7 +217,9 @@ impl Engine {
             mutation.delete(batch.column(0), batch.column(1))?;
             if dml.kind == DmlKind::Update {
                 let values: Vec<usize> = (2..batch.num_columns()).collect();
-                mutation.insert(batch.project(&values).map_err(DataFusionError::from)?)?;
+                mutation
+                    .insert(batch.project(&values).map_err(DataFusionError::from)?)
+                    .await?;
             }
         }
         let predicate = dml.selection.as_ref().map(ToString::to_string);

@@ -28,6 +28,7 @@ use crate::catalog::{
     CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, Scope, StatementCatalog,
 };
 use crate::storage::DataStore;
+use crate::table::partitioning::{PARTITIONING_PROPERTY, Partitioner, Partitioning};
 use crate::table::{
     Concurrency, DEFAULTS_PROPERTY, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY, Transaction,
     UNIQUE_PROPERTY, properties,
@@ -254,6 +255,23 @@ impl Engine {
                 retain_hours,
                 dry_run,
             } => self.vacuum(session, table, retain_hours, dry_run).await,
+            Statement::CreatePartitionedTable {
+                create,
+                partitioning,
+            } => match *create {
+                DFStatement::Statement(statement) => match *statement {
+                    ast::Statement::CreateTable(create) => {
+                        self.create_table(session, &create, Some(partitioning))
+                            .await
+                    }
+                    other => Err(EngineError::InvalidInput(format!(
+                        "PARTITION BY belongs to CREATE TABLE, not {other}"
+                    ))),
+                },
+                other => Err(EngineError::InvalidInput(format!(
+                    "PARTITION BY belongs to CREATE TABLE, not {other}"
+                ))),
+            },
             Statement::Parsed(parsed) => self.execute_parsed(session, *parsed).await,
         }
     }
@@ -382,7 +400,7 @@ impl Engine {
         if let DFStatement::Statement(statement) = &parsed {
             match statement.as_ref() {
                 ast::Statement::CreateTable(create) => {
-                    return self.create_table(session, create).await;
+                    return self.create_table(session, create, None).await;
                 }
                 ast::Statement::AlterTable(alter) => {
                     return self.alter_table(session, alter).await;
@@ -502,12 +520,15 @@ impl Engine {
         &self,
         session: &Session,
         create: &ast::CreateTable,
+        partitioning: Option<Partitioning>,
     ) -> Result<Outcome, EngineError> {
         if create.query.is_some() {
             return Err(EngineError::NotSupported("CREATE TABLE … AS SELECT".into()));
         }
-        if create.partition_by.is_some() {
-            return Err(EngineError::NotSupported("PARTITION BY".into()));
+        if let Some(expr) = &create.partition_by {
+            return Err(EngineError::InvalidInput(format!(
+                "PARTITION BY {expr}: expected PARTITION BY HASH (column) or PARTITION BY RANGE (column)"
+            )));
         }
         let mut primary_key: Vec<String> = Vec::new();
         let mut unique: Vec<Vec<String>> = Vec::new();
@@ -636,6 +657,12 @@ impl Engine {
         }
         if !defaults.is_empty() {
             properties.push((DEFAULTS_PROPERTY, serde_json::Value::Object(defaults)));
+        }
+        if let Some(partitioning) = partitioning {
+            Partitioner::new(partitioning.clone(), &schema).map_err(EngineError::InvalidInput)?;
+            let json = serde_json::to_value(&partitioning)
+                .map_err(|e| EngineError::InvalidInput(format!("partitioning: {e}")))?;
+            properties.push((PARTITIONING_PROPERTY, json));
         }
         let mut properties: Vec<(String, String)> = properties
             .into_iter()

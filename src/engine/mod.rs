@@ -22,6 +22,7 @@ mod insert;
 mod instance;
 mod maintenance;
 mod outcome;
+mod partition_clause;
 mod session;
 mod statement;
 mod time_travel;

@@ -16,7 +16,8 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
 
 use super::EngineError;
-use super::time_travel;
+use super::{partition_clause, time_travel};
+use crate::table::partitioning::Partitioning;
 
 /// A table name as written: optionally qualified by a database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,11 @@ pub enum Statement {
         table: TableName,
         zorder: Vec<String>,
     },
+    /// `CREATE TABLE … PARTITION BY …`: the statement without the clause, and the clause.
+    CreatePartitionedTable {
+        create: Box<DFStatement>,
+        partitioning: Partitioning,
+    },
     /// Parsed by DataFusion's parser: CREATE TABLE, queries, INSERT, EXPLAIN…
     Parsed(Box<DFStatement>),
 }
@@ -86,7 +92,8 @@ impl Statement {
             | Statement::CreateIndex { .. }
             | Statement::DropIndex { .. }
             | Statement::Optimize { .. }
-            | Statement::Vacuum { .. } => true,
+            | Statement::Vacuum { .. }
+            | Statement::CreatePartitionedTable { .. } => true,
             Statement::Parsed(parsed) => match parsed.as_ref() {
                 DFStatement::Statement(s) => matches!(
                     s.as_ref(),
@@ -113,6 +120,17 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
         .collect();
     if let Some(rewritten) = time_travel::rewrite(sql, &spanned)? {
         return parse(&rewritten);
+    }
+    if let Some((partitioning, rest)) = partition_clause::extract(sql, &spanned)? {
+        return match parse(&rest)? {
+            Statement::Parsed(create) => Ok(Statement::CreatePartitionedTable {
+                create,
+                partitioning,
+            }),
+            _ => Err(EngineError::InvalidInput(
+                "PARTITION BY belongs to CREATE TABLE".into(),
+            )),
+        };
     }
     let tokens: Vec<Token> = spanned.into_iter().map(|t| t.token).collect();
     if let Some(statement) = Tokens::new(&tokens).catalog_statement()? {

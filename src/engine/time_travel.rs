@@ -162,7 +162,7 @@ fn parse_timestamp(text: &str) -> Result<i64, EngineError> {
 }
 
 /// The byte offset of a tokenizer location (1-based line and character column) in `sql`.
-fn offset(sql: &str, location: Location) -> usize {
+pub(super) fn offset(sql: &str, location: Location) -> usize {
     let mut line_start = 0;
     for _ in 1..location.line {
         match sql[line_start..].find('\n') {

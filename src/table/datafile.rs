@@ -1,15 +1,17 @@
-//! [`DataFileWriter`]: one new data file of a table, with a segment for each of its indexes.
+//! Writing new data files: [`DataFileWriter`] writes one file of a table, with a segment for
+//! each of its indexes; [`DataFilesWriter`] splits rows by partition and rolls over to a new
+//! file at a size limit.
 //!
 //! Rows are encoded into an in-memory Parquet file while the key columns of every index are
 //! kept aside; [`DataFileWriter::upload`] stores the data file, then one segment per index, and
 //! returns the `add` action that names them all. Nothing is visible until a commit references
 //! that action, so a failure part-way leaves only unreferenced objects.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
-use arrow::compute::concat;
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::{concat, take_record_batch};
 use datafusion::common::{DataFusionError, Result};
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
@@ -18,6 +20,7 @@ use super::TableHandle;
 use super::index::{
     IndexDef, KeyCodec, build_segment, segment_location, segment_path, table_indexes,
 };
+use super::partitioning::{Partitioner, tag_partition};
 use crate::storage::parquet::{EncodedFile, ParquetFileWriter};
 use crate::txlog::{Add, Snapshot};
 
@@ -106,6 +109,118 @@ impl DataFileWriter {
             segment.index.tag_segment(&mut add, &path);
         }
         Ok(add)
+    }
+}
+
+/// Rows handed to a file writer at a time: the granularity at which files are cut.
+const WRITE_SLICE_ROWS: usize = 1024;
+
+/// Writes rows of a table into new data files: one open file per partition the rows fall in
+/// (one in all for an unpartitioned table), each stored once it reaches the size limit.
+pub struct DataFilesWriter {
+    snapshot: Arc<Snapshot>,
+    partitioner: Option<Partitioner>,
+    /// Encoded bytes at which a file is stored and the next one started.
+    limit: usize,
+    /// The file being written per partition (`None`: the table is not partitioned).
+    open: BTreeMap<Option<u32>, DataFileWriter>,
+    stored: Vec<Add>,
+    rows: u64,
+}
+
+impl DataFilesWriter {
+    pub fn try_new(snapshot: Arc<Snapshot>, limit: usize) -> Result<Self> {
+        Ok(Self {
+            partitioner: Partitioner::of(&snapshot)?,
+            snapshot,
+            limit,
+            open: BTreeMap::new(),
+            stored: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// Appends rows (already in the table's schema), storing every file that fills up.
+    pub async fn write(&mut self, handle: &TableHandle, batch: &RecordBatch) -> Result<()> {
+        let assigned = match &self.partitioner {
+            Some(partitioner) => partitioner.assign(batch)?,
+            None => None,
+        };
+        self.rows += batch.num_rows() as u64;
+        let Some(partitions) = assigned else {
+            return self.write_to(handle, None, batch).await;
+        };
+        let mut rows: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for (row, partition) in partitions.values().iter().enumerate() {
+            rows.entry(*partition).or_default().push(row as u32);
+        }
+        if rows.len() == 1 {
+            let partition = *partitions.values().first().unwrap_or(&0);
+            return self.write_to(handle, Some(partition), batch).await;
+        }
+        for (partition, rows) in rows {
+            let part = take_record_batch(batch, &UInt32Array::from(rows))?;
+            self.write_to(handle, Some(partition), &part).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_to(
+        &mut self,
+        handle: &TableHandle,
+        partition: Option<u32>,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        for start in (0..batch.num_rows()).step_by(WRITE_SLICE_ROWS) {
+            let length = WRITE_SLICE_ROWS.min(batch.num_rows() - start);
+            let writer = match self.open.get_mut(&partition) {
+                Some(writer) => writer,
+                None => self
+                    .open
+                    .entry(partition)
+                    .or_insert(DataFileWriter::try_new(&self.snapshot)?),
+            };
+            writer.write(&batch.slice(start, length))?;
+            if writer.encoded_size() >= self.limit {
+                self.store(handle, partition).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn store(&mut self, handle: &TableHandle, partition: Option<u32>) -> Result<()> {
+        let Some(writer) = self.open.remove(&partition) else {
+            return Ok(());
+        };
+        if writer.rows() == 0 {
+            return Ok(());
+        }
+        let mut add = writer.upload(handle).await?;
+        if let Some(id) = partition {
+            tag_partition(&mut add, id);
+        }
+        self.stored.push(add);
+        Ok(())
+    }
+
+    /// Stores every file being written, so that later rows start new files.
+    pub async fn flush(&mut self, handle: &TableHandle) -> Result<()> {
+        let open: Vec<Option<u32>> = self.open.keys().copied().collect();
+        for partition in open {
+            self.store(handle, partition).await?;
+        }
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Stores the files still open; returns the `add` actions of every file written.
+    pub async fn finish(mut self, handle: &TableHandle) -> Result<Vec<Add>> {
+        self.flush(handle).await?;
+        Ok(self.stored)
     }
 }
 

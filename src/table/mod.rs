@@ -16,6 +16,7 @@ pub mod index;
 mod indexing;
 mod mutation;
 mod optimize;
+pub mod partitioning;
 pub mod properties;
 mod provider;
 mod pruning;

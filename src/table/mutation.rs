@@ -24,12 +24,15 @@ use roaring::RoaringTreemap;
 use serde_json::{Value, json};
 
 use super::constraints::KeyChecker;
-use super::datafile::{DataFileWriter, external};
+use super::datafile::{DataFilesWriter, external};
 use super::scan::row_count_of;
 use super::{TableHandle, Writer};
 use crate::txlog::{
     Action, Add, ENABLE_DELETION_VECTORS, Operation, Remove, Snapshot, write_deletion_vector,
 };
+
+/// Encoded size at which an UPDATE's new rows go on in a new file.
+const NEW_FILE_BYTES: usize = 128 * 1024 * 1024;
 
 /// What a statement changes in one table, collected before anything is written.
 pub struct Mutation {
@@ -39,7 +42,7 @@ pub struct Mutation {
     store_url: ObjectStoreUrl,
     /// Newly deleted row positions, by the file's index in the snapshot.
     deleted: BTreeMap<usize, RoaringTreemap>,
-    new_rows: Option<DataFileWriter>,
+    new_rows: Option<DataFilesWriter>,
     keys: Vec<KeyChecker>,
 }
 
@@ -92,7 +95,7 @@ impl Mutation {
     }
 
     /// Adds new rows (an UPDATE's new values), already converted to the table's types.
-    pub fn insert(&mut self, batch: RecordBatch) -> Result<()> {
+    pub async fn insert(&mut self, batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -104,11 +107,12 @@ impl Mutation {
         }
         let writer = match self.new_rows.as_mut() {
             Some(writer) => writer,
-            None => self
-                .new_rows
-                .insert(DataFileWriter::try_new(&self.snapshot)?),
+            None => self.new_rows.insert(DataFilesWriter::try_new(
+                Arc::clone(&self.snapshot),
+                NEW_FILE_BYTES,
+            )?),
         };
-        writer.write(&batch)
+        writer.write(&self.handle, &batch).await
     }
 
     /// Writes deletion vectors and new rows, then commits them as one Delta commit (or stages
@@ -183,12 +187,13 @@ impl Mutation {
         }
         let mut added_files = 0usize;
         let mut added_rows = 0u64;
-        if let Some(writer) = self.new_rows.filter(|w| w.rows() > 0) {
+        if let Some(writer) = self.new_rows {
             added_rows = writer.rows();
-            let add = writer.upload(&self.handle).await?;
-            bytes_written += add.size as u64;
-            added_files += 1;
-            actions.push(Action::Add(add));
+            for add in writer.finish(&self.handle).await? {
+                bytes_written += add.size as u64;
+                added_files += 1;
+                actions.push(Action::Add(add));
+            }
         }
         let mut parameters = HashMap::new();
         if let Some(predicate) = predicate {

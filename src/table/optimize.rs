@@ -15,7 +15,7 @@
 //! log lets such a commit pass concurrent appends, and lets other writers pass it unless they
 //! remove a file it removed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
@@ -30,14 +30,12 @@ use futures::TryStreamExt;
 use serde_json::json;
 
 use super::TableHandle;
-use super::datafile::{DataFileWriter, external};
+use super::datafile::{DataFilesWriter, external};
+use super::partitioning::{Partitioner, partition_of};
 use super::properties;
 use super::scan::{ParquetScan, live_file, parquet_scan};
 use super::zorder::{MAX_COLUMNS, SAMPLE_ROWS, ZOrder};
 use crate::txlog::{Action, Add, FileStats, Operation, Remove, Snapshot, TxLogError};
-
-/// Rows handed to a file writer at a time: the granularity at which files are cut.
-const WRITE_SLICE_ROWS: usize = 1024;
 
 /// What an OPTIMIZE did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,25 +52,27 @@ pub struct OptimizeReport {
     pub version: Option<i64>,
 }
 
-/// Groups the files worth rewriting into bins of up to `target` bytes and `max_files` files.
+/// Groups the files worth rewriting into bins of up to `target` bytes and `max_files` files;
+/// a bin never mixes partitions.
 fn plan_bins(snapshot: &Snapshot, target: u64, max_files: usize) -> Vec<Vec<(&Add, &FileStats)>> {
     let small = target / 4 * 3;
     let mut bins: Vec<Vec<(&Add, &FileStats)>> = Vec::new();
-    let mut current: Vec<(&Add, &FileStats)> = Vec::new();
-    let mut current_size = 0u64;
+    // Per partition, the bin being filled and its size.
+    let mut filling: BTreeMap<Option<u32>, (Vec<(&Add, &FileStats)>, u64)> = BTreeMap::new();
     for (add, stats) in snapshot.files_with_stats() {
         let size = u64::try_from(add.size).unwrap_or_default();
         if size >= small && add.deletion_vector.is_none() {
             continue;
         }
-        if !current.is_empty() && (current_size + size > target || current.len() >= max_files) {
-            bins.push(std::mem::take(&mut current));
-            current_size = 0;
+        let (current, current_size) = filling.entry(partition_of(add)).or_default();
+        if !current.is_empty() && (*current_size + size > target || current.len() >= max_files) {
+            bins.push(std::mem::take(current));
+            *current_size = 0;
         }
         current.push((add, stats));
-        current_size += size;
+        *current_size += size;
     }
-    bins.push(current);
+    bins.extend(filling.into_values().map(|(bin, _)| bin));
     bins.retain(|bin| bin.len() > 1 || bin.iter().any(|(add, _)| add.deletion_vector.is_some()));
     bins
 }
@@ -89,8 +89,10 @@ pub async fn optimize(
 ) -> Result<OptimizeReport> {
     let snapshot = handle.refresh().await.map_err(external)?;
     let target = properties::target_file_size(&snapshot).map_err(DataFusionError::Plan)?;
-    let zorder_columns = zorder_columns(&snapshot, zorder)?;
-    let bins = match zorder_columns {
+    let automatic_ranges = Partitioner::of(&snapshot)?
+        .as_ref()
+        .and_then(Partitioner::automatic_ranges);
+    let bins = match zorder_columns(&snapshot, zorder)? {
         Some(_) => {
             let all: Vec<_> = snapshot.files_with_stats().collect();
             if all.is_empty() {
@@ -108,6 +110,9 @@ pub async fn optimize(
     if bins.is_empty() {
         return Ok(OptimizeReport::default());
     }
+    // Automatic range partitions: each bin's rows are sorted by the partition column, so its
+    // new files cover disjoint ranges.
+    let zorder_columns = zorder_columns(&snapshot, zorder)?.or(automatic_ranges.map(|c| vec![c]));
     let now = chrono::Utc::now().timestamp_millis();
     let mut removes = Vec::new();
     let mut adds = Vec::new();
@@ -138,21 +143,17 @@ pub async fn optimize(
                 rows: None,
             })
         };
-        let mut output = Output {
-            handle,
-            snapshot: &snapshot,
-            writer: DataFileWriter::try_new(&snapshot)?,
-            prefix: None,
-            adds: &mut adds,
-        };
         let Some(columns) = &zorder_columns else {
+            let mut output = Output::try_new(handle, &snapshot, target)?;
             let mut rows = scan(files, None)?.execute(0, Arc::clone(&context))?;
             while let Some(batch) = rows.try_next().await? {
-                output.write(&batch, target).await?;
+                output.write(&batch).await?;
             }
-            output.close().await?;
+            adds.extend(output.finish().await?);
             continue;
         };
+        // A prefix holding far more than its share (skewed data) is still cut.
+        let mut output = Output::try_new(handle, &snapshot, 2 * target)?;
         let live_rows: u64 = bin
             .iter()
             .map(|(add, stats)| {
@@ -197,17 +198,14 @@ pub async fn optimize(
                     .find(|i| keys.value(*i).checked_shr(shift).unwrap_or(0) != prefix)
                     .unwrap_or(batch.num_rows());
                 if output.prefix != Some(prefix) {
-                    output.close().await?;
+                    output.files.flush(handle).await?;
                     output.prefix = Some(prefix);
                 }
-                // A prefix holding far more than its share (skewed data) is still cut.
-                output
-                    .write(&batch.slice(start, end - start), 2 * target)
-                    .await?;
+                output.write(&batch.slice(start, end - start)).await?;
                 start = end;
             }
         }
-        output.close().await?;
+        adds.extend(output.finish().await?);
     }
     for add in &mut adds {
         add.data_change = false;
@@ -311,37 +309,35 @@ pub async fn optimize(
 /// The files being written by one OPTIMIZE bin.
 struct Output<'a> {
     handle: &'a TableHandle,
-    snapshot: &'a Snapshot,
-    writer: DataFileWriter,
-    /// The Z-order key prefix of the rows in `writer`.
+    snapshot: &'a Arc<Snapshot>,
+    files: DataFilesWriter,
+    /// The Z-order key prefix of the rows being written.
     prefix: Option<u64>,
-    adds: &'a mut Vec<Add>,
 }
 
-impl Output<'_> {
-    /// Writes rows, starting a new file whenever the current one reaches `limit` bytes.
-    async fn write(&mut self, batch: &RecordBatch, limit: u64) -> Result<()> {
-        // Re-labelled with the table schema (a sort's output fields may differ in
-        // nullability only); written in slices, so that a file closes near the limit.
-        let batch =
-            RecordBatch::try_new(Arc::clone(self.snapshot.schema()), batch.columns().to_vec())?;
-        for start in (0..batch.num_rows()).step_by(WRITE_SLICE_ROWS) {
-            let length = WRITE_SLICE_ROWS.min(batch.num_rows() - start);
-            self.writer.write(&batch.slice(start, length))?;
-            if self.writer.encoded_size() as u64 >= limit {
-                self.close().await?;
-            }
-        }
-        Ok(())
+impl<'a> Output<'a> {
+    /// Files of up to `limit` bytes.
+    fn try_new(handle: &'a TableHandle, snapshot: &'a Arc<Snapshot>, limit: u64) -> Result<Self> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(Self {
+            handle,
+            snapshot,
+            files: DataFilesWriter::try_new(Arc::clone(snapshot), limit)?,
+            prefix: None,
+        })
     }
 
-    /// Stores the file being written, if it has rows.
-    async fn close(&mut self) -> Result<()> {
-        if self.writer.rows() > 0 {
-            let full = std::mem::replace(&mut self.writer, DataFileWriter::try_new(self.snapshot)?);
-            self.adds.push(full.upload(self.handle).await?);
-        }
-        Ok(())
+    async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        // Re-labelled with the table schema (a sort's output fields may differ in nullability
+        // only).
+        let batch =
+            RecordBatch::try_new(Arc::clone(self.snapshot.schema()), batch.columns().to_vec())?;
+        self.files.write(self.handle, &batch).await
+    }
+
+    /// Stores the files still open; the `add` actions of every file written.
+    async fn finish(self) -> Result<Vec<Add>> {
+        self.files.finish(self.handle).await
     }
 }
 

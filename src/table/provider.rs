@@ -12,7 +12,7 @@ use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
@@ -22,7 +22,8 @@ use parquet::arrow::RowNumber;
 
 use super::constraints::column_defaults;
 use super::datafile::external;
-use super::index::{IndexScan, table_indexes};
+use super::index::{IndexScan, column_bounds, table_indexes};
+use super::partitioning::{Partitioner, partition_of};
 use super::pruning::FilePruningStats;
 use super::scan::{
     DeltaScanExec, FileCounts, IndexUse, ParquetScan, indexed_file, live_file, parquet_scan,
@@ -132,20 +133,64 @@ impl DeltaTableProvider {
         )
     }
 
-    /// The files a scan with `filters` must read: those whose statistics may match.
-    fn select_files(
-        &self,
-        predicate: Option<&Arc<dyn PhysicalExpr>>,
-    ) -> Result<Vec<(usize, &Add, &FileStats)>> {
-        let files: Vec<(usize, &Add, &FileStats)> = self
-            .snapshot
+    /// Every live file, with its position in the snapshot.
+    fn all_files(&self) -> Vec<(usize, &Add, &FileStats)> {
+        self.snapshot
             .files_with_stats()
             .enumerate()
             .map(|(i, (add, stats))| (i, add, stats))
-            .collect();
-        let Some(predicate) = predicate else {
+            .collect()
+    }
+
+    /// The files of the partitions `predicate` can match.
+    fn partition_files<'a>(
+        &self,
+        files: Vec<(usize, &'a Add, &'a FileStats)>,
+        partitioner: &Partitioner,
+        predicate: &Expr,
+        state: &dyn Session,
+    ) -> Result<Vec<(usize, &'a Add, &'a FileStats)>> {
+        let column = partitioner.column_name();
+        if partitioner.automatic_ranges().is_some() {
+            // Each file is a partition: the range of values its statistics give.
+            let on_column = conjunction(
+                split_conjunction(predicate)
+                    .into_iter()
+                    .filter(|e| {
+                        let refs = e.column_refs();
+                        !refs.is_empty() && refs.iter().all(|c| c.name == column)
+                    })
+                    .cloned(),
+            );
+            let Some(on_column) = on_column else {
+                return Ok(files);
+            };
+            let df_schema = DFSchema::try_from(Arc::clone(self.snapshot.schema()))?;
+            let physical = state.create_physical_expr(on_column, &df_schema)?;
+            return self.skip_by_statistics(files, &physical);
+        }
+        let bounds = column_bounds(self.snapshot.schema(), std::slice::from_ref(predicate));
+        let Some(matching) = bounds
+            .get(column)
+            .map(|b| partitioner.matching(b))
+            .transpose()?
+            .flatten()
+        else {
             return Ok(files);
         };
+        // A file without a partition tag (written by another engine) may hold any row.
+        Ok(files
+            .into_iter()
+            .filter(|(_, add, _)| partition_of(add).is_none_or(|p| matching.contains(&p)))
+            .collect())
+    }
+
+    /// The files whose statistics may match `predicate`.
+    fn skip_by_statistics<'a>(
+        &self,
+        files: Vec<(usize, &'a Add, &'a FileStats)>,
+        predicate: &Arc<dyn PhysicalExpr>,
+    ) -> Result<Vec<(usize, &'a Add, &'a FileStats)>> {
         let schema = Arc::clone(self.snapshot.schema());
         let Some(pruning) = PruningPredicateBuilder::new()
             .with_file_schema(Arc::clone(&schema))
@@ -203,7 +248,17 @@ impl TableProvider for DeltaTableProvider {
             }
             None => None,
         };
-        let selected = self.select_files(physical.as_ref())?;
+        let mut selected = self.all_files();
+        let mut after_partitions = None;
+        if let Some(partitioner) = Partitioner::of(&self.snapshot)? {
+            if let Some(predicate) = &predicate {
+                selected = self.partition_files(selected, &partitioner, predicate, state)?;
+            }
+            after_partitions = Some(selected.len());
+        }
+        if let Some(physical) = &physical {
+            selected = self.skip_by_statistics(selected, physical)?;
+        }
         let index_scan = match predicate {
             Some(predicate) => IndexScan::choose(
                 &table_indexes(self.snapshot()).map_err(external)?,
@@ -214,6 +269,7 @@ impl TableProvider for DeltaTableProvider {
         };
         let mut counts = FileCounts {
             in_snapshot: self.snapshot.files().len(),
+            after_partitions,
             after_stats: selected.len(),
             with_deletion_vectors: 0,
             index: index_scan.as_ref().map(|scan| IndexUse {

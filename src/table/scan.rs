@@ -39,6 +39,8 @@ use crate::txlog::{Add, FileStats};
 pub struct FileCounts {
     /// Live files in the snapshot.
     pub in_snapshot: usize,
+    /// Files left after partition pruning, for a partitioned table.
+    pub after_partitions: Option<usize>,
     /// Files left after skipping by per-file statistics.
     pub after_stats: usize,
     /// Files read whose deletion vector the scan applies.
@@ -94,16 +96,27 @@ impl DisplayAs for DeltaScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let FileCounts {
             in_snapshot,
+            after_partitions,
             after_stats,
             with_deletion_vectors,
             index,
         } = &self.counts;
         write!(
             f,
-            "DeltaScanExec: table={}, version={}, files={after_stats}/{in_snapshot} ({} skipped by statistics)",
-            self.table,
-            self.version,
-            in_snapshot - after_stats
+            "DeltaScanExec: table={}, version={}, files={after_stats}/{in_snapshot} (",
+            self.table, self.version,
+        )?;
+        if let Some(after_partitions) = after_partitions {
+            write!(
+                f,
+                "{} pruned by partition, ",
+                in_snapshot - after_partitions
+            )?;
+        }
+        write!(
+            f,
+            "{} skipped by statistics)",
+            after_partitions.unwrap_or(*in_snapshot) - after_stats
         )?;
         if let Some(used) = index {
             write!(

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use super::constraints::KeyChecker;
-use super::datafile::{DataFileWriter, external};
+use super::datafile::{DataFilesWriter, external};
 use super::{TableHandle, Writer};
 use crate::txlog::{Action, Operation, Snapshot};
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -73,9 +73,8 @@ impl DataSink for DeltaSink {
     ) -> Result<u64> {
         let schema = Arc::clone(self.snapshot.schema());
         let mut keys = KeyChecker::for_table(&self.snapshot)?;
-        let mut adds = Vec::new();
         let mut rows = 0u64;
-        let mut writer: Option<DataFileWriter> = None;
+        let mut files = DataFilesWriter::try_new(Arc::clone(&self.snapshot), TARGET_FILE_BYTES)?;
         while let Some(batch) = data.next().await {
             let batch = batch?;
             if batch.num_rows() == 0 {
@@ -88,20 +87,9 @@ impl DataSink for DeltaSink {
                 key.add_new(&batch)?;
             }
             rows += batch.num_rows() as u64;
-            let current = match writer.as_mut() {
-                Some(w) => w,
-                None => writer.insert(DataFileWriter::try_new(&self.snapshot)?),
-            };
-            current.write(&batch)?;
-            if current.encoded_size() >= TARGET_FILE_BYTES
-                && let Some(full) = writer.take()
-            {
-                adds.push(full.upload(&self.handle).await?);
-            }
+            files.write(&self.handle, &batch).await?;
         }
-        if let Some(last) = writer.take().filter(|w| w.rows() > 0) {
-            adds.push(last.upload(&self.handle).await?);
-        }
+        let adds = files.finish(&self.handle).await?;
         if adds.is_empty() {
             return Ok(0);
         }

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::txlog::{Add, Metadata, Snapshot, TxLogError};
 
-pub use probe::{IndexScan, KeyCodec, Probe};
+pub use probe::{ColumnBounds, IndexScan, KeyCodec, Probe, column_bounds};
 pub use segment::{IndexCache, Lookup, build_segment, segment_location, segment_path};
 
 /// Table property holding the table's indexes: a JSON array of [`IndexDef`].

@@ -278,11 +278,11 @@ fn usable_prefix(index: &IndexDef, bounds: &HashMap<&str, ColumnBounds>) -> (usi
 
 /// What the filters say about one column's values.
 #[derive(Debug, Clone)]
-struct ColumnBounds {
+pub struct ColumnBounds {
     /// The column equals one of these.
-    equal: Option<Vec<ScalarValue>>,
-    lower: Bound<ScalarValue>,
-    upper: Bound<ScalarValue>,
+    pub equal: Option<Vec<ScalarValue>>,
+    pub lower: Bound<ScalarValue>,
+    pub upper: Bound<ScalarValue>,
 }
 
 impl Default for ColumnBounds {
@@ -334,7 +334,7 @@ fn tighter(new: &Bound<ScalarValue>, old: &Bound<ScalarValue>, direction: Orderi
 }
 
 /// The bounds `filters` (a conjunction) put on single columns of `schema`.
-fn column_bounds<'a>(schema: &'a Schema, filters: &[Expr]) -> HashMap<&'a str, ColumnBounds> {
+pub fn column_bounds<'a>(schema: &'a Schema, filters: &[Expr]) -> HashMap<&'a str, ColumnBounds> {
     let mut bounds: HashMap<&str, ColumnBounds> = HashMap::new();
     let column = |expr: &Expr| match expr {
         Expr::Column(c) => schema
