@@ -52,13 +52,16 @@ pub struct OptimizeReport {
     pub version: Option<i64>,
 }
 
+/// Files to rewrite together.
+type Bin<'a> = Vec<(&'a Add, &'a FileStats)>;
+
 /// Groups the files worth rewriting into bins of up to `target` bytes and `max_files` files;
 /// a bin never mixes partitions.
-fn plan_bins(snapshot: &Snapshot, target: u64, max_files: usize) -> Vec<Vec<(&Add, &FileStats)>> {
+fn plan_bins(snapshot: &Snapshot, target: u64, max_files: usize) -> Vec<Bin<'_>> {
     let small = target / 4 * 3;
-    let mut bins: Vec<Vec<(&Add, &FileStats)>> = Vec::new();
+    let mut bins: Vec<Bin> = Vec::new();
     // Per partition, the bin being filled and its size.
-    let mut filling: BTreeMap<Option<u32>, (Vec<(&Add, &FileStats)>, u64)> = BTreeMap::new();
+    let mut filling: BTreeMap<Option<u32>, (Bin, u64)> = BTreeMap::new();
     for (add, stats) in snapshot.files_with_stats() {
         let size = u64::try_from(add.size).unwrap_or_default();
         if size >= small && add.deletion_vector.is_none() {
