@@ -7,6 +7,11 @@
 //! written to new files of up to the target size, with segments for every index, and the
 //! commit removes the old files and adds the new ones, all with `dataChange:false`.
 //!
+//! In a partitioned table a bin never mixes partitions, and rows are written back to files of
+//! their own partition (a file another engine appended, without a partition, is split). A
+//! table with automatic range partitions (`PARTITION BY RANGE (c)` without bounds) is instead
+//! rewritten whole, sorted by `c`, whenever it has files worth compacting.
+//!
 //! The rewrite reads a snapshot without blocking writers. Only the commit takes the table's
 //! writer lock: it checks that the table's metadata is unchanged and drops every bin whose
 //! files a concurrent statement changed meanwhile (a new deletion vector, a removal), then
@@ -56,15 +61,24 @@ pub struct OptimizeReport {
 type Bin<'a> = Vec<(&'a Add, &'a FileStats)>;
 
 /// Groups the files worth rewriting into bins of up to `target` bytes and `max_files` files;
-/// a bin never mixes partitions.
-fn plan_bins(snapshot: &Snapshot, target: u64, max_files: usize) -> Vec<Bin<'_>> {
+/// a bin never mixes partitions. With `split_untagged`, files without a partition (appended by
+/// another engine to a partitioned table) are always rewritten.
+fn plan_bins(
+    snapshot: &Snapshot,
+    target: u64,
+    max_files: usize,
+    split_untagged: bool,
+) -> Vec<Bin<'_>> {
     let small = target / 4 * 3;
+    let must_rewrite = |add: &Add| {
+        add.deletion_vector.is_some() || (split_untagged && partition_of(add).is_none())
+    };
     let mut bins: Vec<Bin> = Vec::new();
     // Per partition, the bin being filled and its size.
     let mut filling: BTreeMap<Option<u32>, (Bin, u64)> = BTreeMap::new();
     for (add, stats) in snapshot.files_with_stats() {
         let size = u64::try_from(add.size).unwrap_or_default();
-        if size >= small && add.deletion_vector.is_none() {
+        if size >= small && !must_rewrite(add) {
             continue;
         }
         let (current, current_size) = filling.entry(partition_of(add)).or_default();
@@ -76,7 +90,7 @@ fn plan_bins(snapshot: &Snapshot, target: u64, max_files: usize) -> Vec<Bin<'_>>
         *current_size += size;
     }
     bins.extend(filling.into_values().map(|(bin, _)| bin));
-    bins.retain(|bin| bin.len() > 1 || bin.iter().any(|(add, _)| add.deletion_vector.is_some()));
+    bins.retain(|bin| bin.len() > 1 || bin.iter().any(|(add, _)| must_rewrite(add)));
     bins
 }
 
@@ -92,30 +106,33 @@ pub async fn optimize(
 ) -> Result<OptimizeReport> {
     let snapshot = handle.refresh().await.map_err(external)?;
     let target = properties::target_file_size(&snapshot).map_err(DataFusionError::Plan)?;
-    let automatic_ranges = Partitioner::of(&snapshot)?
+    // A table with automatic range partitions is sorted by its partition column as a whole,
+    // when there is anything to compact, so that its files cover disjoint ranges.
+    let partitioner = Partitioner::of(&snapshot)?;
+    let automatic_ranges = partitioner
         .as_ref()
-        .and_then(Partitioner::automatic_ranges);
-    let bins = match zorder_columns(&snapshot, zorder)? {
-        Some(_) => {
-            let all: Vec<_> = snapshot.files_with_stats().collect();
-            if all.is_empty() {
-                Vec::new()
-            } else {
-                vec![all]
-            }
-        }
-        None => plan_bins(
+        .and_then(Partitioner::automatic_ranges)
+        .filter(|_| zorder.is_empty());
+    let split_untagged = partitioner.is_some_and(|p| p.automatic_ranges().is_none());
+    let zorder_columns = match automatic_ranges {
+        Some(column) => Some(vec![column]),
+        None => zorder_columns(&snapshot, zorder)?,
+    };
+    let bins = match (&zorder_columns, automatic_ranges) {
+        (None, _) => plan_bins(
             &snapshot,
             target,
             max_bin_files.unwrap_or(usize::MAX).max(2),
+            split_untagged,
         ),
+        (Some(_), Some(_)) if plan_bins(&snapshot, target, usize::MAX, false).is_empty() => {
+            Vec::new()
+        }
+        (Some(_), _) => vec![snapshot.files_with_stats().collect::<Vec<_>>()],
     };
-    if bins.is_empty() {
+    if bins.iter().all(Vec::is_empty) {
         return Ok(OptimizeReport::default());
     }
-    // Automatic range partitions: each bin's rows are sorted by the partition column, so its
-    // new files cover disjoint ranges.
-    let zorder_columns = zorder_columns(&snapshot, zorder)?.or(automatic_ranges.map(|c| vec![c]));
     let now = chrono::Utc::now().timestamp_millis();
     let mut removes = Vec::new();
     let mut adds = Vec::new();

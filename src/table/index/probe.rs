@@ -13,7 +13,7 @@ use std::ops::Bound;
 use arrow::datatypes::{DataType, Schema};
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::utils::{split_binary, split_conjunction};
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, expr::InList};
 
 use super::IndexDef;
@@ -345,6 +345,45 @@ pub fn column_bounds<'a>(schema: &'a Schema, filters: &[Expr]) -> HashMap<&'a st
     };
     for conjunct in filters.iter().flat_map(split_conjunction) {
         match conjunct {
+            // `c = 1 OR c = 2`, which is also what DataFusion makes of a short `c IN (1, 2)`.
+            Expr::BinaryExpr(BinaryExpr {
+                op: Operator::Or, ..
+            }) => {
+                let mut alternatives = split_binary(conjunct, Operator::Or).into_iter().map(|e| {
+                    let Expr::BinaryExpr(BinaryExpr {
+                        left,
+                        op: Operator::Eq,
+                        right,
+                    }) = e
+                    else {
+                        return None;
+                    };
+                    let (name, data_type, literal) = match (column(left), column(right)) {
+                        (Some((name, t)), None) => (name, t, right.as_ref()),
+                        (None, Some((name, t))) => (name, t, left.as_ref()),
+                        _ => return None,
+                    };
+                    Some((name, literal_of(literal, data_type)?))
+                });
+                let Some(Some((name, first))) = alternatives.next() else {
+                    continue;
+                };
+                let mut values = vec![first];
+                for alternative in alternatives {
+                    match alternative {
+                        Some((other, value)) if other == name => values.push(value),
+                        _ => {
+                            values.clear();
+                            break;
+                        }
+                    }
+                }
+                if !values.is_empty() {
+                    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(Ordering::Equal));
+                    values.dedup();
+                    restrict_equal(bounds.entry(name).or_default(), values);
+                }
+            }
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 let (name, data_type, literal, op) = match (column(left), column(right)) {
                     (Some((name, t)), None) => (name, t, right.as_ref(), *op),
