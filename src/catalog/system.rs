@@ -20,6 +20,7 @@ use datafusion::datasource::MemTable;
 
 use super::{Catalog, CatalogError};
 use crate::table::partitioning::{Partitioner, partition_of, tagged_partition};
+use crate::table::statistics::{ColumnStats, analyzed};
 use crate::table::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, TableHandle, table_indexes};
 use crate::txlog::{Action, FileStats, Snapshot};
 
@@ -134,6 +135,7 @@ impl SystemTables {
                     };
                     let defaults = property(DEFAULTS_PROPERTY);
                     let key = property(PRIMARY_KEY_PROPERTY);
+                    let analyzed = analyzed(&snapshot)?;
                     for (i, field) in snapshot.schema().fields().iter().enumerate() {
                         let name = field.name();
                         out.text("db_name", Some(db.clone()));
@@ -155,6 +157,16 @@ impl SystemTables {
                                 k.iter().any(|c| c.as_str() == Some(name.as_str()))
                             })),
                         );
+                        let stats = analyzed.get(name);
+                        let figure = |f: fn(&ColumnStats) -> u64| {
+                            stats.map(|s| i64::try_from(f(s)).unwrap_or(i64::MAX))
+                        };
+                        out.int("null_count", figure(|s| s.nulls));
+                        out.int("distinct_count", figure(|s| s.distinct));
+                        out.text("min_value", stats.and_then(|s| s.min.clone()));
+                        out.text("max_value", stats.and_then(|s| s.max.clone()));
+                        out.int("analyzed_version", stats.map(|s| s.version));
+                        out.time("analyzed_time", stats.map(|s| s.analyzed_at));
                     }
                 }
             }
@@ -477,6 +489,12 @@ fn table_schema(table: &str) -> Schema {
             flag("is_nullable"),
             text("column_default"),
             flag("is_primary_key"),
+            int("null_count"),
+            int("distinct_count"),
+            text("min_value"),
+            text("max_value"),
+            int("analyzed_version"),
+            time("analyzed_time"),
         ],
         "index_metadata" => vec![
             text("db_name"),

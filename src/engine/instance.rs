@@ -249,6 +249,7 @@ impl Engine {
             } => self.drop_index(session, name, table, if_exists).await,
             Statement::ShowIndexes(table) => self.show_indexes(session, table).await,
             Statement::Optimize { table, zorder } => self.optimize(session, table, zorder).await,
+            Statement::Analyze { table, columns } => self.analyze(session, table, columns).await,
             Statement::DescribeHistory(table) => self.describe_history(session, table).await,
             Statement::Vacuum {
                 table,
@@ -279,7 +280,7 @@ impl Engine {
     /// Plans `sql` when it is a query (SELECT, EXPLAIN), without running it; `None` for any
     /// other statement. The plan reads the snapshots current now, whenever it runs.
     ///
-    /// A maintenance statement that answers with rows (OPTIMIZE, DESCRIBE HISTORY) runs now,
+    /// A maintenance statement that answers with rows (OPTIMIZE, ANALYZE, DESCRIBE HISTORY) runs now,
     /// and its plan replays the answer: its effect must not wait for a client to fetch rows.
     pub async fn plan_query(
         &self,
@@ -291,6 +292,7 @@ impl Engine {
                 self.physical_plan(session, *parsed).await?
             }
             statement @ (Statement::Optimize { .. }
+            | Statement::Analyze { .. }
             | Statement::Vacuum { .. }
             | Statement::DescribeHistory(_)) => {
                 let Outcome::Listing(_, batch) =
@@ -328,6 +330,7 @@ impl Engine {
                 };
             }
             Statement::Optimize { .. } => return Ok(Some(super::maintenance::optimize_schema())),
+            Statement::Analyze { .. } => return Ok(Some(super::maintenance::analyze_schema())),
             Statement::DescribeHistory(_) => return Ok(Some(super::history::history_schema())),
             Statement::Vacuum { .. } => return Ok(Some(super::maintenance::vacuum_schema())),
             Statement::Parsed(parsed) if returns_rows(&parsed) => parsed,

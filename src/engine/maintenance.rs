@@ -1,4 +1,5 @@
-//! Table maintenance statements: `OPTIMIZE`, `VACUUM`, and `ALTER TABLE … SET TBLPROPERTIES`.
+//! Table maintenance statements: `OPTIMIZE`, `VACUUM`, `ANALYZE TABLE`, and `ALTER TABLE … SET
+//! TBLPROPERTIES`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use datafusion::sql::sqlparser::ast;
 use super::instance::property_list;
 use super::statement::{self, TableName};
 use super::{Engine, EngineError, Listing, Outcome, Session};
+use crate::table::statistics::analyze;
 use crate::table::{OptimizeReport, optimize, set_properties, vacuum};
 
 impl Engine {
@@ -30,6 +32,50 @@ impl Engine {
         let name = format!("{database}.{}", table.table);
         let batch =
             optimize_report(&name, &report).map_err(|e| EngineError::DataFusion(e.into()))?;
+        Ok(Outcome::Listing(Listing::Report, batch))
+    }
+
+    /// `ANALYZE TABLE t [(c1, …)]`: computes and stores column statistics; one row per column
+    /// analyzed.
+    pub(super) async fn analyze(
+        &self,
+        session: &Session,
+        table: TableName,
+        columns: Vec<String>,
+    ) -> Result<Outcome, EngineError> {
+        let database = session.database_or_current(table.database);
+        let handle = self.catalog.table(&database, &table.table).await?;
+        let store_url = ObjectStoreUrl::parse(self.catalog.store().engine_url())?;
+        let name = format!("{database}.{}", table.table);
+        let figures = analyze(&handle, &name, &columns, store_url, &self.state).await?;
+        let batch = RecordBatch::try_new(
+            analyze_schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(figures.iter().map(|_| &name))),
+                Arc::new(StringArray::from_iter_values(
+                    figures.iter().map(|(c, _)| c),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    figures.iter().map(|(_, f)| f.version),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    figures.iter().map(|(_, f)| f.rows),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    figures.iter().map(|(_, f)| f.nulls),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    figures.iter().map(|(_, f)| f.distinct),
+                )),
+                Arc::new(StringArray::from_iter(
+                    figures.iter().map(|(_, f)| f.min.as_deref()),
+                )),
+                Arc::new(StringArray::from_iter(
+                    figures.iter().map(|(_, f)| f.max.as_deref()),
+                )),
+            ],
+        )
+        .map_err(|e| EngineError::DataFusion(e.into()))?;
         Ok(Outcome::Listing(Listing::Report, batch))
     }
 
@@ -101,6 +147,19 @@ pub(super) fn vacuum_schema() -> SchemaRef {
 }
 
 /// The columns of OPTIMIZE's one-row result.
+pub(super) fn analyze_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("version", DataType::Int64, false),
+        Field::new("row_count", DataType::UInt64, false),
+        Field::new("null_count", DataType::UInt64, false),
+        Field::new("distinct_count", DataType::UInt64, false),
+        Field::new("min_value", DataType::Utf8, true),
+        Field::new("max_value", DataType::Utf8, true),
+    ]))
+}
+
 pub(super) fn optimize_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("table_name", DataType::Utf8, false),

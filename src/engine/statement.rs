@@ -66,6 +66,12 @@ pub enum Statement {
         retain_hours: Option<u64>,
         dry_run: bool,
     },
+    /// `ANALYZE TABLE t [(c1, …)]` (also Spark's `COMPUTE STATISTICS [FOR COLUMNS c1, …]`);
+    /// no columns means all of them.
+    Analyze {
+        table: TableName,
+        columns: Vec<String>,
+    },
     /// `DESCRIBE HISTORY t`.
     DescribeHistory(TableName),
     /// `OPTIMIZE [TABLE] t [ZORDER BY (c1, …)]`.
@@ -93,6 +99,7 @@ impl Statement {
             | Statement::DropIndex { .. }
             | Statement::Optimize { .. }
             | Statement::Vacuum { .. }
+            | Statement::Analyze { .. }
             | Statement::CreatePartitionedTable { .. } => true,
             Statement::Parsed(parsed) => match parsed.as_ref() {
                 DFStatement::Statement(s) => matches!(
@@ -363,6 +370,16 @@ impl<'a> Tokens<'a> {
         }
     }
 
+    /// `c1, c2, …`: one or more names separated by commas.
+    fn column_list(&mut self) -> Result<Vec<String>, EngineError> {
+        let mut columns = vec![self.ident()?];
+        while matches!(self.tokens.get(self.pos), Some(Token::Comma)) {
+            self.pos += 1;
+            columns.push(self.ident()?);
+        }
+        Ok(columns)
+    }
+
     /// Recognises the catalog statements MiniDB handles itself; `None` for anything else.
     fn catalog_statement(mut self) -> Result<Option<Statement>, EngineError> {
         use Keyword::*;
@@ -480,6 +497,32 @@ impl<'a> Tokens<'a> {
                 dry_run,
             });
         }
+        if self.keyword(ANALYZE) {
+            let _ = self.keyword(TABLE);
+            let table = self.table_name()?;
+            let mut columns = Vec::new();
+            if matches!(self.tokens.get(self.pos), Some(Token::LParen)) {
+                self.pos += 1;
+                columns = self.column_list()?;
+                self.token(&Token::RParen, "')' after the columns to analyze")?;
+            } else if self.word("COMPUTE") {
+                if !self.word("STATISTICS") {
+                    return Err(EngineError::InvalidInput(
+                        "syntax error: expected ANALYZE TABLE t COMPUTE STATISTICS".into(),
+                    ));
+                }
+                if self.keyword(FOR) {
+                    if self.keyword(COLUMNS) {
+                        columns = self.column_list()?;
+                    } else if !(self.keyword(ALL) && self.keyword(COLUMNS)) {
+                        return Err(EngineError::InvalidInput(
+                            "syntax error: expected FOR COLUMNS c1, … or FOR ALL COLUMNS".into(),
+                        ));
+                    }
+                }
+            }
+            return self.end(Statement::Analyze { table, columns });
+        }
         if self.keyword(OPTIMIZE) {
             let _ = self.keyword(TABLE);
             let table = self.table_name()?;
@@ -541,6 +584,26 @@ mod tests {
             Statement::DropTable { ref names, if_exists: true } if names.len() == 2
         ));
         assert!(matches!(parse("SELECT 1").unwrap(), Statement::Parsed(_)));
+    }
+
+    #[test]
+    fn analyze_statements_are_recognised() {
+        let columns = |sql| match parse(sql).unwrap() {
+            Statement::Analyze { columns, .. } => columns,
+            other => panic!("{other:?}"),
+        };
+        assert!(columns("ANALYZE TABLE products").is_empty());
+        assert_eq!(
+            columns("ANALYZE TABLE products (price, Quantity)"),
+            ["price", "quantity"]
+        );
+        assert_eq!(
+            columns("ANALYZE t COMPUTE STATISTICS FOR COLUMNS a, b"),
+            ["a", "b"]
+        );
+        assert!(columns("ANALYZE TABLE t COMPUTE STATISTICS FOR ALL COLUMNS").is_empty());
+        assert!(parse("ANALYZE TABLE t (a").is_err());
+        assert!(parse("ANALYZE TABLE t COMPUTE STATISTICS FOR a").is_err());
     }
 
     #[test]

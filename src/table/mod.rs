@@ -22,6 +22,7 @@ mod provider;
 mod pruning;
 mod scan;
 mod sink;
+pub mod statistics;
 mod transaction;
 mod vacuum;
 mod zorder;

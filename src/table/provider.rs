@@ -6,7 +6,8 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, Result, ScalarValue, not_impl_err};
+use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, Result, ScalarValue, Statistics, not_impl_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::table_schema::TableSchema;
@@ -28,6 +29,7 @@ use super::pruning::FilePruningStats;
 use super::scan::{
     DeltaScanExec, FileCounts, IndexUse, ParquetScan, indexed_file, live_file, parquet_scan,
 };
+use super::statistics::{analyzed, column_statistics};
 use super::{DeltaSink, TableHandle, TxTable, Writer};
 use crate::txlog::{Add, FileStats, Snapshot};
 
@@ -185,6 +187,38 @@ impl DeltaTableProvider {
             .collect())
     }
 
+    /// What DataFusion's planner learns about a scan of `files`: their live rows (or the rows
+    /// an index selected) and bytes, and the analyzed figures of each column; all estimates.
+    fn scan_statistics(
+        &self,
+        files: &[(&Add, &FileStats)],
+        index: Option<&IndexUse>,
+        projection: Option<&Vec<usize>>,
+    ) -> Result<Statistics> {
+        let rows: Option<u64> = match index {
+            Some(used) if used.files_read_whole == 0 => Some(used.rows),
+            _ => files
+                .iter()
+                .map(|(add, stats)| {
+                    stats
+                        .num_records
+                        .map(|n| n.saturating_sub(add.deleted_rows()))
+                })
+                .sum(),
+        };
+        let bytes: u64 = files
+            .iter()
+            .map(|(add, _)| u64::try_from(add.size).unwrap_or_default())
+            .sum();
+        let estimate = |n: u64| Precision::Inexact(usize::try_from(n).unwrap_or(usize::MAX));
+        let statistics = Statistics {
+            num_rows: rows.map_or(Precision::Absent, estimate),
+            total_byte_size: estimate(bytes),
+            column_statistics: column_statistics(&analyzed(&self.snapshot)?, &self.schema()),
+        };
+        Ok(statistics.project(projection))
+    }
+
     /// The files whose statistics may match `predicate`.
     fn skip_by_statistics<'a>(
         &self,
@@ -281,6 +315,7 @@ impl TableProvider for DeltaTableProvider {
             }),
         };
         let mut files = Vec::with_capacity(selected.len());
+        let read: Vec<(&Add, &FileStats)> = selected.iter().map(|(_, a, s)| (*a, *s)).collect();
         let addressed = !self.schema.table_partition_cols().is_empty();
         for (index, add, stats) in selected {
             let hits = match &index_scan {
@@ -345,10 +380,12 @@ impl TableProvider for DeltaTableProvider {
                     .map(|used| used.rows),
             })?
         };
+        let statistics = self.scan_statistics(&read, counts.index.as_ref(), projection)?;
         Ok(Arc::new(DeltaScanExec::new(
             self.name.clone(),
             self.snapshot.version(),
             counts,
+            statistics,
             input,
         )))
     }

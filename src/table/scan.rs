@@ -22,7 +22,9 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
+};
 use futures::future::BoxFuture;
 use object_store::path::Path;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
@@ -69,6 +71,8 @@ pub struct DeltaScanExec {
     table: String,
     version: i64,
     counts: FileCounts,
+    /// Estimates for the whole scan: rows and bytes of its files, analyzed column figures.
+    statistics: Arc<Statistics>,
     input: Arc<dyn ExecutionPlan>,
 }
 
@@ -77,12 +81,14 @@ impl DeltaScanExec {
         table: String,
         version: i64,
         counts: FileCounts,
+        statistics: Statistics,
         input: Arc<dyn ExecutionPlan>,
     ) -> Self {
         Self {
             table,
             version,
             counts,
+            statistics: Arc::new(statistics),
             input,
         }
     }
@@ -170,7 +176,19 @@ impl ExecutionPlan for DeltaScanExec {
             table: self.table.clone(),
             version: self.version,
             counts: self.counts.clone(),
+            statistics: Arc::clone(&self.statistics),
         }))
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        match (args.partition(), input_stats.first()) {
+            (Some(_), Some(input)) => Ok(Arc::clone(input)),
+            _ => Ok(Arc::clone(&self.statistics)),
+        }
     }
 
     fn execute(
