@@ -191,18 +191,10 @@ fn syntax(message: String) -> EngineError {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
-
     use super::*;
 
     fn extract_from(sql: &str) -> Result<Option<(Partitioning, String)>, EngineError> {
-        let tokens: Vec<TokenWithSpan> = Tokenizer::new(&GenericDialect {}, sql)
-            .tokenize_with_location()
-            .unwrap()
-            .into_iter()
-            .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-            .collect();
+        let tokens = crate::engine::statement::tokens(sql).unwrap();
         extract(sql, &tokens)
     }
 

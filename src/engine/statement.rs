@@ -118,13 +118,7 @@ impl Statement {
 /// Parses exactly one statement (a trailing `;` is allowed).
 pub fn parse(sql: &str) -> Result<Statement, EngineError> {
     let dialect = GenericDialect {};
-    let spanned = Tokenizer::new(&dialect, sql)
-        .tokenize_with_location()
-        .map_err(|e| EngineError::InvalidInput(format!("syntax error: {e}")))?;
-    let spanned: Vec<TokenWithSpan> = spanned
-        .into_iter()
-        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-        .collect();
+    let spanned = tokens(sql)?;
     if let Some(rewritten) = time_travel::rewrite(sql, &spanned)? {
         return parse(&rewritten);
     }
@@ -155,6 +149,17 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
             "one statement at a time, please (found several separated by ';')".into(),
         )),
     }
+}
+
+/// The tokens of `sql` without whitespace, with their positions.
+pub(super) fn tokens(sql: &str) -> Result<Vec<TokenWithSpan>, EngineError> {
+    let spanned = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| EngineError::InvalidInput(format!("syntax error: {e}")))?;
+    Ok(spanned
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect())
 }
 
 /// Unary `+` is the identity on any type, as in MySQL and SQLite (`+name` is `name`);

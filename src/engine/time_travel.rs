@@ -178,18 +178,10 @@ pub(super) fn offset(sql: &str, location: Location) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
-
     use super::*;
 
     fn rewritten(sql: &str) -> Option<String> {
-        let tokens: Vec<TokenWithSpan> = Tokenizer::new(&GenericDialect {}, sql)
-            .tokenize_with_location()
-            .unwrap()
-            .into_iter()
-            .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-            .collect();
+        let tokens = crate::engine::statement::tokens(sql).unwrap();
         rewrite(sql, &tokens).unwrap()
     }
 
