@@ -5,7 +5,9 @@
 //! NULL count, a distinct-count estimate (HyperLogLog, `approx_distinct`; exact for types it
 //! does not take) and the minimum and maximum. They are committed in the table configuration
 //! ([`STATISTICS_PROPERTY`], JSON), so they travel with the table version: time travel sees
-//! the statistics of its version, checkpoints keep them, and other engines ignore the key.
+//! the statistics of its version, checkpoints keep them, and other engines ignore the key. The
+//! log lets such a commit and a concurrent data commit pass each other (the figures are
+//! estimates anyway), so ANALYZE never makes a writer retry.
 //! Analyzing some columns keeps the others' earlier figures; each column records the version
 //! it was computed at.
 //!
@@ -30,10 +32,7 @@ use serde_json::json;
 
 use super::datafile::external;
 use super::{DeltaTableProvider, TableHandle};
-use crate::txlog::{Action, Operation, Snapshot, TxLogError};
-
-/// Table property holding the analyzed column statistics: a JSON object by column name.
-pub const STATISTICS_PROPERTY: &str = "minidb.statistics";
+use crate::txlog::{Action, Operation, STATISTICS_PROPERTY, Snapshot, TxLogError};
 
 /// Commit attempts of one ANALYZE when concurrent writers keep committing first.
 const COMMIT_ATTEMPTS: usize = 5;

@@ -157,6 +157,22 @@ pub struct Metadata {
     pub created_time: Option<i64>,
 }
 
+/// The table property holding ANALYZE's per-column statistics (JSON).
+pub const STATISTICS_PROPERTY: &str = "minidb.statistics";
+
+impl Metadata {
+    /// True when `self` and `other` differ at most in their analyzed statistics
+    /// ([`STATISTICS_PROPERTY`]), which are estimates no reader or writer depends on.
+    pub fn same_apart_from_statistics(&self, other: &Metadata) -> bool {
+        let without = |m: &Metadata| {
+            let mut m = m.clone();
+            m.configuration.remove(STATISTICS_PROPERTY);
+            m
+        };
+        without(self) == without(other)
+    }
+}
+
 /// The data file format; always Parquet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Format {

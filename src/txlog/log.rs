@@ -543,6 +543,7 @@ impl DeltaLog {
         // over commits it did not see (an index over files it never indexed, say).
         let ours_changes_table = changes_table(&actions);
         let ours_rearranges = rearranges_only(&actions);
+        let ours_statistics_only = statistics_only(&actions, snapshot);
         let mut base = Arc::clone(snapshot);
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let version = base.version() + 1;
@@ -555,7 +556,13 @@ impl DeltaLog {
             // Write-serializable: new rows appended by a blind append were not there when we
             // read, as if that append had committed after us; anything else may have changed
             // what we read (a removed file, rows added by an UPDATE).
-            let reason = if changes_table(&winner) {
+            let winner_statistics_only = statistics_only(&winner, &base);
+            let reason = if winner_statistics_only && !ours_changes_table {
+                // Advisory figures changed: nothing anyone read or writes depends on them.
+                None
+            } else if ours_statistics_only && !changes_table(&winner) {
+                None
+            } else if changes_table(&winner) {
                 Some("a concurrent transaction changed the table's schema, properties or protocol")
             } else if ours_changes_table {
                 Some(
@@ -777,6 +784,20 @@ fn changes_table(actions: &[Action]) -> bool {
         .any(|a| matches!(a, Action::Protocol(_) | Action::Metadata(_)))
 }
 
+/// True for a commit that only replaces the table's analyzed statistics
+/// ([`STATISTICS_PROPERTY`](super::STATISTICS_PROPERTY)) in `base`'s metadata: the figures are estimates, so such a commit
+/// and a concurrent data commit pass each other.
+fn statistics_only(actions: &[Action], base: &Snapshot) -> bool {
+    let [Action::Metadata(metadata)] = actions
+        .iter()
+        .filter(|a| !matches!(a, Action::CommitInfo(_)))
+        .collect::<Vec<_>>()[..]
+    else {
+        return false;
+    };
+    metadata.same_apart_from_statistics(base.metadata())
+}
+
 /// True for a commit whose file actions all have `dataChange:false`: it moves rows between
 /// files without changing what the table holds.
 fn rearranges_only(actions: &[Action]) -> bool {
@@ -845,7 +866,7 @@ fn commit_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::txlog::{Add, Protocol, Remove};
+    use crate::txlog::{Add, Protocol, Remove, STATISTICS_PROPERTY};
     use object_store::memory::InMemory;
 
     fn table_actions() -> Vec<Action> {
@@ -1007,6 +1028,56 @@ mod tests {
             last.files().map(|f| f.path.as_str()).collect::<Vec<_>>(),
             ["abd"]
         );
+    }
+
+    fn analyze(snapshot: &Snapshot, figures: &str) -> (Operation, Vec<Action>) {
+        let mut metadata = snapshot.metadata().clone();
+        metadata
+            .configuration
+            .insert(STATISTICS_PROPERTY.into(), Some(figures.into()));
+        let operation = Operation {
+            name: "ANALYZE".into(),
+            ..Default::default()
+        };
+        (operation, vec![Action::Metadata(metadata)])
+    }
+
+    #[tokio::test]
+    async fn statistics_and_data_commits_pass_each_other() {
+        let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("db/t"));
+        let v0 = Arc::new(log.create(append(), table_actions()).await.unwrap());
+        let v1 = log.commit(&v0, append(), vec![add("a")]).await.unwrap();
+        // ANALYZE commits first: a DELETE that read v1 still commits.
+        let (operation, actions) = analyze(&v1, "{}");
+        log.commit(&v1, operation, actions).await.unwrap();
+        let (operation, actions) = delete("a");
+        let v3 = log.commit(&v1, operation, actions).await.unwrap();
+        assert_eq!(v3.version(), 3);
+        assert_eq!(
+            v3.metadata().configuration[STATISTICS_PROPERTY].as_deref(),
+            Some("{}")
+        );
+        // A DELETE commits first: an ANALYZE that read before it still commits.
+        let v4 = log.commit(&v3, append(), vec![add("b")]).await.unwrap();
+        let (operation, actions) = delete("b");
+        log.commit(&v4, operation, actions).await.unwrap();
+        let (operation, actions) = analyze(&v4, "{\"x\":1}");
+        assert_eq!(
+            log.commit(&v4, operation, actions).await.unwrap().version(),
+            6
+        );
+        // A property change is not statistics: it still conflicts with a racing ANALYZE.
+        let v6 = Arc::new(log.load().await.unwrap());
+        let mut changed = v6.metadata().clone();
+        changed
+            .configuration
+            .insert("delta.targetFileSize".into(), Some("1".into()));
+        log.commit(&v6, Operation::default(), vec![Action::Metadata(changed)])
+            .await
+            .unwrap();
+        let (operation, actions) = analyze(&v6, "{}");
+        let err = log.commit(&v6, operation, actions).await.unwrap_err();
+        assert!(matches!(err, TxLogError::Conflict { .. }), "{err}");
     }
 
     #[tokio::test]

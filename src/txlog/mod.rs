@@ -25,6 +25,7 @@ mod snapshot;
 
 pub use actions::{
     Action, Add, CommitInfo, ENABLE_DELETION_VECTORS, Format, Metadata, Protocol, Remove,
+    STATISTICS_PROPERTY,
 };
 pub use dv::{DeletionVectorDescriptor, write_deletion_vector};
 pub use error::TxLogError;

@@ -31,7 +31,7 @@ run() {
 
 if $quick; then
   run tests/bench/point_lookup.py --rows 200000 --lookups 50 --scans 5 --warm-up 100 --inserts 10
-  run tests/bench/update_one_row.py --rows 100000 --updates 2
+  run tests/bench/update_one_row.py --rows 700000 --updates 2
   run tests/bench/zorder.py --rows 200000 --files 16
   run tests/bench/open_log.py --commits 300 --runs 2
 else
