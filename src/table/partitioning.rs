@@ -292,11 +292,12 @@ impl Partitioner {
                 let list: Vec<String> = partitions
                     .iter()
                     .map(|p| {
-                        format!(
-                            "PARTITION {} VALUES LESS THAN ({})",
-                            p.name,
-                            p.less_than.as_deref().unwrap_or("MAXVALUE")
-                        )
+                        let bound = match &p.less_than {
+                            None => "MAXVALUE".to_string(),
+                            Some(n) if n.parse::<f64>().is_ok() => n.clone(),
+                            Some(text) => format!("'{}'", text.replace('\'', "''")),
+                        };
+                        format!("PARTITION {} VALUES LESS THAN ({bound})", p.name)
                     })
                     .collect();
                 format!("RANGE ({column}) ({})", list.join(", "))
