@@ -166,10 +166,6 @@ impl Partitioner {
             .map_err(DataFusionError::Plan)
     }
 
-    pub fn declared(&self) -> &Partitioning {
-        &self.declared
-    }
-
     pub fn column_name(&self) -> &str {
         self.declared.column()
     }
