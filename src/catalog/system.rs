@@ -37,6 +37,11 @@ const TABLES: [&str; 7] = [
     "compactions",
 ];
 
+/// The system tables with their columns.
+pub fn system_tables() -> impl Iterator<Item = (&'static str, Schema)> {
+    TABLES.into_iter().map(|name| (name, table_schema(name)))
+}
+
 /// How a stored type is shown by DESCRIBE and `sys.columns_metadata`.
 pub fn sql_type_name(data_type: &DataType) -> String {
     match data_type {

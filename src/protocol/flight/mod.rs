@@ -11,8 +11,12 @@
 //! **Statements.** Queries are planned at `GetFlightInfo` (for the schema) and run at `DoGet`,
 //! streaming batches. Statements that return no rows (DDL, INSERT) run at `GetFlightInfo`
 //! (ADBC's DBAPI sends every statement that way) or at `DoPut`, and answer with an empty schema.
+//!
+//! **Catalog.** One Flight SQL catalog, `minidb`, whose schemas are the databases (and `sys`):
+//! see `metadata.rs`.
 
 mod handle;
+mod metadata;
 mod service;
 mod session;
 mod status;

@@ -15,9 +15,11 @@ use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionBeginTransactionRequest, ActionBeginTransactionResult,
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, ActionEndTransactionRequest, CommandGetSqlInfo,
-    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
-    CommandStatementUpdate, EndTransaction, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    ActionCreatePreparedStatementResult, ActionEndTransactionRequest, CommandGetCatalogs,
+    CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes,
+    CommandGetTables, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
+    CommandStatementQuery, CommandStatementUpdate, EndTransaction, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
@@ -31,6 +33,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::handle::StatementHandle;
+use super::metadata::CatalogCommand;
 use super::session;
 use super::status::to_status;
 use crate::engine::{Engine, Outcome, PlannedQuery, Session};
@@ -164,6 +167,15 @@ impl Transactions {
     }
 }
 
+/// One batch as a DoGet stream.
+fn batch_stream(batch: RecordBatch) -> DoGetStream {
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(batch.schema())
+        .build(futures::stream::once(async { Ok(batch) }))
+        .map_err(Status::from);
+    Box::pin(stream)
+}
+
 /// A transaction id as Flight SQL sends it (opaque bytes; MiniDB's are UUID text).
 fn transaction_id(bytes: &[u8]) -> Result<String, Status> {
     String::from_utf8(bytes.to_vec())
@@ -191,6 +203,32 @@ impl FlightSqlServer {
             transactions: Transactions::with_sweeper(),
             plans: ParkedPlans::default(),
         }
+    }
+
+    /// The FlightInfo of a catalog RPC: the answer's schema and a ticket naming the command.
+    async fn catalog_info(
+        &self,
+        command: CatalogCommand,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = command.ticket();
+        let batch = command.answer(&self.engine).await?;
+        let info = FlightInfo::new()
+            .try_with_schema(batch.schema().as_ref())
+            .map_err(|e| Status::internal(e.to_string()))?
+            .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+            .with_descriptor(descriptor)
+            .with_total_records(batch.num_rows() as i64);
+        Ok(Response::new(info))
+    }
+
+    /// The DoGet answer of a catalog RPC.
+    async fn catalog_answer(
+        &self,
+        command: CatalogCommand,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = command.answer(&self.engine).await?;
+        Ok(Response::new(batch_stream(batch)))
     }
 
     /// The session a statement handle runs in: its database and, if any, its transaction.
@@ -406,16 +444,97 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetSqlInfo,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let builder = query.into_builder(&self.sql_info);
-        let schema = builder.schema();
-        let batch = builder.build().map_err(|e| Status::internal(e.to_string()));
-        let stream = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(futures::stream::once(async {
-                batch.map_err(FlightError::from)
-            }))
-            .map_err(Status::from);
-        Ok(Response::new(Box::pin(stream)))
+        let batch = query
+            .into_builder(&self.sql_info)
+            .build()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(batch_stream(batch)))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(CatalogCommand::Catalogs(query), request.into_inner())
+            .await
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(CatalogCommand::Schemas(query), request.into_inner())
+            .await
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(CatalogCommand::Tables(query), request.into_inner())
+            .await
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(CatalogCommand::TableTypes(query), request.into_inner())
+            .await
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(CatalogCommand::PrimaryKeys(query), request.into_inner())
+            .await
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.catalog_answer(CatalogCommand::Catalogs(query)).await
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.catalog_answer(CatalogCommand::Schemas(query)).await
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.catalog_answer(CatalogCommand::Tables(query)).await
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.catalog_answer(CatalogCommand::TableTypes(query)).await
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.catalog_answer(CatalogCommand::PrimaryKeys(query))
+            .await
     }
 
     async fn do_put_statement_update(
