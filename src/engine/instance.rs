@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{RecordBatch, StringArray, UInt64Array};
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::context::SQLOptions;
@@ -20,6 +20,7 @@ use datafusion::sql::sqlparser::ast::{self, ColumnOption};
 
 use super::dml::Dml;
 use super::insert;
+use super::parameters;
 use super::statement::{self, Statement, TableName};
 use super::types::column_type;
 use super::{EngineError, ErrorKind, Listing, Outcome, Session};
@@ -59,6 +60,17 @@ impl PlannedQuery {
     pub fn execute(self) -> Result<SendableRecordBatchStream, EngineError> {
         Ok(execute_stream(self.plan, self.context)?)
     }
+}
+
+/// A statement prepared by [`Engine::prepare`].
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The statement, its placeholders numbered `$1`, `$2`, …
+    pub sql: String,
+    /// The schema of the rows it returns; `None` when it returns none.
+    pub schema: Option<SchemaRef>,
+    /// The type of each parameter, `$1` first.
+    pub parameters: Vec<DataType>,
 }
 
 /// How an [`Engine`] runs.
@@ -340,6 +352,52 @@ impl Engine {
         Ok(Some(plan.schema()))
     }
 
+    /// Prepares `sql` for a client that will bind parameters to it: the statement with its
+    /// placeholders numbered, the schema of its rows and the types of its parameters.
+    ///
+    /// Parameter types come from DataFusion's inference (a parameter compared with or inserted
+    /// into a column takes the column's type); where it cannot tell, a parameter is text.
+    pub async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, EngineError> {
+        let (sql, count) = parameters::number_placeholders(sql)?;
+        if count == 0 {
+            let schema = self.output_schema(session, &sql).await?;
+            return Ok(Prepared {
+                sql,
+                schema,
+                parameters: Vec::new(),
+            });
+        }
+        let mut parameters = vec![parameters::unknown_parameter_type(); count];
+        let mut schema = None;
+        if let Statement::Parsed(parsed) = statement::parse(&sql)? {
+            let rows = returns_rows(&parsed);
+            match self.logical_plan(session, *parsed).await {
+                Ok((plan, _)) => {
+                    if rows {
+                        schema = Some(Arc::clone(plan.schema().inner()));
+                    }
+                    for (name, data_type) in plan.get_parameter_types()? {
+                        let number = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok());
+                        if let (Some(n), Some(data_type)) = (number, data_type)
+                            && let Some(slot) = n.checked_sub(1).and_then(|i| parameters.get_mut(i))
+                        {
+                            *slot = data_type;
+                        }
+                    }
+                }
+                Err(e) if rows => return Err(e),
+                // A statement DataFusion does not plan (UPDATE, DELETE and MiniDB's own) keeps
+                // text parameters; its errors surface when it runs.
+                Err(_) => {}
+            }
+        }
+        Ok(Prepared {
+            sql,
+            schema,
+            parameters,
+        })
+    }
+
     async fn describe(&self, session: &Session, name: TableName) -> Result<Outcome, EngineError> {
         let database = session.database_or_current(name.database);
         let handle = self.catalog.table(&database, &name.table).await?;
@@ -458,12 +516,13 @@ impl Engine {
         Ok(Outcome::Rows(execute_stream(plan, self.state.task_ctx())?))
     }
 
-    /// Plans a DataFusion statement against a fresh view of the catalog.
-    async fn physical_plan(
+    /// Plans a DataFusion statement against a fresh view of the catalog, up to its logical
+    /// plan; also returns the state to go on planning with.
+    async fn logical_plan(
         &self,
         session: &Session,
         parsed: DFStatement,
-    ) -> Result<Arc<dyn ExecutionPlan>, EngineError> {
+    ) -> Result<(LogicalPlan, SessionState), EngineError> {
         let view = StatementCatalog::load(
             Arc::clone(&self.catalog),
             self.scope(session, &parsed)?,
@@ -472,6 +531,16 @@ impl Engine {
         .await?;
         let state = self.statement_state(session, view);
         let plan = state.statement_to_plan(parsed).await?;
+        Ok((plan, state))
+    }
+
+    /// Plans a DataFusion statement against a fresh view of the catalog.
+    async fn physical_plan(
+        &self,
+        session: &Session,
+        parsed: DFStatement,
+    ) -> Result<Arc<dyn ExecutionPlan>, EngineError> {
+        let (plan, state) = self.logical_plan(session, parsed).await?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_statements(false)

@@ -22,6 +22,7 @@ mod insert;
 mod instance;
 mod maintenance;
 mod outcome;
+pub mod parameters;
 mod partition_clause;
 mod session;
 mod statement;
@@ -30,6 +31,6 @@ mod types;
 
 pub use compactor::{CompactionOptions, Compactor};
 pub use error::{EngineError, ErrorKind};
-pub use instance::{Engine, EngineOptions, PlannedQuery};
+pub use instance::{Engine, EngineOptions, PlannedQuery, Prepared};
 pub use outcome::{Listing, Outcome};
 pub use session::Session;

@@ -9,6 +9,17 @@ use tonic::Status;
 pub struct StatementHandle {
     pub sql: String,
     pub database: String,
+    /// Set for prepared statements, unique to each: the key of the parameters bound to it on
+    /// this server, for clients that keep using the handle they were first given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Set in the ticket of a statement that already ran at GetFlightInfo (DDL, DML): its
+    /// DoGet answers with no rows and runs nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub executed: bool,
+    /// The bound parameters as SQL literals, one row per execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Vec<Vec<String>>>,
     /// The Flight SQL transaction the statement runs in, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction: Option<String>,
@@ -19,6 +30,19 @@ pub struct StatementHandle {
 }
 
 impl StatementHandle {
+    /// A handle for `sql` in `database`, optionally inside a transaction.
+    pub fn new(sql: String, database: String, transaction: Option<String>) -> Self {
+        Self {
+            sql,
+            database,
+            transaction,
+            plan: None,
+            id: None,
+            executed: false,
+            parameters: None,
+        }
+    }
+
     pub fn encode(&self) -> Bytes {
         Bytes::from(serde_json::to_vec(self).expect("strings always serialize"))
     }
@@ -40,6 +64,9 @@ mod tests {
             database: "test".into(),
             transaction: Some("t1".into()),
             plan: None,
+            id: Some("p1".into()),
+            executed: false,
+            parameters: Some(vec![vec!["1".into(), "'x'".into()]]),
         };
         assert_eq!(StatementHandle::decode(&handle.encode()).unwrap(), handle);
         assert!(StatementHandle::decode(b"\x00garbage").is_err());

@@ -12,6 +12,11 @@
 //! streaming batches. Statements that return no rows (DDL, INSERT) run at `GetFlightInfo`
 //! (ADBC's DBAPI sends every statement that way) or at `DoPut`, and answer with an empty schema.
 //!
+//! **Parameters.** Preparing numbers `?` placeholders as `$N` and reports their inferred types;
+//! values bound by `DoPut` travel in the handle returned and are also kept on this server under
+//! the statement's id (flightsql-dbapi reuses the first handle). Binding writes them into the
+//! SQL as literals (`engine::parameters`); several rows run as one atomic execution.
+//!
 //! **Catalog.** One Flight SQL catalog, `minidb`, whose schemas are the databases (and `sys`):
 //! see `metadata.rs`.
 

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
@@ -18,8 +19,8 @@ use arrow_flight::sql::{
     ActionCreatePreparedStatementResult, ActionEndTransactionRequest, CommandGetCatalogs,
     CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes,
     CommandGetTables, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
-    CommandStatementQuery, CommandStatementUpdate, EndTransaction, ProstMessageExt, SqlInfo,
-    TicketStatementQuery,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, EndTransaction,
+    ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
@@ -36,7 +37,7 @@ use super::handle::StatementHandle;
 use super::metadata::CatalogCommand;
 use super::session;
 use super::status::to_status;
-use crate::engine::{Engine, Outcome, PlannedQuery, Session};
+use crate::engine::{Engine, Outcome, PlannedQuery, Session, parameters};
 use crate::table::Transaction;
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
@@ -57,6 +58,7 @@ pub struct FlightSqlServer {
     sql_info: SqlInfoData,
     transactions: Arc<Transactions>,
     plans: ParkedPlans,
+    bound: BoundParameters,
 }
 
 /// Queries started by GetFlightInfo, waiting for the DoGet of their ticket: a query is planned
@@ -167,6 +169,74 @@ impl Transactions {
     }
 }
 
+/// Parameters bound through DoPut, by prepared-statement id. A client may keep using the
+/// handle it got from CreatePreparedStatement after binding (flightsql-dbapi does), so the
+/// values are kept here too, not only in the handle DoPut answers with.
+#[derive(Default)]
+struct BoundParameters(Mutex<HashMap<String, (ParameterRows, Instant)>>);
+
+/// Rows of parameter values as SQL literals, one row per execution.
+type ParameterRows = Vec<Vec<String>>;
+
+/// How long bound parameters wait for their statement to run.
+const BOUND_PARAMETERS_TTL: Duration = Duration::from_secs(3600);
+
+/// Most prepared statements with parameters kept at once; beyond, the oldest are let go.
+const MAX_BOUND_STATEMENTS: usize = 10_000;
+
+impl BoundParameters {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ParameterRows, Instant)>> {
+        let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (_, bound)| bound.elapsed() < BOUND_PARAMETERS_TTL);
+        entries
+    }
+
+    fn remember(&self, id: &str, rows: ParameterRows) {
+        let mut entries = self.entries();
+        if entries.len() >= MAX_BOUND_STATEMENTS
+            && let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, (_, bound))| *bound)
+                .map(|(id, _)| id.clone())
+        {
+            entries.remove(&oldest);
+        }
+        entries.insert(id.to_string(), (rows, Instant::now()));
+    }
+
+    fn get(&self, id: &str) -> Option<ParameterRows> {
+        self.entries().get(id).map(|(rows, _)| rows.clone())
+    }
+
+    fn forget(&self, id: &str) {
+        self.entries().remove(id);
+    }
+}
+
+/// The parameter rows a DoPut carries, as SQL literals; batches without columns (JDBC sends
+/// one for a statement without parameters) carry none.
+async fn parameter_rows(input: PeekableFlightDataStream) -> Result<ParameterRows, Status> {
+    let mut batches =
+        FlightRecordBatchStream::new_from_flight_data(input.map_err(FlightError::from));
+    let mut rows = Vec::new();
+    while let Some(batch) = batches.next().await {
+        let batch = batch.map_err(|e| Status::invalid_argument(format!("parameters: {e}")))?;
+        if parameters::has_values(&batch) {
+            rows.extend(parameters::literal_rows(&batch).map_err(to_status)?);
+        }
+    }
+    Ok(rows)
+}
+
+/// `schema` as the IPC message Flight SQL carries in prepared-statement results.
+fn ipc_schema(schema: &Schema) -> Result<Bytes, Status> {
+    let options = arrow::ipc::writer::IpcWriteOptions::default();
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &options)
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes)
+}
+
 /// One batch as a DoGet stream.
 fn batch_stream(batch: RecordBatch) -> DoGetStream {
     let stream = FlightDataEncoderBuilder::new()
@@ -202,6 +272,7 @@ impl FlightSqlServer {
             sql_info,
             transactions: Transactions::with_sweeper(),
             plans: ParkedPlans::default(),
+            bound: BoundParameters::default(),
         }
     }
 
@@ -240,6 +311,60 @@ impl FlightSqlServer {
         }
     }
 
+    /// The statements `handle` runs: its SQL, or for a prepared statement its SQL with each
+    /// row of bound parameters (those in the handle, else those bound on this server).
+    fn statements(&self, handle: &mut StatementHandle) -> Result<Vec<String>, Status> {
+        let Some(id) = &handle.id else {
+            return Ok(vec![handle.sql.clone()]);
+        };
+        if handle.parameters.is_none() {
+            handle.parameters = self.bound.get(id);
+        }
+        match &handle.parameters {
+            Some(rows) => parameters::bind_rows(&handle.sql, rows),
+            None => parameters::bind(&handle.sql, &[]).map(|sql| vec![sql]),
+        }
+        .map_err(to_status)
+    }
+
+    /// The one statement of a handle that must run once (a query).
+    fn statement(&self, handle: &mut StatementHandle) -> Result<String, Status> {
+        let mut statements = self.statements(handle)?;
+        match statements.len() {
+            1 => Ok(statements.remove(0)),
+            n => Err(Status::invalid_argument(format!(
+                "a query runs with one row of parameters; {n} were bound"
+            ))),
+        }
+    }
+
+    /// Runs `statements` (a prepared statement over several parameter rows) as one atomic
+    /// execution: inside the session's transaction, or a transaction of their own.
+    async fn execute_all(
+        &self,
+        session: &mut Session,
+        statements: &[String],
+    ) -> Result<i64, Status> {
+        let own = session.transaction().is_none() && statements.len() > 1;
+        if own {
+            session.begin(self.engine.begin());
+        }
+        let mut affected = 0u64;
+        for sql in statements {
+            let outcome = self.execute(session, sql).await?;
+            if matches!(outcome, Outcome::Rows(_) | Outcome::Listing(..)) {
+                return Err(Status::invalid_argument(
+                    "a statement that returns rows cannot run as an update",
+                ));
+            }
+            affected += outcome.affected_rows();
+        }
+        if own && let Some(transaction) = session.end_transaction() {
+            self.engine.commit(&transaction).await.map_err(to_status)?;
+        }
+        Ok(i64::try_from(affected).unwrap_or(i64::MAX))
+    }
+
     /// Runs one statement; a conflict that rolled the session's transaction back also closes it
     /// for Flight SQL.
     async fn execute(&self, session: &mut Session, sql: &str) -> Result<Outcome, Status> {
@@ -263,32 +388,50 @@ impl FlightSqlServer {
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
         let mut session = self.session(&handle)?;
-        let planned = self
-            .engine
-            .plan_query(&session, &handle.sql)
-            .await
-            .map_err(to_status)?;
-        let schema = match planned {
-            Some(query) => {
-                let schema = query.schema();
-                handle.plan = self.plans.park(query)?;
-                Some(schema)
+        let statements = self.statements(&mut handle)?;
+        let (sql, schema) = match statements.as_slice() {
+            [sql] => {
+                let planned = self
+                    .engine
+                    .plan_query(&session, sql)
+                    .await
+                    .map_err(to_status)?;
+                let schema = match planned {
+                    Some(query) => {
+                        let schema = query.schema();
+                        handle.plan = self.plans.park(query)?;
+                        Some(schema)
+                    }
+                    None => self
+                        .engine
+                        .output_schema(&session, sql)
+                        .await
+                        .map_err(to_status)?,
+                };
+                (Some(sql), schema)
             }
-            None => self
-                .engine
-                .output_schema(&session, &handle.sql)
-                .await
-                .map_err(to_status)?,
+            _ => (None, None),
         };
         let Some(schema) = schema else {
-            let outcome = self.execute(&mut session, &handle.sql).await?;
+            let (affected, using) = match sql {
+                Some(sql) => {
+                    let outcome = self.execute(&mut session, sql).await?;
+                    let affected = i64::try_from(outcome.affected_rows()).unwrap_or(i64::MAX);
+                    (affected, matches!(outcome, Outcome::UsingDatabase(_)))
+                }
+                None => (self.execute_all(&mut session, &statements).await?, false),
+            };
+            // One endpoint whose DoGet answers with no rows: some clients (flightsql-dbapi)
+            // fetch endpoint 0 of every statement they run.
+            handle.executed = true;
             let info = FlightInfo::new()
                 .try_with_schema(&Schema::empty())
                 .map_err(|e| Status::internal(e.to_string()))?
+                .with_endpoint(FlightEndpoint::new().with_ticket(ticket(&handle)))
                 .with_descriptor(descriptor)
-                .with_total_records(i64::try_from(outcome.affected_rows()).unwrap_or(i64::MAX));
+                .with_total_records(affected);
             let mut response = Response::new(info);
-            if matches!(outcome, Outcome::UsingDatabase(_)) {
+            if using {
                 session::remember(response.metadata_mut(), &session);
             }
             return Ok(response);
@@ -302,7 +445,12 @@ impl FlightSqlServer {
     }
 
     /// Runs a query and streams its batches.
-    async fn stream(&self, handle: StatementHandle) -> Result<Response<DoGetStream>, Status> {
+    async fn stream(&self, mut handle: StatementHandle) -> Result<Response<DoGetStream>, Status> {
+        if handle.executed {
+            return Ok(Response::new(batch_stream(RecordBatch::new_empty(
+                Arc::new(Schema::empty()),
+            ))));
+        }
         let parked = handle.plan.as_deref().and_then(|id| self.plans.take(id));
         let (schema, batches): (SchemaRef, _) = match parked {
             Some(StartedQuery { schema, batches }) => (
@@ -313,7 +461,8 @@ impl FlightSqlServer {
             ),
             None => {
                 let mut session = self.session(&handle)?;
-                match self.execute(&mut session, &handle.sql).await? {
+                let sql = self.statement(&mut handle)?;
+                match self.execute(&mut session, &sql).await? {
                     Outcome::Rows(stream) => (
                         stream.schema(),
                         stream
@@ -336,10 +485,10 @@ impl FlightSqlServer {
     }
 
     /// Runs a statement that returns no rows and reports the affected row count.
-    async fn update(&self, handle: StatementHandle) -> Result<i64, Status> {
+    async fn update(&self, mut handle: StatementHandle) -> Result<i64, Status> {
         let mut session = self.session(&handle)?;
-        let outcome = self.execute(&mut session, &handle.sql).await?;
-        Ok(i64::try_from(outcome.affected_rows()).unwrap_or(i64::MAX))
+        let statements = self.statements(&mut handle)?;
+        self.execute_all(&mut session, &statements).await
     }
 }
 
@@ -370,16 +519,15 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let session = session::from_metadata(request.metadata());
-        let handle = StatementHandle {
-            sql: query.query,
-            database: session.database().to_string(),
-            transaction: query
+        let handle = StatementHandle::new(
+            query.query,
+            session.database().to_string(),
+            query
                 .transaction_id
                 .as_deref()
                 .map(transaction_id)
                 .transpose()?,
-            plan: None,
-        };
+        );
         let ticket = |h: &StatementHandle| {
             let statement = TicketStatementQuery {
                 statement_handle: h.encode(),
@@ -544,26 +692,31 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<i64, Status> {
         // The input stream is not drained: clients may wait for this answer before closing it.
         let session = session::from_metadata(request.metadata());
-        self.update(StatementHandle {
-            plan: None,
-            sql: ticket.query,
-            database: session.database().to_string(),
-            transaction: ticket
+        self.update(StatementHandle::new(
+            ticket.query,
+            session.database().to_string(),
+            ticket
                 .transaction_id
                 .as_deref()
                 .map(transaction_id)
                 .transpose()?,
-        })
+        ))
         .await
     }
 
     async fn do_put_prepared_statement_update(
         &self,
         query: CommandPreparedStatementUpdate,
-        _request: Request<PeekableFlightDataStream>,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.update(StatementHandle::decode(&query.prepared_statement_handle)?)
-            .await
+        let mut handle = StatementHandle::decode(&query.prepared_statement_handle)?;
+        // Rows sent with the update are its parameters (executemany); without any, the ones
+        // bound before apply.
+        let rows = parameter_rows(request.into_inner()).await?;
+        if !rows.is_empty() {
+            handle.parameters = Some(rows);
+        }
+        self.update(handle).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -574,43 +727,63 @@ impl FlightSqlService for FlightSqlServer {
         let database = session::from_metadata(request.metadata())
             .database()
             .to_string();
-        let handle = StatementHandle {
-            sql: query.query,
-            database,
-            transaction: query
-                .transaction_id
-                .as_deref()
-                .map(transaction_id)
-                .transpose()?,
-            plan: None,
-        };
+        let transaction = query
+            .transaction_id
+            .as_deref()
+            .map(transaction_id)
+            .transpose()?;
+        let mut handle = StatementHandle::new(query.query, database, transaction);
         let session = self.session(&handle)?;
-        let schema = self
+        let prepared = self
             .engine
-            .output_schema(&session, &handle.sql)
+            .prepare(&session, &handle.sql)
             .await
-            .map_err(to_status)?
-            .unwrap_or_else(|| Arc::new(Schema::empty()));
-        let options = arrow::ipc::writer::IpcWriteOptions::default();
-        let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &options)
-            .try_into()
-            .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
-        let IpcMessage(parameter_schema) = SchemaAsIpc::new(&Schema::empty(), &options)
-            .try_into()
-            .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+            .map_err(to_status)?;
+        handle.sql = prepared.sql;
+        handle.id = Some(uuid::Uuid::new_v4().simple().to_string());
+        let schema = prepared.schema.unwrap_or_else(|| Arc::new(Schema::empty()));
+        // Parameters are nullable: JDBC refuses to bind NULL to a non-nullable one.
+        let parameters = Schema::new(
+            prepared
+                .parameters
+                .into_iter()
+                .enumerate()
+                .map(|(i, data_type)| Field::new(format!("${}", i + 1), data_type, true))
+                .collect::<Vec<_>>(),
+        );
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.encode(),
-            dataset_schema,
-            parameter_schema,
+            dataset_schema: ipc_schema(&schema)?,
+            parameter_schema: ipc_schema(&parameters)?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let mut handle = StatementHandle::decode(&query.prepared_statement_handle)?;
+        let rows = parameter_rows(request.into_inner()).await?;
+        if let Some(id) = &handle.id {
+            self.bound.remember(id, rows.clone());
+        }
+        handle.parameters = Some(rows);
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle.encode()),
         })
     }
 
     async fn do_action_close_prepared_statement(
         &self,
-        _query: ActionClosePreparedStatementRequest,
+        query: ActionClosePreparedStatementRequest,
         _request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
-        // Handles are self-contained: there is no server state to release.
+        // Handles are self-contained; only parameters bound on this server are let go.
+        let handle = StatementHandle::decode(&query.prepared_statement_handle)?;
+        if let Some(id) = &handle.id {
+            self.bound.forget(id);
+        }
         Ok(())
     }
 
