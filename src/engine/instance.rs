@@ -1,6 +1,6 @@
 //! [`Engine`]: one catalog and one DataFusion configuration, shared by every session.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -139,6 +139,21 @@ impl Engine {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// The names of the scalar functions (upper case), by the section of DataFusion's function
+    /// reference that documents them ("Math Functions", "String Functions", …).
+    pub fn scalar_functions(&self) -> BTreeMap<&'static str, Vec<String>> {
+        let mut sections: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+        for (name, function) in self.state.scalar_functions() {
+            if let Some(doc) = function.documentation() {
+                sections
+                    .entry(doc.doc_section.label)
+                    .or_default()
+                    .push(name.to_uppercase());
+            }
+        }
+        sections
     }
 
     /// Time since the engine was opened.

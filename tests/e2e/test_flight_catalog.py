@@ -92,3 +92,11 @@ def test_raw_catalog_commands_answer_in_the_specified_schemas(server, text):
     text.ok("CREATE TABLE nokey (a INT);")
     none = flight_read(server, _any("CommandGetPrimaryKeys", _field_bytes(3, b"nokey")))
     assert none.num_rows == 0 and none.schema.field("key_sequence").type == pa.int32()
+
+
+def test_adbc_get_info_reports_the_server(conn):
+    info = conn.adbc_get_info()
+    assert info["vendor_name"] == "MiniDB"
+    assert info["vendor_arrow_version"] == "1.3"
+    assert info["vendor_version"].count(".") == 2
+    assert info["driver_name"].startswith("ADBC Flight SQL Driver")

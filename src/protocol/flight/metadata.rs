@@ -1,19 +1,24 @@
-//! The Flight SQL catalog RPCs: GetCatalogs, GetDbSchemas, GetTables, GetTableTypes and
-//! GetPrimaryKeys.
+//! The Flight SQL catalog RPCs: GetCatalogs, GetDbSchemas, GetTables, GetTableTypes,
+//! GetPrimaryKeys, GetExportedKeys, GetImportedKeys, GetCrossReference and GetXdbcTypeInfo.
 //!
 //! MiniDB's names map onto Flight SQL's three levels as SQL spells them: one catalog, `minidb`;
 //! each database is a schema (`db_schema_name`), with the reserved `sys` schema holding the
 //! system tables; tables are tables (type `TABLE`, or `SYSTEM TABLE` in `sys`). So the name a
 //! client builds from GetTables, `db.table`, is the one its SQL uses.
+//!
+//! MiniDB has no foreign keys, so the three key RPCs answer with no rows, in their schema.
 
 use std::sync::Arc;
 
 use arrow::array::{Int32Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow_flight::Ticket;
+use arrow_flight::sql::metadata::{XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
 use arrow_flight::sql::{
-    CommandGetCatalogs, CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTableTypes,
-    CommandGetTables, ProstMessageExt,
+    CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
+    CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetTableTypes, CommandGetTables,
+    CommandGetXdbcTypeInfo, Nullable, ProstMessageExt, Searchable, XdbcDataType,
+    XdbcDatetimeSubcode,
 };
 use prost::Message;
 use tonic::Status;
@@ -35,6 +40,10 @@ pub enum CatalogCommand {
     Tables(CommandGetTables),
     TableTypes(CommandGetTableTypes),
     PrimaryKeys(CommandGetPrimaryKeys),
+    ExportedKeys(CommandGetExportedKeys),
+    ImportedKeys(CommandGetImportedKeys),
+    CrossReference(CommandGetCrossReference),
+    TypeInfo(CommandGetXdbcTypeInfo),
 }
 
 impl CatalogCommand {
@@ -46,6 +55,10 @@ impl CatalogCommand {
             CatalogCommand::Tables(c) => c.as_any(),
             CatalogCommand::TableTypes(c) => c.as_any(),
             CatalogCommand::PrimaryKeys(c) => c.as_any(),
+            CatalogCommand::ExportedKeys(c) => c.as_any(),
+            CatalogCommand::ImportedKeys(c) => c.as_any(),
+            CatalogCommand::CrossReference(c) => c.as_any(),
+            CatalogCommand::TypeInfo(c) => c.as_any(),
         };
         Ticket::new(any.encode_to_vec())
     }
@@ -107,6 +120,14 @@ impl CatalogCommand {
                 builder.build().map_err(failed)
             }
             CatalogCommand::PrimaryKeys(command) => primary_keys(engine, command).await,
+            CatalogCommand::ExportedKeys(_)
+            | CatalogCommand::ImportedKeys(_)
+            | CatalogCommand::CrossReference(_) => {
+                Ok(RecordBatch::new_empty(foreign_keys_schema()))
+            }
+            CatalogCommand::TypeInfo(command) => {
+                command.into_builder(&type_info()).build().map_err(failed)
+            }
         }
     }
 }
@@ -124,6 +145,135 @@ async fn databases(engine: &Engine) -> Result<Vec<String>, Status> {
         .map_err(|e| to_status(EngineError::from(e)))?;
     databases.push(SYSTEM_DATABASE.to_string());
     Ok(databases)
+}
+
+/// The schema of GetExportedKeys, GetImportedKeys and GetCrossReference answers.
+fn foreign_keys_schema() -> SchemaRef {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        text("pk_catalog_name", true),
+        text("pk_db_schema_name", true),
+        text("pk_table_name", false),
+        text("pk_column_name", false),
+        text("fk_catalog_name", true),
+        text("fk_db_schema_name", true),
+        text("fk_table_name", false),
+        text("fk_column_name", false),
+        Field::new("key_sequence", DataType::Int32, false),
+        text("fk_key_name", true),
+        text("pk_key_name", true),
+        Field::new("update_rule", DataType::UInt8, false),
+        Field::new("delete_rule", DataType::UInt8, false),
+    ]))
+}
+
+/// The column types `CREATE TABLE` accepts, described for GetXdbcTypeInfo.
+fn type_info() -> XdbcTypeInfoData {
+    struct Type {
+        name: &'static str,
+        xdbc: XdbcDataType,
+        size: Option<i32>,
+        quote: Option<(&'static str, &'static str)>,
+        radix: Option<i32>,
+        datetime: Option<XdbcDatetimeSubcode>,
+    }
+    let number = |name, xdbc, size, radix| Type {
+        name,
+        xdbc,
+        size: Some(size),
+        quote: None,
+        radix: Some(radix),
+        datetime: None,
+    };
+    let quoted = |name, xdbc, size, quote, datetime| Type {
+        name,
+        xdbc,
+        size,
+        quote: Some(quote),
+        radix: None,
+        datetime,
+    };
+    let types = [
+        Type {
+            name: "BOOLEAN",
+            xdbc: XdbcDataType::XdbcBit,
+            size: Some(1),
+            quote: None,
+            radix: None,
+            datetime: None,
+        },
+        number("TINYINT", XdbcDataType::XdbcTinyint, 3, 10),
+        number("SMALLINT", XdbcDataType::XdbcSmallint, 5, 10),
+        number("INTEGER", XdbcDataType::XdbcInteger, 10, 10),
+        number("BIGINT", XdbcDataType::XdbcBigint, 19, 10),
+        number("REAL", XdbcDataType::XdbcReal, 24, 2),
+        number("DOUBLE", XdbcDataType::XdbcDouble, 53, 2),
+        number("DECIMAL", XdbcDataType::XdbcDecimal, 38, 10),
+        quoted("VARCHAR", XdbcDataType::XdbcVarchar, None, ("'", "'"), None),
+        quoted(
+            "VARBINARY",
+            XdbcDataType::XdbcVarbinary,
+            None,
+            ("X'", "'"),
+            None,
+        ),
+        quoted(
+            "DATE",
+            XdbcDataType::XdbcDate,
+            Some(10),
+            ("DATE '", "'"),
+            // SQL_CODE_DATE.
+            Some(XdbcDatetimeSubcode::XdbcSubcodeYear),
+        ),
+        quoted(
+            "DATETIME",
+            XdbcDataType::XdbcTimestamp,
+            Some(26),
+            ("TIMESTAMP '", "'"),
+            Some(XdbcDatetimeSubcode::XdbcSubcodeTimestamp),
+        ),
+        quoted(
+            "TIMESTAMP",
+            XdbcDataType::XdbcTimestamp,
+            Some(32),
+            ("TIMESTAMP '", "'"),
+            Some(XdbcDatetimeSubcode::XdbcSubcodeTimestampWithTimezone),
+        ),
+    ];
+    let mut builder = XdbcTypeInfoDataBuilder::new();
+    for t in types {
+        let decimal = t.xdbc == XdbcDataType::XdbcDecimal;
+        let is_text = t.xdbc == XdbcDataType::XdbcVarchar;
+        builder.append(XdbcTypeInfo {
+            type_name: t.name.to_string(),
+            data_type: t.xdbc,
+            column_size: t.size,
+            literal_prefix: t.quote.map(|(prefix, _)| prefix.to_string()),
+            literal_suffix: t.quote.map(|(_, suffix)| suffix.to_string()),
+            create_params: decimal.then(|| vec!["precision".to_string(), "scale".to_string()]),
+            nullable: Nullable::NullabilityNullable,
+            case_sensitive: is_text,
+            searchable: Searchable::Full,
+            unsigned_attribute: t.radix.map(|_| false),
+            fixed_prec_scale: decimal,
+            auto_increment: t.radix.map(|_| false),
+            local_type_name: Some(t.name.to_string()),
+            minimum_scale: decimal.then_some(0),
+            maximum_scale: decimal.then_some(38),
+            // ODBC's SQL_DATA_TYPE: SQL_DATETIME for dates and times, else the type itself.
+            sql_data_type: if t.datetime.is_some() {
+                XdbcDataType::XdbcDatetime
+            } else {
+                t.xdbc
+            },
+            datetime_subcode: t.datetime,
+            num_prec_radix: t.radix,
+            interval_precision: None,
+        });
+    }
+    builder
+        .build()
+        .expect("a fixed list of well-formed type descriptions always builds")
 }
 
 /// The columns of a table's PRIMARY KEY, in key order (none without one).

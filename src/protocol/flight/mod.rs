@@ -24,6 +24,7 @@ mod handle;
 mod metadata;
 mod service;
 mod session;
+mod sql_info;
 mod status;
 
 pub use service::FlightSqlServer;

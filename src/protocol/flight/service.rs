@@ -11,14 +11,15 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::metadata::SqlInfoData;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionBeginTransactionRequest, ActionBeginTransactionResult,
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, ActionEndTransactionRequest, CommandGetCatalogs,
-    CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes,
-    CommandGetTables, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
+    CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys,
+    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
     CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, EndTransaction,
     ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
@@ -36,6 +37,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::handle::StatementHandle;
 use super::metadata::CatalogCommand;
 use super::session;
+use super::sql_info;
 use super::status::to_status;
 use crate::engine::{Engine, Outcome, PlannedQuery, Session, parameters};
 use crate::table::Transaction;
@@ -254,19 +256,7 @@ fn transaction_id(bytes: &[u8]) -> Result<String, Status> {
 
 impl FlightSqlServer {
     pub fn new(engine: Arc<Engine>) -> Self {
-        let mut info = SqlInfoDataBuilder::new();
-        info.append(SqlInfo::FlightSqlServerName, "MiniDB");
-        info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
-        info.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");
-        info.append(SqlInfo::FlightSqlServerReadOnly, false);
-        info.append(SqlInfo::FlightSqlServerSql, true);
-        info.append(SqlInfo::FlightSqlServerSubstrait, false);
-        // 1 = SQL_TRANSACTION_TRANSACTION: BeginTransaction/EndTransaction, no savepoints.
-        info.append(SqlInfo::FlightSqlServerTransaction, 1i32);
-        info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-        let sql_info = info
-            .build()
-            .expect("a fixed list of well-typed SqlInfo values always builds");
+        let sql_info = sql_info::sql_info(&engine);
         Self {
             engine,
             sql_info,
@@ -592,10 +582,13 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetSqlInfo,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let batch = query
-            .into_builder(&self.sql_info)
-            .build()
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let batch = if query.info.is_empty() {
+            self.sql_info
+                .record_batch(sql_info::UNREQUESTED_ANSWERS.iter().copied())
+        } else {
+            query.into_builder(&self.sql_info).build()
+        }
+        .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(batch_stream(batch)))
     }
 
@@ -642,6 +635,77 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<FlightInfo>, Status> {
         self.catalog_info(CatalogCommand::PrimaryKeys(query), request.into_inner())
             .await
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(CatalogCommand::ExportedKeys(query), request.into_inner())
+            .await
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(CatalogCommand::ImportedKeys(query), request.into_inner())
+            .await
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(CatalogCommand::CrossReference(query), request.into_inner())
+            .await
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(CatalogCommand::TypeInfo(query), request.into_inner())
+            .await
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.catalog_answer(CatalogCommand::ExportedKeys(query))
+            .await
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.catalog_answer(CatalogCommand::ImportedKeys(query))
+            .await
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.catalog_answer(CatalogCommand::CrossReference(query))
+            .await
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.catalog_answer(CatalogCommand::TypeInfo(query)).await
     }
 
     async fn do_get_catalogs(
