@@ -18,6 +18,7 @@ mod dml;
 mod error;
 mod history;
 mod indexes;
+mod ingest;
 mod insert;
 mod instance;
 mod maintenance;
@@ -31,6 +32,7 @@ mod types;
 
 pub use compactor::{CompactionOptions, Compactor};
 pub use error::{EngineError, ErrorKind};
+pub use ingest::{IfExists, IfMissing};
 pub use instance::{Engine, EngineOptions, PlannedQuery, Prepared};
 pub use outcome::{Listing, Outcome};
 pub use session::Session;

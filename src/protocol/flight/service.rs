@@ -20,14 +20,18 @@ use arrow_flight::sql::{
     CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys,
     CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
     CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
-    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, EndTransaction,
-    ProstMessageExt, SqlInfo, TicketStatementQuery,
+    CommandStatementIngest, CommandStatementQuery, CommandStatementUpdate,
+    DoPutPreparedStatementResult, EndTransaction, ProstMessageExt, SqlInfo, TableDefinitionOptions,
+    TableExistsOption, TableNotExistOption, TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
     SchemaAsIpc, Ticket,
 };
 use bytes::Bytes;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tokio::sync::mpsc;
@@ -39,7 +43,10 @@ use super::metadata::CatalogCommand;
 use super::session;
 use super::sql_info;
 use super::status::to_status;
-use crate::engine::{Engine, Outcome, PlannedQuery, Session, parameters};
+use crate::catalog::CATALOG_NAME;
+use crate::engine::{
+    Engine, EngineError, IfExists, IfMissing, Outcome, PlannedQuery, Session, parameters,
+};
 use crate::table::Transaction;
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
@@ -230,6 +237,52 @@ async fn parameter_rows(input: PeekableFlightDataStream) -> Result<ParameterRows
     Ok(rows)
 }
 
+/// What an ingest does when its table is missing or exists; without options, it creates a
+/// missing table and fails on an existing one (ADBC's default mode).
+fn ingest_modes(options: Option<TableDefinitionOptions>) -> Result<(IfMissing, IfExists), Status> {
+    let Some(options) = options else {
+        return Ok((IfMissing::Create, IfExists::Fail));
+    };
+    let if_missing = match TableNotExistOption::try_from(options.if_not_exist) {
+        Ok(TableNotExistOption::Create) => IfMissing::Create,
+        Ok(TableNotExistOption::Fail) => IfMissing::Fail,
+        _ => {
+            return Err(Status::invalid_argument(
+                "ingest: if_not_exist must be CREATE or FAIL",
+            ));
+        }
+    };
+    let if_exists = match TableExistsOption::try_from(options.if_exists) {
+        Ok(TableExistsOption::Fail) => IfExists::Fail,
+        Ok(TableExistsOption::Append) => IfExists::Append,
+        Ok(TableExistsOption::Replace) => IfExists::Replace,
+        _ => {
+            return Err(Status::invalid_argument(
+                "ingest: if_exists must be FAIL, APPEND or REPLACE",
+            ));
+        }
+    };
+    Ok((if_missing, if_exists))
+}
+
+/// The record batches of an ingest's DoPut as a stream, decoded as they arrive; the schema
+/// comes from the stream's first message.
+async fn ingest_rows(input: PeekableFlightDataStream) -> Result<SendableRecordBatchStream, Status> {
+    let mut batches =
+        FlightRecordBatchStream::new_from_flight_data(input.map_err(FlightError::from));
+    let first =
+        batches.next().await.transpose().map_err(|e| {
+            Status::invalid_argument(format!("ingest: the rows do not decode: {e}"))
+        })?;
+    let schema = batches
+        .schema()
+        .cloned()
+        .ok_or_else(|| Status::invalid_argument("ingest: the stream carries no schema"))?;
+    let rest = batches.map_err(|e| DataFusionError::External(Box::new(e)));
+    let rows = futures::stream::iter(first.map(Ok)).chain(rest);
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rows)))
+}
+
 /// `schema` as the IPC message Flight SQL carries in prepared-statement results.
 fn ipc_schema(schema: &Schema) -> Result<Bytes, Status> {
     let options = arrow::ipc::writer::IpcWriteOptions::default();
@@ -295,9 +348,21 @@ impl FlightSqlServer {
     /// The session a statement handle runs in: its database and, if any, its transaction.
     fn session(&self, handle: &StatementHandle) -> Result<Session, Status> {
         let session = Session::in_database(handle.database.clone());
-        match &handle.transaction {
-            Some(id) => Ok(session.with_transaction(self.transactions.get(id)?)),
-            None => Ok(session),
+        let Some(id) = &handle.transaction else {
+            return Ok(session);
+        };
+        match self.transactions.get(id) {
+            Ok(transaction) => Ok(session.with_transaction(transaction)),
+            // A prepared statement belongs to the transaction it was prepared in (ADBC's DBAPI
+            // reuses the handle of an unchanged query across COMMIT).
+            Err(status) if handle.id.is_some() => Err(Status::new(
+                status.code(),
+                format!(
+                    "{}; the prepared statement belonged to it: prepare it again",
+                    status.message()
+                ),
+            )),
+            Err(status) => Err(status),
         }
     }
 
@@ -766,6 +831,37 @@ impl FlightSqlService for FlightSqlServer {
                 .transpose()?,
         ))
         .await
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        command: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let mut session = session::from_metadata(request.metadata());
+        if let Some(id) = command.transaction_id.as_deref() {
+            session = session.with_transaction(self.transactions.get(&transaction_id(id)?)?);
+        }
+        if command.temporary {
+            return Err(to_status(EngineError::NotSupported(
+                "temporary tables".into(),
+            )));
+        }
+        if let Some(catalog) = command.catalog.as_deref()
+            && catalog != CATALOG_NAME
+        {
+            return Err(Status::not_found(format!(
+                "catalog '{catalog}' does not exist; MiniDB's catalog is '{CATALOG_NAME}'"
+            )));
+        }
+        let modes = ingest_modes(command.table_definition_options)?;
+        let rows = ingest_rows(request.into_inner()).await?;
+        let written = self
+            .engine
+            .ingest(&mut session, command.schema, &command.table, modes, rows)
+            .await
+            .map_err(to_status)?;
+        Ok(i64::try_from(written).unwrap_or(i64::MAX))
     }
 
     async fn do_put_prepared_statement_update(

@@ -59,8 +59,9 @@ pub fn sql_info(engine: &Engine) -> SqlInfoData {
         SqlSupportedTransaction::Transaction as i32,
     );
     info.append(SqlInfo::FlightSqlServerCancel, false);
-    info.append(SqlInfo::FlightSqlServerBulkIngestion, false);
-    info.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
+    // CommandStatementIngest, also inside a transaction (appending or replacing).
+    info.append(SqlInfo::FlightSqlServerBulkIngestion, true);
+    info.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, true);
     info.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
     info.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
 
