@@ -34,9 +34,11 @@ if $quick; then
   run tests/bench/update_one_row.py --rows 700000 --updates 2
   run tests/bench/zorder.py --rows 200000 --files 16
   run tests/bench/open_log.py --commits 300 --runs 2
+  run tests/bench/ingest.py --scale 0.05
 else
   run tests/bench/point_lookup.py
   run tests/bench/update_one_row.py
   run tests/bench/zorder.py
   run tests/bench/open_log.py
+  run tests/bench/ingest.py
 fi
