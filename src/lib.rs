@@ -14,6 +14,7 @@
 //!
 //! [`server`] wires them into the running process.
 
+pub mod auth;
 pub mod catalog;
 pub mod engine;
 pub mod protocol;

@@ -1,12 +1,16 @@
-//! The `minidb` command line: `minidb serve` starts the server.
+//! The `minidb` command line: `minidb serve` starts the server; `minidb hash-password` makes a
+//! users-file line.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use minidb::auth::Authenticator;
 use minidb::engine::{CompactionOptions, EngineOptions};
-use minidb::server::{RunningServer, ServerConfig};
+use minidb::server::{RunningServer, ServerConfig, TlsFiles};
 use minidb::table::Concurrency;
 use tracing_subscriber::EnvFilter;
 
@@ -20,34 +24,56 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve Flight SQL and the text protocol over the data root.
-    Serve {
-        /// Data root: a directory or an object-store URL (file:///…, memory://).
-        #[arg(long, env = "MINIDB_DATA", default_value = "./minidb_data")]
-        data: String,
-        /// Address of the gRPC listener (Flight SQL and the admin service).
-        #[arg(long, env = "MINIDB_FLIGHT_ADDR", default_value = "127.0.0.1:50051")]
-        flight_addr: String,
-        /// Address of the plain-text protocol listener.
-        #[arg(long, env = "MINIDB_TEXT_ADDR", default_value = "127.0.0.1:7205")]
-        text_addr: String,
-        /// How concurrent writers coordinate: `pessimistic` (per-table writer locks inside this
-        /// server) or `optimistic` (conditional-put commits and Delta's conflict rules only).
-        #[arg(long, env = "MINIDB_CONCURRENCY", value_enum, default_value_t = ConcurrencyArg::Pessimistic)]
-        concurrency: ConcurrencyArg,
-        /// Pessimistic mode: how long a writer waits for a table held by another transaction
-        /// before failing with a retryable conflict.
-        #[arg(long, env = "MINIDB_LOCK_TIMEOUT_MS", default_value_t = 10_000)]
-        lock_timeout_ms: u64,
-        /// Milliseconds between background compaction passes; 0 turns the schedule off.
-        #[arg(long, env = "MINIDB_COMPACTION_INTERVAL_MS", default_value_t = 60_000)]
-        compaction_interval_ms: u64,
-        /// Small files (below 3/4 of the target file size) that make a table worth compacting.
-        #[arg(long, env = "MINIDB_COMPACTION_MIN_SMALL_FILES", default_value_t = 10)]
-        compaction_min_small_files: usize,
-        /// Share of rows deleted through deletion vectors that makes a table worth compacting.
-        #[arg(long, env = "MINIDB_COMPACTION_DELETED_RATIO", default_value_t = 0.1)]
-        compaction_deleted_ratio: f64,
+    Serve(ServeArgs),
+    /// Read a password from stdin and print the line to put in the users file.
+    HashPassword {
+        /// The user the line is for.
+        user: String,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Data root: a directory or an object-store URL (file:///…, memory://).
+    #[arg(long, env = "MINIDB_DATA", default_value = "./minidb_data")]
+    data: String,
+    /// Address of the gRPC listener (Flight SQL and the admin service).
+    #[arg(long, env = "MINIDB_FLIGHT_ADDR", default_value = "127.0.0.1:50051")]
+    flight_addr: String,
+    /// Address of the plain-text protocol listener.
+    #[arg(long, env = "MINIDB_TEXT_ADDR", default_value = "127.0.0.1:7205")]
+    text_addr: String,
+    /// How concurrent writers coordinate: `pessimistic` (per-table writer locks inside this
+    /// server) or `optimistic` (conditional-put commits and Delta's conflict rules only).
+    #[arg(long, env = "MINIDB_CONCURRENCY", value_enum, default_value_t = ConcurrencyArg::Pessimistic)]
+    concurrency: ConcurrencyArg,
+    /// Pessimistic mode: how long a writer waits for a table held by another transaction
+    /// before failing with a retryable conflict.
+    #[arg(long, env = "MINIDB_LOCK_TIMEOUT_MS", default_value_t = 10_000)]
+    lock_timeout_ms: u64,
+    /// Milliseconds between background compaction passes; 0 turns the schedule off.
+    #[arg(long, env = "MINIDB_COMPACTION_INTERVAL_MS", default_value_t = 60_000)]
+    compaction_interval_ms: u64,
+    /// Small files (below 3/4 of the target file size) that make a table worth compacting.
+    #[arg(long, env = "MINIDB_COMPACTION_MIN_SMALL_FILES", default_value_t = 10)]
+    compaction_min_small_files: usize,
+    /// Share of rows deleted through deletion vectors that makes a table worth compacting.
+    #[arg(long, env = "MINIDB_COMPACTION_DELETED_RATIO", default_value_t = 0.1)]
+    compaction_deleted_ratio: f64,
+    /// Users file (`name:<hash>` lines, see `minidb hash-password`); when set, every gRPC
+    /// call needs a bearer token from Handshake and text sessions must LOGIN first.
+    #[arg(long, env = "MINIDB_USERS_FILE")]
+    users_file: Option<PathBuf>,
+    /// Secret that signs login tokens; servers sharing it accept each other's tokens.
+    /// Without it each process uses a random one.
+    #[arg(long, env = "MINIDB_AUTH_TOKEN_SECRET", hide_env_values = true)]
+    auth_token_secret: Option<String>,
+    /// PEM certificate chain for gRPC over TLS (needs --tls-key).
+    #[arg(long, env = "MINIDB_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for gRPC over TLS (needs --tls-cert).
+    #[arg(long, env = "MINIDB_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -63,33 +89,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let Command::Serve {
-        data,
-        flight_addr,
-        text_addr,
-        concurrency,
-        lock_timeout_ms,
-        compaction_interval_ms,
-        compaction_min_small_files,
-        compaction_deleted_ratio,
-    } = Cli::parse().command;
-    let concurrency = match concurrency {
-        ConcurrencyArg::Pessimistic => Concurrency::Pessimistic {
-            lock_timeout: Duration::from_millis(lock_timeout_ms),
-        },
-        ConcurrencyArg::Optimistic => Concurrency::Optimistic,
-    };
-    let config = ServerConfig {
-        data,
-        flight_addr,
-        text_addr,
-        engine: EngineOptions { concurrency },
-        compaction: CompactionOptions {
-            interval: (compaction_interval_ms > 0)
-                .then(|| Duration::from_millis(compaction_interval_ms)),
-            min_small_files: compaction_min_small_files,
-            deleted_ratio: compaction_deleted_ratio,
-        },
+    let config = match Cli::parse().command {
+        Command::HashPassword { user } => return hash_password(&user),
+        Command::Serve(args) => server_config(args)?,
     };
     // Signal handlers go in before the listeners announce themselves, so a SIGTERM sent as soon
     // as the `listening` lines appear still shuts down gracefully.
@@ -104,6 +106,52 @@ async fn main() -> anyhow::Result<()> {
         shutdown.cancel();
     });
     server.wait().await.context("running minidb")?;
+    Ok(())
+}
+
+/// The server configuration the flags and environment give.
+fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
+    let concurrency = match args.concurrency {
+        ConcurrencyArg::Pessimistic => Concurrency::Pessimistic {
+            lock_timeout: Duration::from_millis(args.lock_timeout_ms),
+        },
+        ConcurrencyArg::Optimistic => Concurrency::Optimistic,
+    };
+    let auth = args
+        .users_file
+        .map(|path| Authenticator::from_file(&path, args.auth_token_secret.as_deref()))
+        .transpose()
+        .context("loading users")?
+        .map(Arc::new);
+    Ok(ServerConfig {
+        data: args.data,
+        flight_addr: args.flight_addr,
+        text_addr: args.text_addr,
+        engine: EngineOptions { concurrency },
+        compaction: CompactionOptions {
+            interval: (args.compaction_interval_ms > 0)
+                .then(|| Duration::from_millis(args.compaction_interval_ms)),
+            min_small_files: args.compaction_min_small_files,
+            deleted_ratio: args.compaction_deleted_ratio,
+        },
+        auth,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
+    })
+}
+
+/// `minidb hash-password <user>`: reads one line (the password) from stdin and prints
+/// `user:<hash>`.
+fn hash_password(user: &str) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from stdin")?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    println!("{user}:{}", minidb::auth::hash_password(password));
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! partial commit.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
@@ -15,11 +16,14 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::info;
 
+use crate::auth::Authenticator;
 use crate::engine::{CompactionOptions, Compactor, Engine, EngineError, EngineOptions};
 use crate::protocol::admin::{Admin, AdminServiceServer};
 use crate::protocol::flight::FlightSqlServer;
+use crate::protocol::grpc_auth::RequireTokenLayer;
 use crate::protocol::text;
 use crate::storage::{DataStore, StorageError};
 
@@ -37,6 +41,17 @@ pub struct ServerConfig {
     pub engine: EngineOptions,
     /// When background compaction runs.
     pub compaction: CompactionOptions,
+    /// Users who may log in; `None` leaves both ports open to anyone who can reach them.
+    pub auth: Option<Arc<Authenticator>>,
+    /// Certificate and key (PEM) for gRPC over TLS; `None` serves plaintext gRPC.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of the gRPC listener's TLS identity.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Starting or running the server failed.
@@ -55,6 +70,11 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error("a server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("reading TLS file {path}: {source}")]
+    TlsFile {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// A started server; dropping it does not stop it, [`RunningServer::shutdown`] does.
@@ -78,15 +98,31 @@ impl RunningServer {
         let text_addr = local_addr(&text_listener, &config.text_addr)?;
         let shutdown = CancellationToken::new();
 
-        let flight_service = FlightServiceServer::new(FlightSqlServer::new(Arc::clone(&engine)))
-            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        let flight_service = FlightServiceServer::new(FlightSqlServer::new(
+            Arc::clone(&engine),
+            config.auth.clone(),
+        ))
+        .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
         let compactor = Compactor::new(Arc::clone(&engine), config.compaction);
         let admin_service =
             AdminServiceServer::new(Admin::new(Arc::clone(&engine), Arc::clone(&compactor)));
         let stop = shutdown.clone();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &config.tls {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|source| ServerError::TlsFile {
+                    path: path.display().to_string(),
+                    source,
+                })
+            };
+            let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+            builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+        }
+        let auth_layer = config.auth.clone().map(RequireTokenLayer::new);
         let flight = tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
+                .layer(tower::util::option_layer(auth_layer))
                 .add_service(flight_service)
                 .add_service(admin_service)
                 .serve_with_incoming_shutdown(
@@ -101,10 +137,20 @@ impl RunningServer {
                     async move { stop.cancelled().await },
                 ),
         );
-        let text = tokio::spawn(text::serve(text_listener, engine, shutdown.clone()));
+        let text = tokio::spawn(text::serve(
+            text_listener,
+            engine,
+            config.auth.clone(),
+            shutdown.clone(),
+        ));
         let compactor = compactor.spawn(shutdown.clone());
 
-        println!("minidb flight sql listening on {flight_addr}");
+        let scheme = if config.tls.is_some() {
+            "tls"
+        } else {
+            "plaintext"
+        };
+        println!("minidb flight sql listening on {flight_addr} ({scheme})");
         println!("minidb text protocol listening on {text_addr}");
         info!(%flight_addr, %text_addr, data = %config.data, "minidb started");
         Ok(Self {

@@ -6,6 +6,9 @@ use minidb::protocol::admin::proto::admin_service_client::AdminServiceClient;
 use minidb::protocol::admin::proto::{
     GetCompactionStatusRequest, GetStatusRequest, TriggerCompactionRequest,
 };
+use std::sync::Arc;
+
+use minidb::auth::{Authenticator, hash_password};
 use minidb::server::{RunningServer, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -18,6 +21,8 @@ async fn get_status_reports_version_storage_and_catalog_size() {
         text_addr: "127.0.0.1:0".into(),
         engine: Default::default(),
         compaction: Default::default(),
+        auth: None,
+        tls: None,
     };
     let server = RunningServer::start(&config).await.unwrap();
     let mut client = AdminServiceClient::connect(format!("http://{}", server.flight_addr))
@@ -104,6 +109,8 @@ async fn trigger_compaction_compacts_qualifying_tables_and_reports_runs() {
             min_small_files: 4,
             deleted_ratio: 0.5,
         },
+        auth: None,
+        tls: None,
     };
     let server = RunningServer::start(&config).await.unwrap();
     let mut client = AdminServiceClient::connect(format!("http://{}", server.flight_addr))
@@ -193,6 +200,38 @@ async fn trigger_compaction_compacts_qualifying_tables_and_reports_runs() {
     let answer = text(&mut socket, Some("SELECT count(*) AS n FROM small;")).await;
     assert!(answer.contains("| 2 |"), "{answer}");
 
+    server.shutdown_token().cancel();
+    server.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_users_the_admin_service_wants_a_token_too() {
+    let data = tempfile::tempdir().unwrap();
+    let users = format!("admin:{}", hash_password("hunter22"));
+    let auth = Arc::new(Authenticator::from_lines(&users, Some("secret")).unwrap());
+    let config = ServerConfig {
+        data: data.path().to_string_lossy().to_string(),
+        flight_addr: "127.0.0.1:0".into(),
+        text_addr: "127.0.0.1:0".into(),
+        engine: Default::default(),
+        compaction: Default::default(),
+        auth: Some(Arc::clone(&auth)),
+        tls: None,
+    };
+    let server = RunningServer::start(&config).await.unwrap();
+    let mut client = AdminServiceClient::connect(format!("http://{}", server.flight_addr))
+        .await
+        .unwrap();
+    let refused = client.get_status(GetStatusRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+    let token = auth.login("admin", "hunter22").unwrap();
+    let mut request = tonic::Request::new(GetStatusRequest {});
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let status = client.get_status(request).await.unwrap().into_inner();
+    assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
     server.shutdown_token().cancel();
     server.wait().await.unwrap();
 }

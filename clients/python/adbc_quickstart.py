@@ -9,8 +9,10 @@ import sys
 import adbc_driver_flightsql.dbapi as flightsql
 
 uri = sys.argv[1] if len(sys.argv) > 1 else "grpc://127.0.0.1:50051"
-# The cookie middleware keeps the database chosen by USE across statements.
-with flightsql.connect(uri, db_kwargs={"adbc.flight.sql.rpc.with_cookie_middleware": "true"}) as conn:
+# The cookie middleware keeps the database chosen by USE across statements. DBAPI connections
+# start in manual-commit mode; autocommit=True makes each statement commit on its own.
+cookies = {"adbc.flight.sql.rpc.with_cookie_middleware": "true"}
+with flightsql.connect(uri, db_kwargs=cookies, autocommit=True) as conn:
     cur = conn.cursor()
     cur.execute("CREATE DATABASE IF NOT EXISTS quickstart")
     cur.execute("USE quickstart")

@@ -203,9 +203,13 @@ impl Engine {
         session: &mut Session,
         statement: Statement,
     ) -> Result<Outcome, EngineError> {
-        if session.transaction().is_some() && statement.changes_catalog() {
+        // Catalog changes are not transactional. One in a transaction that has not used a table
+        // yet runs as if just before it (clients that open a transaction on connect, like
+        // ADBC's DBAPI, start with DDL); later ones would change tables under the transaction.
+        if statement.changes_catalog() && session.transaction().is_some_and(|t| !t.is_untouched()) {
             return Err(EngineError::NotSupported(
-                "changing databases or tables inside a transaction; COMMIT or ROLLBACK first"
+                "changing databases or tables inside a transaction that has used tables; \
+                 COMMIT or ROLLBACK first"
                     .into(),
             ));
         }

@@ -66,6 +66,11 @@ impl Transaction {
         &self.id
     }
 
+    /// Whether no statement has used a table in this transaction yet.
+    pub fn is_untouched(&self) -> bool {
+        self.tables().is_empty()
+    }
+
     /// The transaction's view of the table `name`, pinned at its first use — after taking the
     /// table's writer lock in pessimistic mode, so the pinned snapshot is the newest one.
     pub async fn table(

@@ -43,6 +43,7 @@ use super::metadata::CatalogCommand;
 use super::session;
 use super::sql_info;
 use super::status::to_status;
+use crate::auth::Authenticator;
 use crate::catalog::CATALOG_NAME;
 use crate::engine::{
     Engine, EngineError, IfExists, IfMissing, Outcome, PlannedQuery, Session, parameters,
@@ -64,6 +65,8 @@ const MAX_PARKED_PLANS: usize = 1024;
 /// Flight SQL over one shared [`Engine`].
 pub struct FlightSqlServer {
     engine: Arc<Engine>,
+    /// Logins for Handshake; `None` when authentication is off.
+    auth: Option<Arc<Authenticator>>,
     sql_info: SqlInfoData,
     transactions: Arc<Transactions>,
     plans: ParkedPlans,
@@ -308,10 +311,13 @@ fn transaction_id(bytes: &[u8]) -> Result<String, Status> {
 }
 
 impl FlightSqlServer {
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// A Flight SQL service over `engine`; with `auth`, Handshake logs users in (every other
+    /// call is checked by the server's [`RequireTokenLayer`](crate::protocol::grpc_auth)).
+    pub fn new(engine: Arc<Engine>, auth: Option<Arc<Authenticator>>) -> Self {
         let sql_info = sql_info::sql_info(&engine);
         Self {
             engine,
+            auth,
             sql_info,
             transactions: Transactions::with_sweeper(),
             plans: ParkedPlans::default(),
@@ -553,19 +559,52 @@ impl FlightSqlService for FlightSqlServer {
 
     async fn do_handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        // No authentication is configured: the handshake succeeds without reading the request.
+        // The request stream is not read: Go and C++ clients send no message, Java one empty.
+        let token = match &self.auth {
+            None => String::new(),
+            Some(auth) => {
+                let header = request
+                    .metadata()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| {
+                        Status::unauthenticated("Handshake needs 'authorization: Basic …'")
+                    })?;
+                if header
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("bearer ")
+                {
+                    // JDBC with token= hands its token to the Handshake too.
+                    auth.verify_bearer(Some(header))
+                        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+                    header.trim()[7..].trim().to_string()
+                } else {
+                    auth.login_basic(header)
+                        .map_err(|e| Status::unauthenticated(e.to_string()))?
+                        .1
+                }
+            }
+        };
         let response = HandshakeResponse {
             protocol_version: 0,
-            payload: Default::default(),
+            payload: Bytes::from(token.clone().into_bytes()),
         };
-        Ok(Response::new(Box::pin(futures::stream::once(async {
-            Ok(response)
-        }))))
+        let mut response = Response::new(Box::pin(futures::stream::once(async { Ok(response) }))
+            as Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>);
+        if !token.is_empty() {
+            // Clients read the token from this header (Rust and Java from the headers only).
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Status::internal("token is not a valid header value"))?;
+            response.metadata_mut().insert("authorization", value);
+        }
+        Ok(response)
     }
 
     async fn get_flight_info_statement(

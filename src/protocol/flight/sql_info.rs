@@ -202,7 +202,7 @@ pub fn sql_info(engine: &Engine) -> SqlInfoData {
     info.append(SqlInfo::SqlMaxRowSizeIncludesBlobs, true);
 
     // Transactions: each table is read at one snapshot from its first use (snapshot isolation,
-    // JDBC's REPEATABLE READ); DDL is refused inside a transaction.
+    // JDBC's REPEATABLE READ); DDL is refused once a transaction has used tables.
     info.append(
         SqlInfo::SqlDefaultTransactionIsolation,
         SqlTransactionIsolationLevel::SqlTransactionRepeatableRead as i64,

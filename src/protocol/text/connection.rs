@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::format::{self, AsciiTable, cells};
 use super::framing::{MAX_STATEMENT_BYTES, Piece, StatementSplitter};
 use super::shorthand;
+use crate::auth::Authenticator;
 use crate::engine::{Engine, EngineError, Outcome, Session};
 
 /// Rows used to size a result table's columns before the first rows are sent.
@@ -24,7 +25,12 @@ const PROMPT: &str = "SQL> ";
 
 /// Serves connections from `listener` until `shutdown` fires, then waits for open sessions to
 /// finish their current statement and close.
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    auth: Option<Arc<Authenticator>>,
+    shutdown: CancellationToken,
+) {
     let sessions = TaskTracker::new();
     loop {
         tokio::select! {
@@ -33,9 +39,10 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, shutdown: Cancell
                 Ok((socket, peer)) => {
                     debug!(%peer, "text session opened");
                     let engine = Arc::clone(&engine);
+                    let auth = auth.clone();
                     let shutdown = shutdown.clone();
                     sessions.spawn(async move {
-                        if let Err(e) = run_session(socket, engine, shutdown).await {
+                        if let Err(e) = run_session(socket, engine, auth, shutdown).await {
                             debug!(%peer, error = %e, "text session ended with an I/O error");
                         }
                         debug!(%peer, "text session closed");
@@ -60,16 +67,23 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, shutdown: Cancell
 async fn run_session(
     socket: TcpStream,
     engine: Arc<Engine>,
+    auth: Option<Arc<Authenticator>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     // Answers and prompts are small writes: without NODELAY, Nagle's algorithm holds the prompt
     // back until the client's delayed ACK (~40 ms per statement).
     socket.set_nodelay(true)?;
     let (mut reader, mut writer) = socket.into_split();
+    let login_hint = if auth.is_some() {
+        "\nLog in first: LOGIN <user> <password>;\n"
+    } else {
+        ""
+    };
     let greeting = format!(
-        "MiniDB {} — end statements with ';', EXIT to quit\n\n{PROMPT}",
+        "MiniDB {} — end statements with ';', EXIT to quit\n{login_hint}\n{PROMPT}",
         env!("CARGO_PKG_VERSION")
     );
+    let mut login = Login::default();
     writer.write_all(greeting.as_bytes()).await?;
     let mut session = Session::default();
     let mut splitter = StatementSplitter::default();
@@ -108,6 +122,13 @@ async fn run_session(
                     writer.write_all("Bye 👋\n".as_bytes()).await?;
                     return writer.shutdown().await;
                 }
+                if let Some(answer) = login.check(auth.as_deref(), &statement) {
+                    writer.write_all(answer.as_bytes()).await?;
+                    if login.failures >= MAX_LOGIN_FAILURES {
+                        return writer.shutdown().await;
+                    }
+                    continue;
+                }
                 run_statement(&engine, &mut session, &statement, &mut writer).await?;
             }
             if splitter.is_idle() {
@@ -120,6 +141,62 @@ async fn run_session(
             let text = format!("ERROR: line longer than {MAX_STATEMENT_BYTES} bytes, ignored\n");
             writer.write_all(text.as_bytes()).await?;
         }
+    }
+}
+
+/// Failed logins after which a connection is closed.
+const MAX_LOGIN_FAILURES: u32 = 3;
+
+/// Where a connection stands with authentication.
+#[derive(Default)]
+struct Login {
+    user: Option<String>,
+    failures: u32,
+}
+
+impl Login {
+    /// The answer to `statement` when it is a login or must wait for one; `None` when the
+    /// statement may run.
+    fn check(&mut self, auth: Option<&Authenticator>, statement: &str) -> Option<String> {
+        let words: Vec<&str> = statement.split_whitespace().collect();
+        let is_login = words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("login"));
+        let Some(auth) = auth else {
+            return is_login
+                .then(|| "ERROR: authentication is not enabled on this server\n".into());
+        };
+        if !is_login {
+            return self
+                .user
+                .is_none()
+                .then(|| "ERROR: authentication required: LOGIN <user> <password>;\n".to_string());
+        }
+        let [_, user, password] = words[..] else {
+            return Some("ERROR: usage: LOGIN <user> <password>;\n".into());
+        };
+        match auth.login(user, &unquote(password)) {
+            Ok(_) => {
+                self.user = Some(user.to_string());
+                Some(format!("Logged in as {user}\n"))
+            }
+            Err(e) => {
+                self.failures += 1;
+                if self.failures >= MAX_LOGIN_FAILURES {
+                    Some(format!("ERROR: {e}; too many failed logins, bye\n"))
+                } else {
+                    Some(format!("ERROR: {e}\n"))
+                }
+            }
+        }
+    }
+}
+
+/// A password as typed: bare, or in single quotes with `''` for a quote.
+fn unquote(word: &str) -> String {
+    match word.strip_prefix('\'').and_then(|w| w.strip_suffix('\'')) {
+        Some(inner) => inner.replace("''", "'"),
+        None => word.to_string(),
     }
 }
 
