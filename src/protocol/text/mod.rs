@@ -11,3 +11,4 @@ mod framing;
 mod shorthand;
 
 pub use connection::serve;
+pub use framing::{Piece, StatementSplitter};

@@ -1,0 +1,431 @@
+//! `minidb-cli`: a terminal client for MiniDB over Flight SQL.
+//!
+//! Interactive (a terminal on stdin): a `SQL>` prompt with line editing and history, statements
+//! ending at `;` across lines, results as tables, `\timing`, and a running clock on stderr while
+//! a statement takes longer than a second. Otherwise it runs `-c` statements, a `-f` file or
+//! stdin, and exits with 1 if any statement failed (2 if it cannot connect).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+use arrow_flight::HandshakeRequest;
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use clap::Parser;
+use futures::TryStreamExt;
+use minidb::protocol::text::{Piece, StatementSplitter};
+use rustyline::DefaultEditor;
+use rustyline::error::ReadlineError;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// Header that names the database statements run in (set by `USE`).
+const DATABASE_HEADER: &str = "x-minidb-database";
+
+#[derive(Parser)]
+#[command(
+    name = "minidb-cli",
+    version,
+    about = "Terminal client for MiniDB (Flight SQL)"
+)]
+struct Args {
+    /// Server host.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Flight SQL port.
+    #[arg(long, default_value_t = 50051)]
+    port: u16,
+    /// Connect over TLS (system-independent public roots, or --tls-ca).
+    #[arg(long)]
+    tls: bool,
+    /// PEM file of the CA that signed the server's certificate (implies --tls).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// User to log in as (the server must have users configured).
+    #[arg(long, short = 'u')]
+    user: Option<String>,
+    /// Password for --user (else MINIDB_PASSWORD, else asked for on the terminal).
+    #[arg(long, env = "MINIDB_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Database to start in.
+    #[arg(long, short = 'd')]
+    database: Option<String>,
+    /// Run these statements and exit.
+    #[arg(short = 'c', long = "command")]
+    command: Option<String>,
+    /// Run the statements of this file and exit.
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+}
+
+/// A connection and the settings the user toggled.
+struct Shell {
+    client: FlightSqlServiceClient<Channel>,
+    timing: bool,
+    /// Whether to show a running clock for slow statements (stderr is a terminal).
+    clock: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut shell = match connect(&args).await {
+        Ok(shell) => shell,
+        Err(e) => {
+            eprintln!(
+                "minidb-cli: cannot connect to {}:{}: {e}",
+                args.host, args.port
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let ok = if let Some(sql) = &args.command {
+        shell.run_text(sql).await
+    } else if let Some(path) = &args.file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => shell.run_text(&text).await,
+            Err(e) => {
+                eprintln!("minidb-cli: {}: {e}", path.display());
+                false
+            }
+        }
+    } else if std::io::stdin().is_terminal() {
+        shell.repl().await;
+        true
+    } else {
+        let mut text = String::new();
+        for line in std::io::stdin().lock().lines() {
+            match line {
+                Ok(line) => {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                Err(e) => {
+                    eprintln!("minidb-cli: reading stdin: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        shell.run_text(&text).await
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn connect(args: &Args) -> Result<Shell, String> {
+    let tls = args.tls || args.tls_ca.is_some();
+    let scheme = if tls { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}:{}", args.host, args.port))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(10));
+    if tls {
+        let mut config = ClientTlsConfig::new().domain_name(args.host.clone());
+        config = match &args.tls_ca {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                config.ca_certificate(Certificate::from_pem(pem))
+            }
+            None => config.with_webpki_roots(),
+        };
+        endpoint = endpoint.tls_config(config).map_err(|e| e.to_string())?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| describe(&e))?;
+    let mut client = FlightSqlServiceClient::new(channel);
+    if let Some(user) = &args.user {
+        let password = match &args.password {
+            Some(password) => password.clone(),
+            None => ask_password(user)?,
+        };
+        login(&mut client, user, &password)
+            .await
+            .map_err(|status| format!("login failed: {}", status.message()))?;
+    }
+    if let Some(database) = &args.database {
+        client.set_header(DATABASE_HEADER, database.clone());
+    }
+    Ok(Shell {
+        client,
+        timing: false,
+        clock: std::io::stderr().is_terminal(),
+    })
+}
+
+/// Logs in with a Basic Handshake and keeps the bearer token the server answers with.
+async fn login(
+    client: &mut FlightSqlServiceClient<Channel>,
+    user: &str,
+    password: &str,
+) -> Result<(), tonic::Status> {
+    let mut request = tonic::Request::new(futures::stream::empty::<HandshakeRequest>());
+    let credentials = minidb::auth::basic_credentials(user, password);
+    let header = format!("Basic {credentials}")
+        .parse()
+        .map_err(|_| tonic::Status::invalid_argument("user names and passwords must be ASCII"))?;
+    request.metadata_mut().insert("authorization", header);
+    let response = client.inner_mut().handshake(request).await?;
+    let token = response
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| tonic::Status::unauthenticated("the server sent no token"))?;
+    client.set_token(token.to_string());
+    Ok(())
+}
+
+/// Reads a password from the terminal (echoed: rustyline has no hidden input).
+fn ask_password(user: &str) -> Result<String, String> {
+    let mut editor = DefaultEditor::new().map_err(|e| e.to_string())?;
+    editor
+        .readline(&format!("Password for {user}: "))
+        .map_err(|e| format!("no password: {e}"))
+}
+
+impl Shell {
+    /// Runs every statement in `text`; false if any failed.
+    async fn run_text(&mut self, text: &str) -> bool {
+        let mut splitter = StatementSplitter::default();
+        let mut ok = true;
+        let mut lines: Vec<String> = text.lines().map(|l| format!("{l}\n")).collect();
+        // A last statement without its `;` still runs.
+        lines.push(";\n".into());
+        for line in lines {
+            if splitter.is_idle() && line.trim_start().starts_with('\\') {
+                ok &= self.meta(line.trim());
+                continue;
+            }
+            for piece in splitter.push_line(&line) {
+                ok &= self.run_piece(piece).await;
+            }
+        }
+        ok
+    }
+
+    /// The interactive loop.
+    async fn repl(&mut self) {
+        let mut editor = match DefaultEditor::new() {
+            Ok(editor) => editor,
+            Err(e) => {
+                eprintln!("minidb-cli: no line editor: {e}");
+                return;
+            }
+        };
+        let history =
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".minidb_history"));
+        if let Some(path) = &history {
+            let _ = editor.load_history(path);
+        }
+        println!(
+            "minidb-cli {} — end statements with ';', \\timing toggles timing, \\q quits",
+            env!("CARGO_PKG_VERSION")
+        );
+        let mut splitter = StatementSplitter::default();
+        let mut entered = String::new();
+        loop {
+            let prompt = if splitter.is_idle() { "SQL> " } else { "  -> " };
+            match editor.readline(prompt) {
+                Ok(line) => {
+                    if splitter.is_idle() && line.trim_start().starts_with('\\') {
+                        let command = line.trim();
+                        let _ = editor.add_history_entry(command);
+                        if command == "\\q" {
+                            break;
+                        }
+                        self.meta(command);
+                        continue;
+                    }
+                    entered.push_str(&line);
+                    entered.push('\n');
+                    for piece in splitter.push_line(&format!("{line}\n")) {
+                        let _ = editor.add_history_entry(entered.trim());
+                        entered.clear();
+                        if matches!(&piece, Piece::Statement(s) if is_exit(s)) {
+                            save(&mut editor, &history);
+                            return;
+                        }
+                        self.run_piece(piece).await;
+                    }
+                }
+                Err(ReadlineError::Interrupted) => {
+                    // Ctrl-C drops the statement being typed.
+                    splitter = StatementSplitter::default();
+                    entered.clear();
+                }
+                Err(ReadlineError::Eof) => break,
+                Err(e) => {
+                    eprintln!("minidb-cli: {e}");
+                    break;
+                }
+            }
+        }
+        save(&mut editor, &history);
+    }
+
+    /// A backslash command; false if it was not understood.
+    fn meta(&mut self, command: &str) -> bool {
+        let mut words = command.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("\\timing"), setting) => {
+                self.timing = match setting {
+                    Some("on") => true,
+                    Some("off") => false,
+                    _ => !self.timing,
+                };
+                println!("Timing is {}.", if self.timing { "on" } else { "off" });
+                true
+            }
+            (Some("\\q"), _) => true,
+            (Some("\\?" | "\\help"), _) => {
+                println!("\\timing [on|off]  show how long each statement takes");
+                println!("\\q                quit (also EXIT or Ctrl-D)");
+                true
+            }
+            _ => {
+                eprintln!("ERROR: unknown command {command}; \\? lists the commands");
+                false
+            }
+        }
+    }
+
+    async fn run_piece(&mut self, piece: Piece) -> bool {
+        match piece {
+            Piece::TooLong => {
+                eprintln!("ERROR: statement too long");
+                false
+            }
+            Piece::Statement(sql) if is_exit(&sql) => true,
+            Piece::Statement(sql) => self.run(&sql).await,
+        }
+    }
+
+    /// Runs one statement and prints its answer; false if it failed.
+    async fn run(&mut self, sql: &str) -> bool {
+        let started = Instant::now();
+        let clock = self.clock.then(|| tokio::spawn(running_clock(started)));
+        let result = self.answer(sql).await;
+        if let Some(clock) = clock {
+            clock.abort();
+            eprint!("\r\x1b[K");
+        }
+        let ok = match result {
+            Ok(text) => {
+                println!("{text}");
+                if let Some(database) = used_database(sql) {
+                    self.client.set_header(DATABASE_HEADER, database);
+                }
+                true
+            }
+            Err(e) => {
+                eprintln!("ERROR: {e}");
+                false
+            }
+        };
+        if self.timing {
+            println!("Time: {:.3} ms", started.elapsed().as_secs_f64() * 1000.0);
+        }
+        ok
+    }
+
+    /// What a statement answers, ready to print.
+    async fn answer(&mut self, sql: &str) -> Result<String, String> {
+        let info = self
+            .client
+            .execute(sql.to_string(), None)
+            .await
+            .map_err(|e| message(&e))?;
+        let schema = info
+            .clone()
+            .try_decode_schema()
+            .map_err(|e| message(&e.into()))?;
+        if schema.fields().is_empty() {
+            // A statement without rows ran at GetFlightInfo; its count is in total_records.
+            return Ok(match info.total_records {
+                n if n > 0 => format!("OK, {n} row(s) affected"),
+                _ => "OK".to_string(),
+            });
+        }
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        for endpoint in &info.endpoint {
+            let Some(ticket) = endpoint.ticket.clone() else {
+                continue;
+            };
+            let stream = self.client.do_get(ticket).await.map_err(|e| message(&e))?;
+            batches.extend(
+                stream
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|e| message(&e))?,
+            );
+        }
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows == 0 {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Ok(format!("{}\n(0 rows)", names.join(" | ")));
+        }
+        let table = pretty_format_batches(&batches).map_err(|e| e.to_string())?;
+        Ok(format!(
+            "{table}\n({rows} row{})",
+            if rows == 1 { "" } else { "s" }
+        ))
+    }
+}
+
+/// The server's message of a failed call, without transport noise.
+fn message(error: &FlightError) -> String {
+    match error {
+        FlightError::Tonic(status) => status.message().to_string(),
+        FlightError::Arrow(arrow::error::ArrowError::IpcError(text)) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A transport error with its causes (tonic's own message is only "transport error").
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// Shows the time a statement has been running, after its first second.
+async fn running_clock(started: Instant) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let spinner = ['|', '/', '-', '\\'];
+    for turn in 0.. {
+        eprint!(
+            "\r{} running {:.1} s",
+            spinner[turn % spinner.len()],
+            started.elapsed().as_secs_f64()
+        );
+        let _ = std::io::stderr().flush();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The database a `USE db` statement switches to.
+fn used_database(sql: &str) -> Option<String> {
+    let mut words = sql.split_whitespace();
+    let first = words.next()?;
+    let name = words.next()?;
+    (first.eq_ignore_ascii_case("use") && words.next().is_none())
+        .then(|| name.trim_end_matches(';').trim_matches('"').to_string())
+}
+
+fn is_exit(sql: &str) -> bool {
+    ["exit", "quit"].contains(&sql.trim().to_ascii_lowercase().as_str())
+}
+
+fn save(editor: &mut DefaultEditor, history: &Option<PathBuf>) {
+    if let Some(path) = history {
+        let _ = editor.save_history(path);
+    }
+}
