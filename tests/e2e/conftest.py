@@ -238,6 +238,20 @@ class TextClient:
         self.close()
 
 
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A certificate for localhost/127.0.0.1 and its key (PEM), signed by itself."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         # rustls refuses a CA certificate as a server's own.
+         "-addext", "basicConstraints=critical,CA:FALSE",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
 def parse_ascii_table(text: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows of an ASCII result table (cells stripped)."""
     lines = [l for l in text.splitlines() if l.startswith("|")]

@@ -13,7 +13,7 @@ from adbc_driver_flightsql import dbapi as adbc_flightsql
 from adbc_driver_manager import dbapi as adbc_dbapi
 from flightsql import flightsql_pb2 as pb
 
-from conftest import MINIDB_BIN, MiniDBServer
+from conftest import MINIDB_BIN, MiniDBServer, self_signed_cert
 from test_flight_jdbc_replay import packed
 from test_flight_pyarrow import statement_query, statement_update
 
@@ -161,13 +161,7 @@ def test_login_on_a_server_without_users_says_so(server, text):
 
 
 def test_grpc_over_tls(tmp_path, users_file):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
+    cert, key = self_signed_cert(tmp_path)
     (tmp_path / "data").mkdir()
     server = MiniDBServer(
         tmp_path / "data", tmp_path,

@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import MINIDB_BIN, MiniDBServer
+from conftest import MINIDB_BIN, MiniDBServer, self_signed_cert
 from test_auth import hashed_line
 
 CLI = str(Path(MINIDB_BIN).with_name("minidb-cli"))
@@ -64,12 +64,7 @@ def test_piped_input_errors_and_exit_codes(server):
 def test_login_and_tls(tmp_path):
     users = tmp_path / "users"
     users.write_text(hashed_line("alice", "secret1") + "\n")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
+    cert, key = self_signed_cert(tmp_path)
     (tmp_path / "data").mkdir()
     server = MiniDBServer(
         tmp_path / "data", tmp_path,
