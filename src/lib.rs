@@ -12,11 +12,14 @@
 //! - [`txlog`]: the Delta transaction log (actions, snapshots, put-if-absent commits).
 //! - [`storage`]: the object store and Parquet encoding.
 //!
-//! [`server`] wires them into the running process.
+//! [`server`] wires them into the running process; [`config_file`] reads its optional TOML
+//! configuration; [`metrics`] counts what every layer does, for Prometheus.
 
 pub mod auth;
 pub mod catalog;
+pub mod config_file;
 pub mod engine;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod storage;

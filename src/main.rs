@@ -1,16 +1,19 @@
 //! The `minidb` command line: `minidb serve` starts the server; `minidb hash-password` makes a
 //! users-file line.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use minidb::auth::Authenticator;
 use minidb::engine::{CompactionOptions, EngineOptions};
+use minidb::protocol::flight::FlightOptions;
 use minidb::server::{RunningServer, ServerConfig, TlsFiles};
+use minidb::storage::S3Settings;
 use minidb::table::Concurrency;
 use tracing_subscriber::EnvFilter;
 
@@ -24,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve Flight SQL and the text protocol over the data root.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Read a password from stdin and print the line to put in the users file.
     HashPassword {
         /// The user the line is for.
@@ -34,9 +37,30 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Data root: a directory or an object-store URL (file:///…, memory://).
+    /// TOML file of settings, keyed by these flags' long names (`flight-addr = "0.0.0.0:50051"`);
+    /// the command line wins over the environment, which wins over the file.
+    #[arg(long, env = "MINIDB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data root: a directory or an object-store URL (file:///…, s3://bucket/prefix,
+    /// memory://).
     #[arg(long, env = "MINIDB_DATA", default_value = "./minidb_data")]
     data: String,
+    /// S3 endpoint URL, for S3-compatible services (MinIO, SeaweedFS…); AWS when unset.
+    /// Unset S3 settings fall back to the standard AWS_* environment variables.
+    #[arg(long, env = "MINIDB_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "MINIDB_S3_REGION")]
+    s3_region: Option<String>,
+    /// S3 access key id.
+    #[arg(long, env = "MINIDB_S3_ACCESS_KEY_ID")]
+    s3_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the environment or the config file to the command line).
+    #[arg(long, env = "MINIDB_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    s3_secret_access_key: Option<String>,
+    /// Allow a plain-HTTP S3 endpoint.
+    #[arg(long, env = "MINIDB_S3_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    s3_allow_http: bool,
     /// Address of the gRPC listener (Flight SQL and the admin service).
     #[arg(long, env = "MINIDB_FLIGHT_ADDR", default_value = "127.0.0.1:50051")]
     flight_addr: String,
@@ -74,6 +98,13 @@ struct ServeArgs {
     /// PEM private key for gRPC over TLS (needs --tls-cert).
     #[arg(long, env = "MINIDB_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Send string and binary views (Utf8View, BinaryView) to Flight SQL clients as plain
+    /// Utf8 and Binary; Flight SQL JDBC drivers before 19 cannot read views.
+    #[arg(long, env = "MINIDB_FLIGHT_PLAIN_STRINGS", default_value_t = true, action = clap::ArgAction::Set)]
+    flight_plain_strings: bool,
+    /// Address of the Prometheus metrics listener (GET /metrics); unset serves no metrics.
+    #[arg(long, env = "MINIDB_METRICS_ADDR")]
+    metrics_addr: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -89,9 +120,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let config = match Cli::parse().command {
+    let config = match cli()?.command {
         Command::HashPassword { user } => return hash_password(&user),
-        Command::Serve(args) => server_config(args)?,
+        Command::Serve(args) => server_config(*args)?,
     };
     // Signal handlers go in before the listeners announce themselves, so a SIGTERM sent as soon
     // as the `listening` lines appear still shuts down gracefully.
@@ -107,6 +138,30 @@ async fn main() -> anyhow::Result<()> {
     });
     server.wait().await.context("running minidb")?;
     Ok(())
+}
+
+/// The command line, completed by the configuration file when `serve --config` names one.
+fn cli() -> anyhow::Result<Cli> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let command = Cli::command();
+    let matches = command.clone().get_matches_from(&argv);
+    let Some(("serve", serve)) = matches.subcommand() else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let Some(path) = serve.get_one::<PathBuf>("config") else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the configuration file {}", path.display()))?;
+    let serve_command = command
+        .find_subcommand("serve")
+        .context("the serve command")?;
+    let extra = minidb::config_file::file_arguments(serve_command, serve, &text)
+        .with_context(|| format!("in the configuration file {}", path.display()))?;
+    Ok(Cli::parse_from(
+        argv.into_iter()
+            .chain(extra.into_iter().map(OsString::from)),
+    ))
 }
 
 /// The server configuration the flags and environment give.
@@ -125,6 +180,13 @@ fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         .map(Arc::new);
     Ok(ServerConfig {
         data: args.data,
+        s3: S3Settings {
+            endpoint: args.s3_endpoint,
+            region: args.s3_region,
+            access_key_id: args.s3_access_key_id,
+            secret_access_key: args.s3_secret_access_key,
+            allow_http: args.s3_allow_http,
+        },
         flight_addr: args.flight_addr,
         text_addr: args.text_addr,
         engine: EngineOptions { concurrency },
@@ -139,6 +201,10 @@ fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
             .tls_cert
             .zip(args.tls_key)
             .map(|(cert, key)| TlsFiles { cert, key }),
+        flight: FlightOptions {
+            plain_strings: args.flight_plain_strings,
+        },
+        metrics_addr: args.metrics_addr,
     })
 }
 

@@ -1,6 +1,11 @@
 //! The running server: binds the listeners, serves both protocols over one engine, and shuts
 //! down gracefully.
 //!
+//! The gRPC port also serves the standard health checking protocol (`grpc.health.v1.Health`),
+//! open to every caller even when logins are required, since orchestrators' probes carry no
+//! tokens: the whole server (service `""`), Flight SQL and the admin service report
+//! `SERVING` until shutdown begins, then `NOT_SERVING`.
+//!
 //! Shutdown: the token stops both listeners from accepting; text sessions finish the statement
 //! they are running and close; gRPC drains in-flight calls; background compaction abandons its
 //! pass. A commit is a single atomic object create, so stopping at any point never leaves a
@@ -16,16 +21,18 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
 use tonic::transport::{Identity, ServerTlsConfig};
+use tonic_health::ServingStatus;
 use tracing::info;
 
 use crate::auth::Authenticator;
 use crate::engine::{CompactionOptions, Compactor, Engine, EngineError, EngineOptions};
 use crate::protocol::admin::{Admin, AdminServiceServer};
-use crate::protocol::flight::FlightSqlServer;
+use crate::protocol::flight::{FlightOptions, FlightRpc};
 use crate::protocol::grpc_auth::RequireTokenLayer;
 use crate::protocol::text;
-use crate::storage::{DataStore, StorageError};
+use crate::storage::{DataStore, S3Settings, StorageError};
 
 /// Largest gRPC message accepted or sent (ADBC sends up to 16 MiB by default).
 const MAX_GRPC_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -33,8 +40,10 @@ const MAX_GRPC_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Where the server keeps its data and listens.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// A directory, or an object-store URL (`file:///…`, `memory://`).
+    /// A directory, or an object-store URL (`file:///…`, `s3://bucket/prefix`, `memory://`).
     pub data: String,
+    /// How to reach the bucket when `data` is an `s3://` URL.
+    pub s3: S3Settings,
     pub flight_addr: String,
     pub text_addr: String,
     /// How writers coordinate (pessimistic table locks by default).
@@ -45,6 +54,10 @@ pub struct ServerConfig {
     pub auth: Option<Arc<Authenticator>>,
     /// Certificate and key (PEM) for gRPC over TLS; `None` serves plaintext gRPC.
     pub tls: Option<TlsFiles>,
+    /// How Flight SQL sends results.
+    pub flight: FlightOptions,
+    /// Address of the Prometheus metrics listener (`GET /metrics`); `None` serves no metrics.
+    pub metrics_addr: Option<String>,
 }
 
 /// PEM files of the gRPC listener's TLS identity.
@@ -68,6 +81,8 @@ pub enum ServerError {
     },
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("metrics listener failed: {source}")]
+    Metrics { source: std::io::Error },
     #[error("a server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("reading TLS file {path}: {source}")]
@@ -81,32 +96,55 @@ pub enum ServerError {
 pub struct RunningServer {
     pub flight_addr: SocketAddr,
     pub text_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     flight: JoinHandle<Result<(), tonic::transport::Error>>,
     text: JoinHandle<()>,
     compactor: JoinHandle<()>,
+    metrics: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl RunningServer {
     /// Opens the store, binds both listeners and starts serving.
     pub async fn start(config: &ServerConfig) -> Result<Self, ServerError> {
-        let store = DataStore::open(&config.data)?;
+        let store = DataStore::open_with(&config.data, &config.s3)?;
         let engine = Arc::new(Engine::open_with(store, config.engine).await?);
         let flight_listener = bind(&config.flight_addr).await?;
         let text_listener = bind(&config.text_addr).await?;
         let flight_addr = local_addr(&flight_listener, &config.flight_addr)?;
         let text_addr = local_addr(&text_listener, &config.text_addr)?;
+        let metrics_listener = match &config.metrics_addr {
+            Some(addr) => Some((bind(addr).await?, addr)),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
 
-        let flight_service = FlightServiceServer::new(FlightSqlServer::new(
+        let flight_service = FlightServiceServer::new(FlightRpc::new(
             Arc::clone(&engine),
             config.auth.clone(),
+            config.flight,
         ))
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
         let compactor = Compactor::new(Arc::clone(&engine), config.compaction);
         let admin_service =
             AdminServiceServer::new(Admin::new(Arc::clone(&engine), Arc::clone(&compactor)));
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<FlightServiceServer<FlightRpc>>().await;
+        health.set_serving::<AdminServiceServer<Admin>>().await;
+        let stopping = shutdown.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            for service in [
+                "",
+                <FlightServiceServer<FlightRpc> as NamedService>::NAME,
+                <AdminServiceServer<Admin> as NamedService>::NAME,
+            ] {
+                health
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
+        });
         let stop = shutdown.clone();
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &config.tls {
@@ -123,6 +161,7 @@ impl RunningServer {
         let flight = tokio::spawn(
             builder
                 .layer(tower::util::option_layer(auth_layer))
+                .add_service(health_service)
                 .add_service(flight_service)
                 .add_service(admin_service)
                 .serve_with_incoming_shutdown(
@@ -144,6 +183,19 @@ impl RunningServer {
             shutdown.clone(),
         ));
         let compactor = compactor.spawn(shutdown.clone());
+        let mut metrics_addr = None;
+        let metrics = match metrics_listener {
+            Some((listener, addr)) => {
+                let bound = local_addr(&listener, addr)?;
+                println!("minidb metrics listening on http://{bound}/metrics");
+                metrics_addr = Some(bound);
+                Some(tokio::spawn(crate::metrics::serve(
+                    listener,
+                    shutdown.clone(),
+                )))
+            }
+            None => None,
+        };
 
         let scheme = if config.tls.is_some() {
             "tls"
@@ -156,10 +208,12 @@ impl RunningServer {
         Ok(Self {
             flight_addr,
             text_addr,
+            metrics_addr,
             shutdown,
             flight,
             text,
             compactor,
+            metrics,
         })
     }
 
@@ -173,6 +227,11 @@ impl RunningServer {
         self.text.await?;
         self.flight.await??;
         self.compactor.await?;
+        if let Some(metrics) = self.metrics {
+            metrics
+                .await?
+                .map_err(|source| ServerError::Metrics { source })?;
+        }
         info!("minidb stopped");
         Ok(())
     }

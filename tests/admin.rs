@@ -1,5 +1,5 @@
 //! The admin gRPC service answers on the Flight SQL port with the server's status and controls
-//! background compaction.
+//! background compaction; the gRPC health service answers there too.
 
 use minidb::engine::CompactionOptions;
 use minidb::protocol::admin::proto::admin_service_client::AdminServiceClient;
@@ -11,11 +11,13 @@ use std::sync::Arc;
 use minidb::auth::{Authenticator, hash_password};
 use minidb::server::{RunningServer, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
-#[tokio::test]
-async fn get_status_reports_version_storage_and_catalog_size() {
-    let data = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
+/// A server on loopback over `data`, everything else default.
+fn local_config(data: &tempfile::TempDir) -> ServerConfig {
+    ServerConfig {
         data: data.path().to_string_lossy().to_string(),
         flight_addr: "127.0.0.1:0".into(),
         text_addr: "127.0.0.1:0".into(),
@@ -23,7 +25,16 @@ async fn get_status_reports_version_storage_and_catalog_size() {
         compaction: Default::default(),
         auth: None,
         tls: None,
-    };
+        flight: Default::default(),
+        s3: Default::default(),
+        metrics_addr: None,
+    }
+}
+
+#[tokio::test]
+async fn get_status_reports_version_storage_and_catalog_size() {
+    let data = tempfile::tempdir().unwrap();
+    let config = local_config(&data);
     let server = RunningServer::start(&config).await.unwrap();
     let mut client = AdminServiceClient::connect(format!("http://{}", server.flight_addr))
         .await
@@ -100,17 +111,12 @@ async fn text(socket: &mut tokio::net::TcpStream, sql: Option<&str>) -> String {
 async fn trigger_compaction_compacts_qualifying_tables_and_reports_runs() {
     let data = tempfile::tempdir().unwrap();
     let config = ServerConfig {
-        data: data.path().to_string_lossy().to_string(),
-        flight_addr: "127.0.0.1:0".into(),
-        text_addr: "127.0.0.1:0".into(),
-        engine: Default::default(),
         compaction: CompactionOptions {
             interval: None,
             min_small_files: 4,
             deleted_ratio: 0.5,
         },
-        auth: None,
-        tls: None,
+        ..local_config(&data)
     };
     let server = RunningServer::start(&config).await.unwrap();
     let mut client = AdminServiceClient::connect(format!("http://{}", server.flight_addr))
@@ -210,13 +216,8 @@ async fn with_users_the_admin_service_wants_a_token_too() {
     let users = format!("admin:{}", hash_password("hunter22"));
     let auth = Arc::new(Authenticator::from_lines(&users, Some("secret")).unwrap());
     let config = ServerConfig {
-        data: data.path().to_string_lossy().to_string(),
-        flight_addr: "127.0.0.1:0".into(),
-        text_addr: "127.0.0.1:0".into(),
-        engine: Default::default(),
-        compaction: Default::default(),
         auth: Some(Arc::clone(&auth)),
-        tls: None,
+        ..local_config(&data)
     };
     let server = RunningServer::start(&config).await.unwrap();
     let mut client = AdminServiceClient::connect(format!("http://{}", server.flight_addr))
@@ -232,6 +233,58 @@ async fn with_users_the_admin_service_wants_a_token_too() {
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     let status = client.get_status(request).await.unwrap().into_inner();
     assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+    server.shutdown_token().cancel();
+    server.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_checks_answer_without_a_token() {
+    let data = tempfile::tempdir().unwrap();
+    let users = format!("admin:{}", hash_password("hunter22"));
+    let auth = Arc::new(Authenticator::from_lines(&users, Some("secret")).unwrap());
+    let config = ServerConfig {
+        auth: Some(auth),
+        ..local_config(&data)
+    };
+    let server = RunningServer::start(&config).await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.flight_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    for service in [
+        "",
+        "arrow.flight.protocol.FlightService",
+        "minidb.v1.AdminService",
+    ] {
+        let answer = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("health of '{service}': {e}"))
+            .into_inner();
+        assert_eq!(
+            answer.status(),
+            ServingStatus::Serving,
+            "health of '{service}'"
+        );
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    // Everything else still wants a token.
+    let mut admin = AdminServiceClient::connect(format!("http://{}", server.flight_addr))
+        .await
+        .unwrap();
+    let refused = admin.get_status(GetStatusRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     server.shutdown_token().cancel();
     server.wait().await.unwrap();
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every MiniDB test on a fresh machine: installs the Python test clients in .venv, checks
-# formatting and lints, runs the Rust unit tests, the sqllogictest suites (our own and the
-# SQLite corpus in ../shared/corpora) and the end-to-end tests against the real server binary.
+# Runs every MiniDB test on a fresh machine: installs the Python test clients and servers in
+# .venv, checks formatting and lints, checks the Dockerfile and Helm chart, runs the Rust unit
+# tests, the sqllogictest suites (our own and the SQLite corpus in ../shared/corpora) and the
+# end-to-end tests against the real server binary (on local disk and on an S3 server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,8 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+bash tests/deploy.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

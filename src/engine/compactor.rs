@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Engine;
 use crate::catalog::{CatalogError, CompactionRun};
+use crate::metrics::metrics;
 use crate::table::{TableHandle, optimize, properties};
 
 /// When the background compactor runs and what makes a table worth compacting.
@@ -135,6 +136,7 @@ impl Compactor {
                 let run = self
                     .compact(&database, &table, &handle, trigger, reason)
                     .await;
+                metrics().compaction(run.outcome.is_ok());
                 match &run.outcome {
                     Ok(report) => tracing::info!(
                         database,

@@ -1,4 +1,4 @@
-//! Bearer-token checks for every gRPC call but the Flight `Handshake`.
+//! Bearer-token checks for every gRPC call but the Flight `Handshake` and health checks.
 //!
 //! A tower layer around the whole gRPC server, because only there is the called method (the
 //! request path) known: tonic's interceptors do not see it. Calls without a valid token are
@@ -14,8 +14,12 @@ use tower::Layer;
 
 use crate::auth::Authenticator;
 
-/// The one call that needs no token: it is how a client gets one.
+/// The one Flight call that needs no token: it is how a client gets one.
 const HANDSHAKE_PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";
+
+/// Health checks need no token either: probes carry none, and the answer (serving or not)
+/// reveals nothing of the data.
+const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// Adds [`RequireToken`] to a service stack.
 #[derive(Clone)]
@@ -62,7 +66,8 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if request.uri().path() != HANDSHAKE_PATH {
+        let path = request.uri().path();
+        if path != HANDSHAKE_PATH && !path.starts_with(HEALTH_PREFIX) {
             let header = request
                 .headers()
                 .get("authorization")

@@ -3,16 +3,27 @@
 //! Local directories are opened with `LocalFileSystem`, whose `PutMode::Create` is an atomic
 //! create (a staged file hard-linked into place), which is what Delta commits need, wrapped so
 //! every put is fsynced before it is acknowledged.
+//!
+//! Every backend is wrapped in a [`MeteredStore`] that counts the bytes it moves.
+//!
+//! `s3://bucket/prefix` opens an S3-compatible bucket with object_store's AWS client, whose
+//! `PutMode::Create` is a conditional PUT (`If-None-Match: *`): of two servers committing the
+//! same log version, the store accepts one and answers the other 412, so several servers can
+//! share one bucket. Settings come from [`S3Settings`], then the standard `AWS_*` environment.
 
 use std::sync::Arc;
 
 use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use url::Url;
 
 use super::StorageError;
 use super::durable::SyncedLocalStore;
+use super::metered::MeteredStore;
 
 /// Scheme and authority under which the store is registered with the query engine.
 const ENGINE_STORE_URL: &str = "minidb://data/";
@@ -24,10 +35,52 @@ pub struct DataStore {
     root: Url,
 }
 
+/// How to reach an S3-compatible bucket; anything left `None` comes from the standard `AWS_*`
+/// environment variables (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, …).
+#[derive(Clone, Default)]
+pub struct S3Settings {
+    /// The service's URL, e.g. `http://127.0.0.1:8333` for a local S3 server; AWS by default.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow a plain-HTTP endpoint (off by default: credentials would cross the network in clear).
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
 impl DataStore {
     /// Opens a data root given as a directory path or an object-store URL
     /// (`file:///abs/dir`, `memory://`). A missing local directory is created.
     pub fn open(location: &str) -> Result<Self, StorageError> {
+        Self::open_with(location, &S3Settings::default())
+    }
+
+    /// Opens a data root as [`DataStore::open`] does, also accepting `s3://bucket[/prefix]`,
+    /// reached with `s3`.
+    pub fn open_with(location: &str, s3: &S3Settings) -> Result<Self, StorageError> {
+        let Self { store, root } = Self::open_backend(location, s3)?;
+        Ok(Self {
+            store: Arc::new(MeteredStore::new(store)),
+            root,
+        })
+    }
+
+    fn open_backend(location: &str, s3: &S3Settings) -> Result<Self, StorageError> {
         let invalid = |reason: String| StorageError::InvalidLocation {
             location: location.to_string(),
             reason,
@@ -43,9 +96,10 @@ impl DataStore {
                     .map_err(|()| invalid("not a local file URL".into()))?;
                 Self::open_dir(&dir.to_string_lossy())
             }
+            Ok(url) if url.scheme() == "s3" => Self::open_s3(url, s3),
             // A single letter is a Windows drive, anything else an unsupported backend.
             Ok(url) if url.scheme().len() > 1 => Err(invalid(format!(
-                "unsupported scheme '{}' (use a directory, file:// or memory://)",
+                "unsupported scheme '{}' (use a directory, file://, s3:// or memory://)",
                 url.scheme()
             ))),
             _ => Self::open_dir(location),
@@ -64,6 +118,39 @@ impl DataStore {
             store: Arc::new(store),
             root,
         })
+    }
+
+    fn open_s3(url: Url, settings: &S3Settings) -> Result<Self, StorageError> {
+        let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| {
+            StorageError::InvalidLocation {
+                location: url.to_string(),
+                reason: "an S3 location names its bucket: s3://bucket[/prefix]".into(),
+            }
+        })?;
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(region) = &settings.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(key) = &settings.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &settings.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        if settings.allow_http {
+            builder = builder.with_allow_http(true);
+        }
+        let bucket_store = Arc::new(builder.build()?);
+        let prefix = url.path().trim_matches('/');
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            bucket_store
+        } else {
+            Arc::new(PrefixStore::new(bucket_store, Path::from(prefix)))
+        };
+        Ok(Self { store, root: url })
     }
 
     /// The object store, with paths relative to the data root.

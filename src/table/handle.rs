@@ -9,6 +9,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::index::{IndexCache, IndexDef, IndexScan, KeyCodec, Lookup, Probe, segment_location};
 use super::{Concurrency, properties};
+use crate::metrics::metrics;
 use crate::txlog::{
     Action, Add, DeletionVectorDescriptor, DeltaLog, Operation, Snapshot, TxLogError,
 };
@@ -81,7 +82,16 @@ impl TableHandle {
         operation: Operation,
         actions: Vec<Action>,
     ) -> Result<Arc<Snapshot>, TxLogError> {
-        let committed = self.log.commit(read, operation, actions).await?;
+        let committed = match self.log.commit(read, operation, actions).await {
+            Ok(committed) => committed,
+            Err(e) => {
+                if matches!(e, TxLogError::Conflict { .. }) {
+                    metrics().conflict();
+                }
+                return Err(e);
+            }
+        };
+        metrics().commit();
         self.remember(&committed);
         self.checkpoint_if_due(&committed);
         Ok(committed)
@@ -122,10 +132,13 @@ impl TableHandle {
     async fn lock_writer(&self, timeout: Duration) -> Result<WriterLock, TxLogError> {
         match tokio::time::timeout(timeout, Arc::clone(&self.writer).lock_owned()).await {
             Ok(guard) => Ok(WriterLock { _guard: guard }),
-            Err(_) => Err(TxLogError::LockTimeout {
-                table: self.log.root().to_string(),
-                waited: timeout,
-            }),
+            Err(_) => {
+                metrics().conflict();
+                Err(TxLogError::LockTimeout {
+                    table: self.log.root().to_string(),
+                    waited: timeout,
+                })
+            }
         }
     }
 

@@ -33,6 +33,7 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use roaring::RoaringTreemap;
 
 use super::TableHandle;
+use crate::metrics::metrics;
 use crate::storage::parquet::read_footer;
 use crate::txlog::{Add, FileStats};
 
@@ -196,6 +197,13 @@ impl ExecutionPlan for DeltaScanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        if partition == 0 {
+            let counts = &self.counts;
+            metrics().scan(
+                counts.after_stats as u64,
+                (counts.in_snapshot - counts.after_stats) as u64,
+            );
+        }
         self.input.execute(partition, context)
     }
 }

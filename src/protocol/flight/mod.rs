@@ -18,14 +18,26 @@
 //! SQL as literals (`engine::parameters`); several rows run as one atomic execution.
 //!
 //! **Catalog.** One Flight SQL catalog, `minidb`, whose schemas are the databases (and `sys`):
-//! see `metadata.rs`.
+//! see `metadata.rs`. The session options `catalog` and `schema` (SetSessionOptions,
+//! GetSessionOptions, CloseSession) read and move the same cookie as `USE`.
+//!
+//! **Cancellation.** A query starts at GetFlightInfo under an id its ticket carries;
+//! CancelFlightInfo (or CancelQuery) stops it wherever it is, and a client that drops its DoGet
+//! stops it too (`queries.rs`).
+//!
+//! **Types.** Results travel as the engine produces them, except that string views go out as
+//! plain `Utf8`/`Binary` unless configured otherwise (`wire.rs`).
 
 mod handle;
 mod metadata;
+mod queries;
+mod rpc;
 mod service;
 mod session;
 mod sql_info;
 mod status;
+mod wire;
 
-pub use service::FlightSqlServer;
+pub use rpc::FlightRpc;
 pub use session::{DATABASE_COOKIE, DATABASE_HEADER};
+pub use wire::FlightOptions;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema};
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -24,9 +24,11 @@ use arrow_flight::sql::{
     DoPutPreparedStatementResult, EndTransaction, ProstMessageExt, SqlInfo, TableDefinitionOptions,
     TableExistsOption, TableNotExistOption, TicketStatementQuery,
 };
+use arrow_flight::sql::{ActionCancelQueryRequest, ActionCancelQueryResult, Any, Command};
 use arrow_flight::{
-    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
-    SchemaAsIpc, Ticket,
+    ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
+    FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc,
+    SchemaResult, Ticket,
 };
 use bytes::Bytes;
 use datafusion::error::DataFusionError;
@@ -34,20 +36,20 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::handle::StatementHandle;
 use super::metadata::CatalogCommand;
+use super::queries::{self, Cancelled, Queries, Running};
 use super::session;
 use super::sql_info;
 use super::status::to_status;
+use super::wire::FlightOptions;
 use crate::auth::Authenticator;
 use crate::catalog::CATALOG_NAME;
-use crate::engine::{
-    Engine, EngineError, IfExists, IfMissing, Outcome, PlannedQuery, Session, parameters,
-};
+use crate::engine::{Engine, EngineError, IfExists, IfMissing, Outcome, Session, parameters};
+use crate::metrics::{Protocol, metrics};
 use crate::table::Transaction;
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
@@ -56,12 +58,6 @@ type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, St
 /// must not hold table locks forever).
 const TRANSACTION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// How long a query planned by GetFlightInfo waits for its DoGet.
-const PARKED_PLAN_TTL: Duration = Duration::from_secs(60);
-
-/// Most planned queries waiting for their DoGet; beyond that, DoGet plans again.
-const MAX_PARKED_PLANS: usize = 1024;
-
 /// Flight SQL over one shared [`Engine`].
 pub struct FlightSqlServer {
     engine: Arc<Engine>,
@@ -69,62 +65,16 @@ pub struct FlightSqlServer {
     auth: Option<Arc<Authenticator>>,
     sql_info: SqlInfoData,
     transactions: Arc<Transactions>,
-    plans: ParkedPlans,
+    queries: Arc<Queries>,
     bound: BoundParameters,
+    options: FlightOptions,
 }
 
-/// Queries started by GetFlightInfo, waiting for the DoGet of their ticket: a query is planned
-/// (its snapshot, index lookups and file list settled) once, not twice, and its first batches
-/// are produced while the client turns the FlightInfo into a DoGet.
-#[derive(Default)]
-struct ParkedPlans(Mutex<HashMap<String, (StartedQuery, Instant)>>);
-
-/// A running query whose batches wait in a small buffer.
-struct StartedQuery {
-    schema: SchemaRef,
-    batches: mpsc::Receiver<datafusion::common::Result<RecordBatch>>,
-}
-
-/// Batches a started query produces before its DoGet reads them.
-const PREFETCHED_BATCHES: usize = 2;
-
-impl ParkedPlans {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (StartedQuery, Instant)>> {
-        let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        // Dropping an expired entry drops its buffer, which stops its query.
-        entries.retain(|_, (_, parked)| parked.elapsed() < PARKED_PLAN_TTL);
-        entries
-    }
-
-    /// Starts `query` and returns its id, or `None` (and leaves it unstarted) when too many
-    /// queries are waiting.
-    fn park(&self, query: PlannedQuery) -> Result<Option<String>, Status> {
-        let mut entries = self.entries();
-        if entries.len() >= MAX_PARKED_PLANS {
-            return Ok(None);
-        }
-        let schema = query.schema();
-        let mut stream = query.execute().map_err(to_status)?;
-        let (sender, batches) = mpsc::channel(PREFETCHED_BATCHES);
-        tokio::spawn(async move {
-            while let Some(batch) = stream.next().await {
-                if sender.send(batch).await.is_err() {
-                    return;
-                }
-            }
-        });
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        entries.insert(
-            id.clone(),
-            (StartedQuery { schema, batches }, Instant::now()),
-        );
-        Ok(Some(id))
-    }
-
-    fn take(&self, id: &str) -> Option<StartedQuery> {
-        self.entries().remove(id).map(|(query, _)| query)
-    }
-}
+/// Core Flight actions MiniDB runs besides Flight SQL's own.
+const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
+const SET_SESSION_OPTIONS: &str = "SetSessionOptions";
+const GET_SESSION_OPTIONS: &str = "GetSessionOptions";
+const CLOSE_SESSION: &str = "CloseSession";
 
 /// Open Flight SQL transactions by id, with the time each was last used.
 #[derive(Default)]
@@ -313,15 +263,20 @@ fn transaction_id(bytes: &[u8]) -> Result<String, Status> {
 impl FlightSqlServer {
     /// A Flight SQL service over `engine`; with `auth`, Handshake logs users in (every other
     /// call is checked by the server's [`RequireTokenLayer`](crate::protocol::grpc_auth)).
-    pub fn new(engine: Arc<Engine>, auth: Option<Arc<Authenticator>>) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        auth: Option<Arc<Authenticator>>,
+        options: FlightOptions,
+    ) -> Self {
         let sql_info = sql_info::sql_info(&engine);
         Self {
             engine,
             auth,
             sql_info,
             transactions: Transactions::with_sweeper(),
-            plans: ParkedPlans::default(),
+            queries: Arc::default(),
             bound: BoundParameters::default(),
+            options,
         }
     }
 
@@ -430,7 +385,9 @@ impl FlightSqlServer {
     /// for Flight SQL.
     async fn execute(&self, session: &mut Session, sql: &str) -> Result<Outcome, Status> {
         let transaction = session.transaction().map(|t| t.id().to_string());
+        let started = Instant::now();
         let result = self.engine.execute(session, sql).await;
+        metrics().statement(Protocol::Flight, result.is_ok(), started.elapsed());
         if let Some(id) = transaction
             && session.transaction().is_none()
         {
@@ -460,7 +417,9 @@ impl FlightSqlServer {
                 let schema = match planned {
                     Some(query) => {
                         let schema = query.schema();
-                        handle.plan = self.plans.park(query)?;
+                        let id = Queries::new_id();
+                        self.queries.park(&id, query)?;
+                        handle.plan = Some(id);
                         Some(schema)
                     }
                     None => self
@@ -498,28 +457,28 @@ impl FlightSqlServer {
             return Ok(response);
         };
         let info = FlightInfo::new()
-            .try_with_schema(&schema)
+            .try_with_schema(&self.options.wire_schema(&schema))
             .map_err(|e| Status::internal(e.to_string()))?
             .with_endpoint(FlightEndpoint::new().with_ticket(ticket(&handle)))
             .with_descriptor(descriptor);
         Ok(Response::new(info))
     }
 
-    /// Runs a query and streams its batches.
+    /// Runs a query and streams its batches; a query GetFlightInfo started continues, and
+    /// stays cancellable until its last batch is sent.
     async fn stream(&self, mut handle: StatementHandle) -> Result<Response<DoGetStream>, Status> {
         if handle.executed {
             return Ok(Response::new(batch_stream(RecordBatch::new_empty(
                 Arc::new(Schema::empty()),
             ))));
         }
-        let parked = handle.plan.as_deref().and_then(|id| self.plans.take(id));
-        let (schema, batches): (SchemaRef, _) = match parked {
-            Some(StartedQuery { schema, batches }) => (
-                schema,
-                ReceiverStream::new(batches)
-                    .map_err(|e| FlightError::ExternalError(Box::new(e)))
-                    .boxed(),
-            ),
+        let mut running = handle
+            .plan
+            .as_deref()
+            .map(|id| self.queries.run(id))
+            .transpose()?;
+        let (schema, batches) = match running.as_mut().and_then(Running::take_started) {
+            Some(started) => started,
             None => {
                 let mut session = self.session(&handle)?;
                 let sql = self.statement(&mut handle)?;
@@ -538,11 +497,111 @@ impl FlightSqlServer {
                 }
             }
         };
+        let batches = match running {
+            Some(running) => running.until_cancelled(batches),
+            None => batches,
+        };
+        let batches = queries::measured(batches);
+        let options = self.options;
+        let wire = options.wire_schema(&schema);
+        let sent = Arc::clone(&wire);
+        let batches = batches.map(move |batch| Ok(options.wire_batch(batch?, &sent)?));
         let flight = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
+            .with_schema(wire)
             .build(batches)
             .map_err(Status::from);
         Ok(Response::new(Box::pin(flight)))
+    }
+
+    /// GetSchema: the schema of a command's results, running nothing. Statements are planned;
+    /// a catalog command's FlightInfo carries its schema; updates have no results.
+    pub async fn get_schema(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        let command = Any::decode(&*request.get_ref().cmd)
+            .map_err(|e| Status::invalid_argument(format!("not a Flight SQL command: {e}")))
+            .and_then(|any| {
+                Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))
+            })?;
+        let handle = match command {
+            Command::CommandStatementQuery(query) => StatementHandle::new(
+                query.query,
+                session::from_metadata(request.metadata())
+                    .database()
+                    .to_string(),
+                query
+                    .transaction_id
+                    .as_deref()
+                    .map(transaction_id)
+                    .transpose()?,
+            ),
+            Command::CommandPreparedStatementQuery(query) => {
+                StatementHandle::decode(&query.prepared_statement_handle)?
+            }
+            Command::CommandStatementUpdate(_)
+            | Command::CommandPreparedStatementUpdate(_)
+            | Command::CommandStatementIngest(_) => {
+                return Ok(Response::new(SchemaResult {
+                    schema: ipc_schema(&Schema::empty())?,
+                }));
+            }
+            Command::CommandStatementSubstraitPlan(_) => {
+                return Err(Status::unimplemented("not supported: Substrait plans"));
+            }
+            _ => {
+                let info = FlightService::get_flight_info(self, request).await?;
+                return Ok(Response::new(SchemaResult {
+                    schema: info.into_inner().schema,
+                }));
+            }
+        };
+        let session = self.session(&handle)?;
+        let prepared = self
+            .engine
+            .prepare(&session, &handle.sql)
+            .await
+            .map_err(to_status)?;
+        let schema = match prepared.schema {
+            Some(schema) => self.options.wire_schema(&schema),
+            None => Arc::new(Schema::empty()),
+        };
+        Ok(Response::new(SchemaResult {
+            schema: ipc_schema(&schema)?,
+        }))
+    }
+
+    /// Cancels the query whose FlightInfo is `info`. Statements that ran at GetFlightInfo
+    /// (DDL, DML) and catalog answers are done by the time anyone can cancel them.
+    fn cancel(&self, info: &FlightInfo) -> Result<CancelStatus, Status> {
+        let ticket = info
+            .endpoint
+            .iter()
+            .find_map(|endpoint| endpoint.ticket.as_ref())
+            .ok_or_else(|| Status::invalid_argument("the FlightInfo has no ticket to cancel"))?;
+        let command = Any::decode(&*ticket.ticket)
+            .map_err(|e| Status::invalid_argument(format!("not a MiniDB ticket: {e}")))
+            .and_then(|any| {
+                Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))
+            })?;
+        let handle = match command {
+            Command::TicketStatementQuery(ticket) => {
+                StatementHandle::decode(&ticket.statement_handle)?
+            }
+            Command::CommandPreparedStatementQuery(query) => {
+                StatementHandle::decode(&query.prepared_statement_handle)?
+            }
+            _ => return Ok(CancelStatus::NotCancellable),
+        };
+        let Some(id) = handle.plan.filter(|_| !handle.executed) else {
+            return Ok(CancelStatus::NotCancellable);
+        };
+        match self.queries.cancel(&id) {
+            Cancelled::Stopped => Ok(CancelStatus::Cancelled),
+            Cancelled::Unknown => Err(Status::not_found(
+                "no such query is running on this server: it finished, or another server runs it",
+            )),
+        }
     }
 
     /// Runs a statement that returns no rows and reports the affected row count.
@@ -940,7 +999,10 @@ impl FlightSqlService for FlightSqlServer {
             .map_err(to_status)?;
         handle.sql = prepared.sql;
         handle.id = Some(uuid::Uuid::new_v4().simple().to_string());
-        let schema = prepared.schema.unwrap_or_else(|| Arc::new(Schema::empty()));
+        let schema = prepared
+            .schema
+            .map(|schema| self.options.wire_schema(&schema))
+            .unwrap_or_else(|| Arc::new(Schema::empty()));
         // Parameters are nullable: JDBC refuses to bind NULL to a non-nullable one.
         let parameters = Schema::new(
             prepared
@@ -1019,6 +1081,103 @@ impl FlightSqlService for FlightSqlServer {
                 "EndTransaction needs COMMIT or ROLLBACK",
             )),
         }
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        _request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
+        let info = FlightInfo::decode(query.info)
+            .map_err(|e| Status::invalid_argument(format!("not a FlightInfo: {e}")))?;
+        // The older action's CancelResult numbers its answers as CancelStatus does.
+        Ok(ActionCancelQueryResult {
+            result: self.cancel(&info)? as i32,
+        })
+    }
+
+    /// The core Flight actions: CancelFlightInfo and the session options.
+    async fn do_action_fallback(
+        &self,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let mut session = session::from_metadata(request.metadata());
+        let action = request.into_inner();
+        let mut metadata = MetadataMap::new();
+        let body = match action.r#type.as_str() {
+            CANCEL_FLIGHT_INFO => {
+                let info = CancelFlightInfoRequest::decode(action.body)
+                    .map_err(|e| Status::invalid_argument(format!("bad CancelFlightInfo: {e}")))?
+                    .info
+                    .ok_or_else(|| {
+                        Status::invalid_argument("CancelFlightInfo without a FlightInfo")
+                    })?;
+                CancelFlightInfoResult {
+                    status: self.cancel(&info)? as i32,
+                }
+                .encode_to_vec()
+            }
+            SET_SESSION_OPTIONS => {
+                let options = session::SetSessionOptionsRequest::decode(action.body)
+                    .map_err(|e| Status::invalid_argument(format!("bad SetSessionOptions: {e}")))?;
+                let result = session::set_options(&self.engine, &mut session, options).await;
+                session::remember(&mut metadata, &session);
+                result.encode_to_vec()
+            }
+            GET_SESSION_OPTIONS => session::options(&session).encode_to_vec(),
+            CLOSE_SESSION => {
+                session::forget(&mut metadata);
+                session::CloseSessionResult {
+                    status: session::CloseSessionStatus::Closed as i32,
+                }
+                .encode_to_vec()
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown action '{other}' (ListActions names those MiniDB runs)"
+                )));
+            }
+        };
+        let result = arrow_flight::Result {
+            body: Bytes::from(body),
+        };
+        let stream: <Self as FlightService>::DoActionStream =
+            Box::pin(futures::stream::once(async { Ok(result) }));
+        let mut response = Response::new(stream);
+        *response.metadata_mut() = metadata;
+        Ok(response)
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<ActionType, Status>>> {
+        let action = |name: &str, description: &str| {
+            Ok(ActionType {
+                r#type: name.to_string(),
+                description: description.to_string(),
+            })
+        };
+        Some(vec![
+            action(
+                CANCEL_FLIGHT_INFO,
+                "Stops the query of a FlightInfo and refuses its ticket from then on.\n\
+                 Request: CancelFlightInfoRequest. Result: CancelFlightInfoResult.",
+            ),
+            action(
+                SET_SESSION_OPTIONS,
+                "Sets 'schema' (the current database; kept by the session cookie) or \
+                 'catalog' (always 'minidb').\n\
+                 Request: SetSessionOptionsRequest. Result: SetSessionOptionsResult.",
+            ),
+            action(
+                GET_SESSION_OPTIONS,
+                "Reports 'catalog' and 'schema' (the current database).\n\
+                 Request: GetSessionOptionsRequest. Result: GetSessionOptionsResult.",
+            ),
+            action(
+                CLOSE_SESSION,
+                "Ends the session: the client is back in database 'default'.\n\
+                 Request: CloseSessionRequest. Result: CloseSessionResult.",
+            ),
+        ])
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

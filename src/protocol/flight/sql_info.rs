@@ -58,7 +58,7 @@ pub fn sql_info(engine: &Engine) -> SqlInfoData {
         SqlInfo::FlightSqlServerTransaction,
         SqlSupportedTransaction::Transaction as i32,
     );
-    info.append(SqlInfo::FlightSqlServerCancel, false);
+    info.append(SqlInfo::FlightSqlServerCancel, true);
     // CommandStatementIngest, also inside a transaction (appending or replacing).
     info.append(SqlInfo::FlightSqlServerBulkIngestion, true);
     info.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, true);

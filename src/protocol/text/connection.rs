@@ -1,6 +1,7 @@
 //! Accepting text-protocol connections and running their sessions.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use bytes::BytesMut;
@@ -17,6 +18,7 @@ use super::framing::{MAX_STATEMENT_BYTES, Piece, StatementSplitter};
 use super::shorthand;
 use crate::auth::Authenticator;
 use crate::engine::{Engine, EngineError, Outcome, Session};
+use crate::metrics::{Protocol, metrics};
 
 /// Rows used to size a result table's columns before the first rows are sent.
 const WIDTH_SAMPLE_ROWS: usize = 1000;
@@ -42,6 +44,7 @@ pub async fn serve(
                     let auth = auth.clone();
                     let shutdown = shutdown.clone();
                     sessions.spawn(async move {
+                        let _open = metrics().session(Protocol::Text);
                         if let Err(e) = run_session(socket, engine, auth, shutdown).await {
                             debug!(%peer, error = %e, "text session ended with an I/O error");
                         }
@@ -207,6 +210,7 @@ async fn run_statement(
     statement: &str,
     writer: &mut OwnedWriteHalf,
 ) -> std::io::Result<()> {
+    let started = Instant::now();
     let sql = shorthand::expand(statement);
     let sql = sql.as_deref().unwrap_or(statement);
     let result = match engine.execute(session, sql).await {
@@ -217,6 +221,7 @@ async fn run_statement(
         Ok(other) => Ok(format::message(&other).unwrap_or_default()),
         Err(e) => Err(e),
     };
+    metrics().statement(Protocol::Text, result.is_ok(), started.elapsed());
     let text = match result {
         Ok(text) if text.is_empty() || text.ends_with('\n') => text,
         Ok(text) => format!("{text}\n"),
