@@ -19,4 +19,8 @@ cargo build --bins
 cargo test --lib --bins --test admin
 cargo test --test sqllogictest
 
-MINIDB_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/minidb" .venv/bin/python -m pytest tests/e2e -q
+export MINIDB_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/minidb"
+.venv/bin/python -m pytest tests/e2e -q
+# The same suite with every `server` over an S3 bucket (SeaweedFS on loopback); tests that
+# inspect table files on local disk skip from that point, and -rs lists them.
+MINIDB_TEST_STORAGE=s3 .venv/bin/python -m pytest tests/e2e -q -rs --ignore tests/e2e/test_s3.py

@@ -46,7 +46,7 @@ class MiniDBServer:
         """``data`` overrides the ``--data`` location (an ``s3://`` URL, say); ``data_dir``
         is then unused by the server. ``env`` adds environment variables."""
         self.extra_env = dict(env or {})
-        self.data_dir = Path(data_dir)
+        self._data_dir = Path(data_dir)
         self.data = data or str(data_dir)
         self.args = list(args or [])
         self.log_dir = Path(log_dir)
@@ -55,6 +55,15 @@ class MiniDBServer:
         self.text_port: int | None = None
         self.starts = 0
         self.metrics_port: int | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        """The local data directory. A test that reaches for it on a server over S3 (the
+        suite's S3 run) is skipped from there on: it inspects files on local disk, which the
+        local run covers."""
+        if self.data.startswith("s3://"):
+            pytest.skip("inspects table files on local disk (covered by the local-disk run)")
+        return self._data_dir
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -280,18 +289,48 @@ def parse_ascii_table(text: str) -> tuple[list[str], list[list[str]]]:
     return split(lines[0]), [split(l) for l in lines[1:]]
 
 
+#: ``MINIDB_TEST_STORAGE=s3`` runs the suite's ``server`` fixture over a prefix of an S3 bucket
+#: (SeaweedFS, started once for the run) instead of a local directory.
+TEST_STORAGE = os.environ.get("MINIDB_TEST_STORAGE", "local")
+
+
 @pytest.fixture
-def server(tmp_path):
-    """A fresh MiniDB server over its own data directory; stopped at teardown."""
+def server(tmp_path, request):
+    """A fresh MiniDB server over its own data directory (or S3 prefix, in the suite's S3
+    run); stopped at teardown."""
     data = tmp_path / "data"
     data.mkdir()
-    srv = MiniDBServer(data, tmp_path)
+    if TEST_STORAGE == "s3":
+        s3 = request.getfixturevalue("s3")
+        srv = MiniDBServer(data, tmp_path, s3.server_args(), data=s3.location())
+    else:
+        srv = MiniDBServer(data, tmp_path)
     srv.start()
     try:
         yield srv
     finally:
         if srv.proc is not None:
             srv.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path, request):
+    """Starts a server with extra flags over a fresh data directory (or S3 prefix, in the
+    suite's S3 run); the test stops it."""
+    count = 0
+
+    def start(args: list[str] | None = None) -> MiniDBServer:
+        nonlocal count
+        count += 1
+        data = tmp_path / f"data{count}"
+        data.mkdir()
+        if TEST_STORAGE == "s3":
+            s3 = request.getfixturevalue("s3")
+            return MiniDBServer(data, tmp_path, [*s3.server_args(), *(args or [])],
+                                data=s3.location()).start()
+        return MiniDBServer(data, tmp_path, args).start()
+
+    return start
 
 
 @pytest.fixture
@@ -370,9 +409,16 @@ def s3(tmp_path_factory):
     env = dict(os.environ, AWS_ACCESS_KEY_ID=service.access_key,
                AWS_SECRET_ACCESS_KEY=service.secret_key, S3_BUCKET=service.bucket)
     log = open(directory / "weed.log", "wb")
+    # Every listener on a free port, so that nothing else on the machine (another run of this
+    # suite included) is in the way; the side services MiniDB does not use are off.
+    ports = [f"-{name}={free_port()}" for name in (
+        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+        "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc",
+    )]
     proc = subprocess.Popen(
         [str(weed), "mini", f"-dir={directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-         "-admin.ui=false", f"-s3.port={service.endpoint.rsplit(':', 1)[1]}"],
+         "-admin.ui=false", f"-s3.port={service.endpoint.rsplit(':', 1)[1]}", *ports,
+         "-webdav.port=0", "-s3.port.iceberg=0", "-s3.port.lance=0"],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=directory,
     )
     log.close()

@@ -8,7 +8,7 @@ import random
 import threading
 import time
 
-from conftest import MiniDBServer, parse_ascii_table
+from conftest import parse_ascii_table
 from test_mor import peer_rows
 
 WRITERS, STEPS = 4, 120
@@ -21,15 +21,13 @@ def successful_compactions(text) -> int:
     return int(rows[0][0])
 
 
-def test_background_compaction_loses_nothing_under_concurrent_writes(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
+def test_background_compaction_loses_nothing_under_concurrent_writes(start_server):
     args = [
         "--compaction-interval-ms", "100",
         "--compaction-min-small-files", "3",
         "--compaction-deleted-ratio", "0.05",
     ]  # fmt: skip
-    server = MiniDBServer(data, tmp_path, args).start()
+    server = start_server(args)
     try:
         with server.text() as setup:
             setup.ok("CREATE TABLE t (k INT PRIMARY KEY, v INT NOT NULL, w VARCHAR);")
@@ -101,11 +99,9 @@ def test_background_compaction_loses_nothing_under_concurrent_writes(tmp_path):
         server.stop()
 
 
-def test_auto_compact_false_opts_a_table_out(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
+def test_auto_compact_false_opts_a_table_out(start_server):
     args = ["--compaction-interval-ms", "50", "--compaction-min-small-files", "2"]
-    server = MiniDBServer(data, tmp_path, args).start()
+    server = start_server(args)
     try:
         with server.text() as text:
             text.ok(

@@ -108,13 +108,14 @@ def test_three_servers_share_one_bucket(tmp_path, s3):
         with a.text() as t:
             t.ok("CREATE TABLE events (server INT, n INT);")
             t.ok("CREATE TABLE counter (id INT, hits INT);")
-            t.ok("INSERT INTO counter VALUES (1, 0);")
+            t.ok("INSERT INTO counter VALUES (1, 0), (2, 0);")
+            t.ok("CREATE TABLE ledger (server INT, k INT);")
         # A table created through one server is seen by the others at once.
         with b.text() as t:
-            assert parse_ascii_table(t.ok("SELECT hits FROM counter;"))[1] == [["0"]]
+            assert parse_ascii_table(t.ok("SELECT hits FROM counter;"))[1] == [["0"], ["0"]]
 
-        rows_per_writer, bumps_per_writer = 15, 10
-        done = {"bumps": 0, "conflicts": 0}
+        rows_per_writer, bumps_per_writer, transactions_per_writer = 15, 10, 4
+        done = {"bumps": 0, "conflicts": 0, "transactions": 0}
         failures: list[str] = []
         lock = threading.Lock()
 
@@ -138,6 +139,23 @@ def test_three_servers_share_one_bucket(tmp_path, s3):
                     bumps += 1
                 with lock:
                     done["bumps"] += bumps
+                # Transactions: a ledger row and a counter bump commit together or not at all;
+                # a conflict rolls the whole transaction back, and it is run again.
+                committed = 0
+                while committed < transactions_per_writer:
+                    t.ok("BEGIN;")
+                    for sql in (f"INSERT INTO ledger VALUES ({index}, {committed});",
+                                "UPDATE counter SET hits = hits + 1 WHERE id = 2;", "COMMIT;"):
+                        answer = t.query(sql)
+                        if answer.startswith("ERROR"):
+                            if "conflict" not in answer or "rolled back" not in answer:
+                                failures.append(answer)
+                                return
+                            break
+                    else:
+                        committed += 1
+                with lock:
+                    done["transactions"] += committed
 
         writers = [threading.Thread(target=write, args=(i, s)) for i, s in enumerate(servers)]
         for w in writers:
@@ -147,13 +165,18 @@ def test_three_servers_share_one_bucket(tmp_path, s3):
         assert not any(w.is_alive() for w in writers), "a writer hung"
         assert failures == []
         assert done["bumps"] == 3 * bumps_per_writer
+        assert done["transactions"] == 3 * transactions_per_writer
 
         for server in servers:
             with server.text() as t:
                 answer = t.ok("SELECT count(*) AS c, count(DISTINCT server * 1000 + n) AS d FROM events;")
                 assert parse_ascii_table(answer)[1] == [[str(3 * rows_per_writer)] * 2], answer
-                answer = t.ok("SELECT hits FROM counter WHERE id = 1;")
-                assert parse_ascii_table(answer)[1] == [[str(3 * bumps_per_writer)]], answer
+                answer = t.ok("SELECT id, hits FROM counter ORDER BY id;")
+                assert parse_ascii_table(answer)[1] == [
+                    ["1", str(3 * bumps_per_writer)], ["2", str(3 * transactions_per_writer)],
+                ], answer
+                answer = t.ok("SELECT count(*), count(DISTINCT server * 1000 + k) FROM ledger;")
+                assert parse_ascii_table(answer)[1] == [[str(3 * transactions_per_writer)] * 2], answer
 
         # The log is one unbroken chain of versions: every insert committed exactly once, and
         # compactions (of whichever server won each race) only rearranged the rows.

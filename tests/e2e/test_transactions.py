@@ -63,14 +63,12 @@ def test_dropped_connection_rolls_back_and_releases_the_table(server, accounts):
     assert balances(accounts) == [["1", "101"], ["2", "100"]]
 
 
-def optimistic_server(tmp_path) -> MiniDBServer:
-    data = tmp_path / "data"
-    data.mkdir()
-    return MiniDBServer(data, tmp_path, ["--concurrency", "optimistic"]).start()
+def optimistic_server(start_server) -> MiniDBServer:
+    return start_server(["--concurrency", "optimistic"])
 
 
-def test_optimistic_stale_transaction_conflicts_at_commit(tmp_path):
-    server = optimistic_server(tmp_path)
+def test_optimistic_stale_transaction_conflicts_at_commit(start_server):
+    server = optimistic_server(start_server)
     try:
         with server.text() as tx, server.text() as other:
             tx.ok("CREATE TABLE acct (id INT PRIMARY KEY, bal BIGINT NOT NULL);")
@@ -106,10 +104,8 @@ def test_pessimistic_writers_wait_for_the_transaction(server, accounts):
     assert balances(accounts)[0] == ["1", "202"]
 
 
-def test_a_held_table_times_out_with_a_retryable_conflict(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    server = MiniDBServer(data, tmp_path, ["--lock-timeout-ms", "300"]).start()
+def test_a_held_table_times_out_with_a_retryable_conflict(start_server):
+    server = start_server(["--lock-timeout-ms", "300"])
     try:
         with server.text() as holder, server.text() as waiter:
             holder.ok("CREATE TABLE t (id INT, v INT);")
@@ -193,10 +189,8 @@ def transfer_adbc(conn, a: int, b: int, amount: int) -> bool:
 
 
 @pytest.mark.parametrize("mode", ["pessimistic", "optimistic"])
-def test_bank_transfers_preserve_the_total(tmp_path, mode):
-    data = tmp_path / "data"
-    data.mkdir()
-    server = MiniDBServer(data, tmp_path, ["--concurrency", mode]).start()
+def test_bank_transfers_preserve_the_total(start_server, mode):
+    server = start_server(["--concurrency", mode])
     clients, transfers = 8, 250
     try:
         with server.text() as setup:
