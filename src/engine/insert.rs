@@ -4,13 +4,18 @@
 //! checks NOT NULL afterwards, by column position. This rewrite replaces each of those casts with
 //! [`StoreValue`], which converts the same way but fails with the column's name and the offending
 //! value, e.g. `value 300 does not fit column 'v' (TINYINT)`.
+//!
+//! Assignment follows one rule on every write path (INSERT, UPDATE, bulk ingest): a value is
+//! converted exactly when it can be, and otherwise rounded half away from zero to the column's
+//! scale — `2.5` into an INTEGER is 3, `-2.5` is -3, `1.005` into DECIMAL(10, 2) is 1.01 — as in
+//! PostgreSQL and DuckDB. A value whose rounded form is out of the column's range is refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::Array;
-use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, Field, FieldRef};
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::compute::{CastOptions, cast, cast_with_options};
+use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::{DFSchema, Result, TableReference, exec_err};
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -136,6 +141,31 @@ fn checked_values(
     }))
 }
 
+/// `input` rounded half away from zero to a whole number when it has a fraction (a float or a
+/// DECIMAL with a scale) and `target` is an integer type; Arrow's cast would truncate.
+fn rounded_for(input: ArrayRef, target: &DataType) -> Result<ArrayRef> {
+    if !target.is_integer() {
+        return Ok(input);
+    }
+    Ok(match input.data_type() {
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            let doubles = cast(&input, &DataType::Float64)?;
+            Arc::new(
+                doubles
+                    .as_primitive::<Float64Type>()
+                    .unary::<_, Float64Type>(f64::round),
+            )
+        }
+        // Arrow's decimal rescale rounds half away from zero; the precision grows by one digit
+        // for a carry (`9.5` → `10`).
+        DataType::Decimal128(precision, scale) if *scale > 0 => {
+            let whole = (*precision - *scale as u8 + 1).min(38);
+            cast(&input, &DataType::Decimal128(whole, 0))?
+        }
+        _ => input,
+    })
+}
+
 /// Converts values to a column's type, failing with the column's name and the value.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct StoreValue {
@@ -164,7 +194,8 @@ impl ScalarUDFImpl for StoreValue {
             safe: true,
             ..Default::default()
         };
-        let output = cast_with_options(&input, &self.target, &options)?;
+        let rounded = rounded_for(Arc::clone(&input), &self.target)?;
+        let output = cast_with_options(&rounded, &self.target, &options)?;
         // Logical nulls: a NULL literal arrives as a NullArray, which has no null buffer.
         let input_nulls = input.logical_nulls();
         let input_is_null = |row| input_nulls.as_ref().is_some_and(|n| n.is_null(row));

@@ -113,6 +113,10 @@ impl Engine {
             .execution
             .parquet
             .schema_force_view_types = false;
+        // Numbers with a fraction are exact DECIMALs, as in PostgreSQL and DuckDB: `0.1 + 0.2 =
+        // 0.3` holds and a DECIMAL(38, s) literal keeps every digit. Exponents make a DOUBLE
+        // (see `statement::rewrite_expressions`).
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
         // Parallelism comes from file groups; round-robin batches would shuffle small results.
         config
             .options_mut()

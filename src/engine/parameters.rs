@@ -204,14 +204,16 @@ pub fn literal(value: &ScalarValue) -> Result<String, EngineError> {
     })
 }
 
-/// A float as a literal that reads back as the same value of the same type.
+/// A float as a literal that reads back as the same value of the same type: the text is
+/// parsed as a float directly (a bare number with a fraction would be an exact DECIMAL first).
 fn float(value: f64, sql_type: &str) -> String {
-    if value.is_finite() {
-        // Debug prints the shortest text that reads back exactly, with a `.` or exponent.
-        format!("CAST({value:?} AS {sql_type})")
+    // Debug prints the shortest text that reads back exactly; Display spells NaN and inf.
+    let text = if value.is_finite() {
+        format!("{value:?}")
     } else {
-        format!("CAST('{value}' AS {sql_type})")
-    }
+        value.to_string()
+    };
+    format!("CAST('{text}' AS {sql_type})")
 }
 
 /// The type a parameter gets when planning cannot tell: text, which SQL casts to what the
@@ -323,7 +325,7 @@ mod tests {
         let sql = bind("SELECT $1, $2, $3, $4, $1", &literals).unwrap();
         assert_eq!(
             sql,
-            "SELECT 'it''s''; DROP TABLE t; --', -7, CAST(0.1 AS DOUBLE), NULL, 'it''s''; DROP TABLE t; --'"
+            "SELECT 'it''s''; DROP TABLE t; --', -7, CAST('0.1' AS DOUBLE), NULL, 'it''s''; DROP TABLE t; --'"
         );
         assert!(bind("SELECT $3", &literals[..2]).is_err());
         assert_eq!(

@@ -9,7 +9,8 @@ use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Ident, ObjectName, ObjectNamePart, UnaryOperator, Value, visit_expressions_mut,
+    DataType, ExactNumberInfo, Expr, Ident, ObjectName, ObjectNamePart, TypedString, UnaryOperator,
+    Value, ValueWithSpan, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -141,7 +142,7 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
         .map_err(|e| EngineError::InvalidInput(e.strip_backtrace()))?;
     match (statements.pop_front(), statements.is_empty()) {
         (Some(mut statement), true) => {
-            unary_plus_is_identity(&mut statement);
+            rewrite_expressions(&mut statement);
             Ok(Statement::Parsed(Box::new(statement)))
         }
         (None, _) => Err(EngineError::InvalidInput("empty statement".into())),
@@ -162,9 +163,14 @@ pub(super) fn tokens(sql: &str) -> Result<Vec<TokenWithSpan>, EngineError> {
         .collect())
 }
 
-/// Unary `+` is the identity on any type, as in MySQL and SQLite (`+name` is `name`);
-/// DataFusion only accepts it on numbers, so it is removed before planning.
-fn unary_plus_is_identity(statement: &mut DFStatement) {
+/// Rewrites of single expressions, applied once to every expression of a parsed statement:
+///
+/// 1. Unary `+` is the identity on any type, as in MySQL and SQLite (`+name` is `name`);
+///    DataFusion only accepts it on numbers, so it is removed.
+/// 2. A number written with an exponent (`1e10`, `2.5E-3`) is a DOUBLE, as in DuckDB and
+///    standard SQL's approximate numeric literal; numbers with a fraction and no exponent stay
+///    exact DECIMALs (the engine parses them so).
+fn rewrite_expressions(statement: &mut DFStatement) {
     match statement {
         DFStatement::Statement(inner) => {
             let _ = visit_expressions_mut(inner.as_mut(), |expr| {
@@ -178,10 +184,25 @@ fn unary_plus_is_identity(statement: &mut DFStatement) {
                         Expr::value(Value::Null),
                     )));
                 }
+                if let Expr::Value(ValueWithSpan {
+                    value: Value::Number(number, _),
+                    span,
+                }) = expr
+                    && number.contains(['e', 'E'])
+                {
+                    *expr = Expr::TypedString(TypedString {
+                        data_type: DataType::Double(ExactNumberInfo::None),
+                        value: ValueWithSpan {
+                            value: Value::SingleQuotedString(number.replace('_', "")),
+                            span: *span,
+                        },
+                        uses_odbc_syntax: false,
+                    });
+                }
                 ControlFlow::<()>::Continue(())
             });
         }
-        DFStatement::Explain(explain) => unary_plus_is_identity(&mut explain.statement),
+        DFStatement::Explain(explain) => rewrite_expressions(&mut explain.statement),
         _ => {}
     }
 }
