@@ -102,9 +102,30 @@ struct ServeArgs {
     /// Utf8 and Binary; Flight SQL JDBC drivers before 19 cannot read views.
     #[arg(long, env = "MINIDB_FLIGHT_PLAIN_STRINGS", default_value_t = true, action = clap::ArgAction::Set)]
     flight_plain_strings: bool,
+    /// DataFusion settings over MiniDB's defaults, as KEY=VALUE
+    /// (`datafusion.execution.target_partitions=4`); repeat the flag or separate with commas.
+    /// The keys are those of DataFusion's configuration reference.
+    #[arg(
+        long = "engine-setting",
+        env = "MINIDB_ENGINE_SETTINGS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        value_parser = key_value
+    )]
+    engine_settings: Vec<(String, String)>,
     /// Address of the Prometheus metrics listener (GET /metrics); unset serves no metrics.
     #[arg(long, env = "MINIDB_METRICS_ADDR")]
     metrics_addr: Option<String>,
+}
+
+/// `KEY=VALUE`, split at the first `=`.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, found '{text}'")),
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -189,7 +210,10 @@ fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         },
         flight_addr: args.flight_addr,
         text_addr: args.text_addr,
-        engine: EngineOptions { concurrency },
+        engine: EngineOptions {
+            concurrency,
+            engine_settings: args.engine_settings,
+        },
         compaction: CompactionOptions {
             interval: (args.compaction_interval_ms > 0)
                 .then(|| Duration::from_millis(args.compaction_interval_ms)),

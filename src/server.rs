@@ -108,7 +108,7 @@ impl RunningServer {
     /// Opens the store, binds both listeners and starts serving.
     pub async fn start(config: &ServerConfig) -> Result<Self, ServerError> {
         let store = DataStore::open_with(&config.data, &config.s3)?;
-        let engine = Arc::new(Engine::open_with(store, config.engine).await?);
+        let engine = Arc::new(Engine::open_with(store, config.engine.clone()).await?);
         let flight_listener = bind(&config.flight_addr).await?;
         let text_listener = bind(&config.text_addr).await?;
         let flight_addr = local_addr(&flight_listener, &config.flight_addr)?;

@@ -74,10 +74,13 @@ pub struct Prepared {
 }
 
 /// How an [`Engine`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineOptions {
     /// How writers of this server coordinate (pessimistic locks or optimistic commits).
     pub concurrency: Concurrency,
+    /// DataFusion configuration settings (`datafusion.execution.batch_size`, `8192`), applied
+    /// over MiniDB's defaults in order; an unknown key or a bad value fails the open.
+    pub engine_settings: Vec<(String, String)>,
 }
 
 impl Default for EngineOptions {
@@ -86,6 +89,7 @@ impl Default for EngineOptions {
             concurrency: Concurrency::Pessimistic {
                 lock_timeout: std::time::Duration::from_secs(10),
             },
+            engine_settings: Vec::new(),
         }
     }
 }
@@ -128,6 +132,11 @@ impl Engine {
             .options_mut()
             .execution
             .use_row_number_estimates_to_optimize_partitioning = true;
+        for (key, value) in &options.engine_settings {
+            config.options_mut().set(key, value).map_err(|e| {
+                EngineError::InvalidInput(format!("engine setting {key}: {}", e.strip_backtrace()))
+            })?;
+        }
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)

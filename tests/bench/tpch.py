@@ -13,6 +13,7 @@ DuckDB runs with threads = cores over `read_parquet` views; DataFusion is the Py
 the engine MiniDB embeds, over the same files.
 
     .venv/bin/python tests/bench/tpch.py [--scale 1] [--runs 3] [--queries 1,3,18]
+        [--server-arg=--engine-setting=KEY=VALUE ...]
 
 Uses MINIDB_BIN (build with `cargo build --release`).
 """
@@ -177,18 +178,24 @@ def main() -> None:
         default=Path(tempfile.gettempdir()) / "minidb-tpch",
         help="where generated Parquet files are kept between runs",
     )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="an extra `minidb serve` argument (repeatable), e.g. --server-arg=--engine-setting=K=V",
+    )
     args = parser.parse_args()
     numbers = []
     for part in args.queries.split(","):
         low, _, high = part.partition("-")
         numbers.extend(range(int(low), int(high or low) + 1))
 
-    print(f"binary: {conftest.MINIDB_BIN}")
+    print(f"binary: {conftest.MINIDB_BIN} {' '.join(args.server_arg)}")
     print(f"cores: {os.cpu_count()}, duckdb {duckdb.__version__}, datafusion {datafusion.__version__}")
     tables = generate(args.data, args.scale)
     work = Path(tempfile.mkdtemp(prefix="minidb-tpch-"))
     (work / "logs").mkdir()
-    server = conftest.MiniDBServer(work / "data", work / "logs").start()
+    server = conftest.MiniDBServer(work / "data", work / "logs", args.server_arg).start()
     failures = []
     try:
         conn = server.adbc()

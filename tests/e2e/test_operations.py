@@ -88,6 +88,52 @@ def test_a_bad_config_file_stops_the_server_with_the_cause(tmp_path, text, messa
     assert message in result.stderr, result.stderr
 
 
+def engine_setting(server: MiniDBServer, name: str) -> str:
+    with server.text() as t:
+        return t.query(f"SELECT value FROM information_schema.df_settings WHERE name = '{name}';")
+
+
+def test_engine_settings_apply_over_the_defaults(tmp_path):
+    batch = "datafusion.execution.batch_size"
+    srv = MiniDBServer(tmp_path, tmp_path).start()
+    try:
+        assert "| 8192  |" in engine_setting(srv, batch)
+    finally:
+        srv.stop()
+    config = tmp_path / "minidb.toml"
+    config.write_text(f'engine-setting = "{batch}=1000,datafusion.execution.target_partitions=3"\n')
+    srv = MiniDBServer(tmp_path, tmp_path, ["--config", str(config)]).start()
+    try:
+        assert "| 1000  |" in engine_setting(srv, batch)
+        assert "| 3     |" in engine_setting(srv, "datafusion.execution.target_partitions")
+    finally:
+        srv.stop()
+    srv = MiniDBServer(tmp_path, tmp_path, [f"--engine-setting={batch}=77"],
+                       env={"MINIDB_ENGINE_SETTINGS": f"{batch}=1000"}).start()
+    try:
+        assert "| 77    |" in engine_setting(srv, batch)
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("datafusion.execution.no_such_thing=1", "engine setting datafusion.execution.no_such_thing"),
+        ("datafusion.execution.batch_size=many", "engine setting datafusion.execution.batch_size"),
+        ("batch_size", "expected KEY=VALUE"),
+    ],
+)
+def test_a_bad_engine_setting_stops_the_server_with_the_key(tmp_path, setting, message):
+    result = subprocess.run(
+        [MINIDB_BIN, "serve", "--engine-setting", setting, "--data", str(tmp_path / "data"),
+         "--flight-addr", "127.0.0.1:0", "--text-addr", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
 def test_metrics_count_statements_commits_bytes_files_and_sessions(tmp_path):
     srv = MiniDBServer(tmp_path, tmp_path, [
         "--metrics-addr", "127.0.0.1:0", "--lock-timeout-ms", "200",
