@@ -25,7 +25,7 @@ use super::constraints::column_defaults;
 use super::datafile::external;
 use super::index::{IndexScan, column_bounds, table_indexes};
 use super::partitioning::{Partitioner, partition_of};
-use super::pruning::FilePruningStats;
+use super::pruning::{FilePruningStats, merged_statistics};
 use super::scan::{
     DeltaScanExec, FileCounts, IndexUse, ParquetScan, indexed_file, live_file, parquet_scan,
 };
@@ -37,6 +37,10 @@ use crate::txlog::{Add, FileStats, Snapshot};
 pub const FILE_INDEX_COLUMN: &str = "__minidb_file";
 /// Hidden column of an UPDATE/DELETE scan: the row's physical position in its file.
 pub const ROW_INDEX_COLUMN: &str = "__minidb_row";
+
+/// Bytes per value assumed for a column of variable width (strings, binaries, nested values)
+/// when estimating how much a scan reads; PostgreSQL's planner assumes the same.
+const ASSUMED_VALUE_BYTES: u64 = 32;
 
 /// A Delta table pinned to the snapshot its statement resolved.
 #[derive(Debug)]
@@ -188,7 +192,10 @@ impl DeltaTableProvider {
     }
 
     /// What DataFusion's planner learns about a scan of `files`: their live rows (or the rows
-    /// an index selected) and bytes, and the analyzed figures of each column; all estimates.
+    /// an index selected), the bytes the projected columns take in memory (fixed-width
+    /// columns exactly, others at [`ASSUMED_VALUE_BYTES`] a value), the analyzed figures of
+    /// each column and, for the projected ones, the bounds the files' statistics give; all
+    /// estimates. Without row counts the bytes are the files' sizes.
     fn scan_statistics(
         &self,
         files: &[(&Add, &FileStats)],
@@ -211,12 +218,63 @@ impl DeltaTableProvider {
             .map(|(add, _)| u64::try_from(add.size).unwrap_or_default())
             .sum();
         let estimate = |n: u64| Precision::Inexact(usize::try_from(n).unwrap_or(usize::MAX));
-        let statistics = Statistics {
+        let schema = self.schema();
+        let mut columns = column_statistics(&analyzed(&self.snapshot)?, &schema);
+        // Bounds and NULL counts ANALYZE has not recorded come from the files' statistics in the
+        // log, for the columns the scan reads.
+        let file_stats: Vec<&FileStats> = files.iter().map(|(_, stats)| *stats).collect();
+        let read: Vec<usize> = match projection {
+            Some(projection) => projection.clone(),
+            None => (0..columns.len()).collect(),
+        };
+        for index in read {
+            let Some(field) = schema
+                .fields()
+                .get(index)
+                .and_then(|f| self.snapshot.schema().field_with_name(f.name()).ok())
+            else {
+                continue;
+            };
+            let Some(column) = columns.get_mut(index) else {
+                continue;
+            };
+            let merged = merged_statistics(field, &file_stats);
+            if column.min_value == Precision::Absent {
+                column.min_value = merged.min_value;
+            }
+            if column.max_value == Precision::Absent {
+                column.max_value = merged.max_value;
+            }
+            if column.null_count == Precision::Absent {
+                column.null_count = merged.null_count;
+            }
+        }
+        if let Some(rows) = rows {
+            for (column, field) in columns.iter_mut().zip(schema.fields()) {
+                let width = field.data_type().primitive_width();
+                column.byte_size =
+                    estimate(rows.saturating_mul(width.map_or(ASSUMED_VALUE_BYTES, |w| w as u64)));
+            }
+        }
+        let mut statistics = Statistics {
             num_rows: rows.map_or(Precision::Absent, estimate),
             total_byte_size: estimate(bytes),
-            column_statistics: column_statistics(&analyzed(&self.snapshot)?, &self.schema()),
-        };
-        Ok(statistics.project(projection))
+            column_statistics: columns,
+        }
+        .project(projection);
+        // Join planning compares the bytes each side reads, so they are those of the projected
+        // columns in memory, as DataFusion reckons its own Parquet scans.
+        if rows.is_some() {
+            statistics.total_byte_size = estimate(
+                statistics
+                    .column_statistics
+                    .iter()
+                    .filter_map(|c| c.byte_size.get_value())
+                    .map(|&n| n as u64)
+                    .sum(),
+            );
+        }
+        Ok(statistics)
     }
 
     /// The files whose statistics may match `predicate`.

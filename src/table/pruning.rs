@@ -1,12 +1,14 @@
-//! Per-file statistics from the Delta log, presented to DataFusion's `PruningPredicate`.
+//! Per-file statistics from the Delta log, presented to DataFusion's `PruningPredicate`, and
+//! merged over a scan's files for its planner.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, UInt64Array};
-use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use datafusion::common::pruning::PruningStatistics;
-use datafusion::common::{Column, ScalarValue};
+use datafusion::common::stats::Precision;
+use datafusion::common::{Column, ColumnStatistics, ScalarValue};
 use serde_json::Value;
 
 use crate::txlog::FileStats;
@@ -35,6 +37,50 @@ impl<'a> FilePruningStats<'a> {
         });
         ScalarValue::iter_to_array(values).ok()
     }
+}
+
+/// What the files' statistics together say of `field`'s column: the least minimum, the
+/// greatest maximum and the sum of NULL counts, each only when every file records it; all
+/// inexact (deleted rows only narrow them).
+pub(crate) fn merged_statistics(field: &Field, stats: &[&FileStats]) -> ColumnStatistics {
+    let name = field.name();
+    let data_type = field.data_type();
+    let bound = |max: bool| {
+        let mut merged: Option<ScalarValue> = None;
+        for file in stats {
+            let map = if max {
+                &file.max_values
+            } else {
+                &file.min_values
+            };
+            let value = map
+                .get(name)
+                .and_then(|v| scalar_from_json(v, data_type, max))
+                .filter(|v| !v.is_null())?;
+            let wider = match &merged {
+                None => true,
+                Some(current) => {
+                    let order = value.partial_cmp(current)?;
+                    if max { order.is_gt() } else { order.is_lt() }
+                }
+            };
+            if wider {
+                merged = Some(value);
+            }
+        }
+        merged
+    };
+    let nulls: Option<u64> = stats
+        .iter()
+        .map(|s| s.null_count.get(name).and_then(Value::as_u64))
+        .sum();
+    let inexact = |v: Option<ScalarValue>| v.map_or(Precision::Absent, Precision::Inexact);
+    ColumnStatistics::new_unknown()
+        .with_min_value(inexact(bound(false)))
+        .with_max_value(inexact(bound(true)))
+        .with_null_count(nulls.map_or(Precision::Absent, |n| {
+            Precision::Inexact(usize::try_from(n).unwrap_or(usize::MAX))
+        }))
 }
 
 /// Parses a stats bound back into the column's type. Timestamp maxima are widened by 999µs
@@ -92,5 +138,49 @@ impl PruningStatistics for FilePruningStats<'_> {
 
     fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn stats(value: Value) -> FileStats {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn merged_statistics_span_every_file_or_say_nothing() {
+        let field = Field::new("k", DataType::Int64, true);
+        let a = stats(
+            json!({"numRecords": 3, "minValues": {"k": 5}, "maxValues": {"k": 9},
+                             "nullCount": {"k": 1}}),
+        );
+        let b = stats(
+            json!({"numRecords": 2, "minValues": {"k": -2}, "maxValues": {"k": 7},
+                             "nullCount": {"k": 0}}),
+        );
+        let merged = merged_statistics(&field, &[&a, &b]);
+        assert_eq!(
+            merged.min_value,
+            Precision::Inexact(ScalarValue::Int64(Some(-2)))
+        );
+        assert_eq!(
+            merged.max_value,
+            Precision::Inexact(ScalarValue::Int64(Some(9)))
+        );
+        assert_eq!(merged.null_count, Precision::Inexact(1));
+
+        // A file without a maximum (a long string, another writer) leaves the maximum unknown.
+        let c = stats(json!({"numRecords": 1, "minValues": {"k": 0}}));
+        let merged = merged_statistics(&field, &[&a, &b, &c]);
+        assert_eq!(
+            merged.min_value,
+            Precision::Inexact(ScalarValue::Int64(Some(-2)))
+        );
+        assert_eq!(merged.max_value, Precision::Absent);
+        assert_eq!(merged.null_count, Precision::Absent);
     }
 }

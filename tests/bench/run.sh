@@ -18,7 +18,8 @@ esac
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt \
+  -r tests/bench/requirements.txt
 cargo build --release --bins
 MINIDB_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/minidb"
 export MINIDB_BIN
@@ -35,10 +36,12 @@ if $quick; then
   run tests/bench/zorder.py --rows 200000 --files 16
   run tests/bench/open_log.py --commits 300 --runs 2
   run tests/bench/ingest.py --scale 0.05
+  run tests/bench/tpch.py --scale 0.1 --runs 1
 else
   run tests/bench/point_lookup.py
   run tests/bench/update_one_row.py
   run tests/bench/zorder.py
   run tests/bench/open_log.py
   run tests/bench/ingest.py
+  run tests/bench/tpch.py
 fi
