@@ -7,7 +7,9 @@ use arrow::datatypes::{DataType, Field, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
-use datafusion::common::{DFSchema, Result, ScalarValue, Statistics, not_impl_err};
+use datafusion::common::{
+    ColumnStatistics, DFSchema, Result, ScalarValue, Statistics, not_impl_err,
+};
 use datafusion::datasource::TableType;
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::table_schema::TableSchema;
@@ -41,6 +43,19 @@ pub const ROW_INDEX_COLUMN: &str = "__minidb_row";
 /// Bytes per value assumed for a column of variable width (strings, binaries, nested values)
 /// when estimating how much a scan reads; PostgreSQL's planner assumes the same.
 const ASSUMED_VALUE_BYTES: u64 = 32;
+
+/// Takes `known`'s figures for the bounds and NULL count `column` lacks.
+fn fill_absent(column: &mut ColumnStatistics, known: ColumnStatistics) {
+    if column.min_value == Precision::Absent {
+        column.min_value = known.min_value;
+    }
+    if column.max_value == Precision::Absent {
+        column.max_value = known.max_value;
+    }
+    if column.null_count == Precision::Absent {
+        column.null_count = known.null_count;
+    }
+}
 
 /// A Delta table pinned to the snapshot its statement resolved.
 #[derive(Debug)]
@@ -223,30 +238,11 @@ impl DeltaTableProvider {
         // Bounds and NULL counts ANALYZE has not recorded come from the files' statistics in the
         // log, for the columns the scan reads.
         let file_stats: Vec<&FileStats> = files.iter().map(|(_, stats)| *stats).collect();
-        let read: Vec<usize> = match projection {
-            Some(projection) => projection.clone(),
-            None => (0..columns.len()).collect(),
-        };
-        for index in read {
-            let Some(field) = schema
-                .fields()
-                .get(index)
-                .and_then(|f| self.snapshot.schema().field_with_name(f.name()).ok())
-            else {
-                continue;
-            };
-            let Some(column) = columns.get_mut(index) else {
-                continue;
-            };
-            let merged = merged_statistics(field, &file_stats);
-            if column.min_value == Precision::Absent {
-                column.min_value = merged.min_value;
-            }
-            if column.max_value == Precision::Absent {
-                column.max_value = merged.max_value;
-            }
-            if column.null_count == Precision::Absent {
-                column.null_count = merged.null_count;
+        for (index, field) in schema.fields().iter().enumerate() {
+            let read = projection.is_none_or(|p| p.contains(&index));
+            let in_files = self.snapshot.schema().field_with_name(field.name());
+            if let (true, Ok(field)) = (read, in_files) {
+                fill_absent(&mut columns[index], merged_statistics(field, &file_stats));
             }
         }
         if let Some(rows) = rows {
