@@ -13,7 +13,7 @@ use minidb::auth::Authenticator;
 use minidb::engine::{CompactionOptions, EngineOptions};
 use minidb::protocol::flight::FlightOptions;
 use minidb::server::{RunningServer, ServerConfig, TlsFiles};
-use minidb::storage::S3Settings;
+use minidb::storage::{CacheSettings, S3Settings};
 use minidb::table::Concurrency;
 use tracing_subscriber::EnvFilter;
 
@@ -116,6 +116,24 @@ struct ServeArgs {
     /// Address of the Prometheus metrics listener (GET /metrics); unset serves no metrics.
     #[arg(long, env = "MINIDB_METRICS_ADDR")]
     metrics_addr: Option<String>,
+    /// Memory tier of the read cache of an S3 data root (`256MiB`, `1GiB`…; `0` turns it off).
+    /// It keeps data files, deletion vectors and index segments, which never change.
+    #[arg(long, env = "MINIDB_CACHE_MEMORY", default_value = "256MiB", value_parser = byte_size)]
+    cache_memory: u64,
+    /// Directory of the read cache's disk tier (emptied at start, one server per directory);
+    /// without it the cache keeps nothing on disk.
+    #[arg(long, env = "MINIDB_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Size of the read cache's disk tier.
+    #[arg(long, env = "MINIDB_CACHE_SIZE", default_value = "10GiB", value_parser = byte_size)]
+    cache_size: u64,
+}
+
+/// A size in bytes: a number, optionally with a unit (`KiB`, `MiB`, `GiB`, `KB`, `MB`…).
+fn byte_size(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
 }
 
 /// `KEY=VALUE`, split at the first `=`.
@@ -229,6 +247,11 @@ fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
             plain_strings: args.flight_plain_strings,
         },
         metrics_addr: args.metrics_addr,
+        cache: CacheSettings {
+            memory_bytes: args.cache_memory,
+            disk_dir: args.cache_dir,
+            disk_bytes: args.cache_size,
+        },
     })
 }
 

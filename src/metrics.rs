@@ -2,7 +2,7 @@
 //!
 //! One set per process ([`metrics`]): the layers that do the work count it where it happens
 //! (statements in the protocols, commits in the table handle, bytes in the object store,
-//! files in the scan, runs in the compactor), and the listener encodes the lot on request.
+//! files in the scan, runs in the compactor, blocks in the read cache), and the listener encodes the lot on request.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -54,6 +54,11 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabels {
+    tier: &'static str,
+}
+
 /// Every metric MiniDB exports.
 pub struct Metrics {
     registry: Registry,
@@ -67,6 +72,11 @@ pub struct Metrics {
     files_scanned: Counter,
     files_skipped: Counter,
     compactions: Family<OutcomeLabels, Counter>,
+    cache_hits: Family<TierLabels, Counter>,
+    cache_hit_bytes: Family<TierLabels, Counter>,
+    cache_misses: Family<TierLabels, Counter>,
+    cache_evictions: Family<TierLabels, Counter>,
+    cache_used: Family<TierLabels, Gauge>,
 }
 
 /// The process's metrics.
@@ -117,6 +127,38 @@ impl Metrics {
             "Background and triggered compactions of one table, by outcome",
             compactions.clone(),
         );
+        let [cache_hits, cache_hit_bytes, cache_misses, cache_evictions] =
+            std::array::from_fn(|_| Family::<TierLabels, Counter>::default());
+        let cache_used = Family::<TierLabels, Gauge>::default();
+        for (name, help, family) in [
+            (
+                "cache_hits",
+                "Read-cache block lookups answered, by tier",
+                &cache_hits,
+            ),
+            (
+                "cache_hit_bytes",
+                "Bytes of the read-cache blocks that answered lookups, by tier",
+                &cache_hit_bytes,
+            ),
+            (
+                "cache_misses",
+                "Read-cache block lookups not answered, by tier",
+                &cache_misses,
+            ),
+            (
+                "cache_evictions",
+                "Read-cache blocks dropped to make room, by tier",
+                &cache_evictions,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "cache_used_bytes",
+            "Bytes of blocks the read cache holds, by tier",
+            cache_used.clone(),
+        );
         for (name, help, counter) in [
             ("commits", "Delta log commits written", &commits),
             (
@@ -155,6 +197,11 @@ impl Metrics {
             files_scanned,
             files_skipped,
             compactions,
+            cache_hits,
+            cache_hit_bytes,
+            cache_misses,
+            cache_evictions,
+            cache_used,
         }
     }
 
@@ -215,6 +262,30 @@ impl Metrics {
             .inc();
     }
 
+    /// A read-cache tier answered a block lookup with `bytes`.
+    pub fn cache_hit(&self, tier: &'static str, bytes: u64) {
+        let labels = TierLabels { tier };
+        self.cache_hits.get_or_create(&labels).inc();
+        self.cache_hit_bytes.get_or_create(&labels).inc_by(bytes);
+    }
+
+    pub fn cache_miss(&self, tier: &'static str) {
+        self.cache_misses.get_or_create(&TierLabels { tier }).inc();
+    }
+
+    pub fn cache_evicted(&self, tier: &'static str) {
+        self.cache_evictions
+            .get_or_create(&TierLabels { tier })
+            .inc();
+    }
+
+    /// A read-cache tier now holds `bytes`.
+    pub fn cache_used(&self, tier: &'static str, bytes: u64) {
+        self.cache_used
+            .get_or_create(&TierLabels { tier })
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     /// The metrics in Prometheus' text format.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -256,6 +327,8 @@ mod tests {
         metrics.commit();
         metrics.read(10);
         metrics.scan(2, 5);
+        metrics.cache_hit("disk", 4096);
+        metrics.cache_used("memory", 10);
         let session = metrics.session(Protocol::Flight);
         let text = metrics.encode();
         assert!(
@@ -268,6 +341,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("minidb_scan_files_skipped_total 5"), "{text}");
+        assert!(
+            text.contains("minidb_cache_hit_bytes_total{tier=\"disk\"} 4096"),
+            "{text}"
+        );
+        assert!(
+            text.contains("minidb_cache_used_bytes{tier=\"memory\"} 10"),
+            "{text}"
+        );
         assert!(
             text.contains("minidb_sessions_active{protocol=\"flight\"} 1"),
             "{text}"

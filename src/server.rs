@@ -32,7 +32,7 @@ use crate::protocol::admin::{Admin, AdminServiceServer};
 use crate::protocol::flight::{FlightOptions, FlightRpc};
 use crate::protocol::grpc_auth::RequireTokenLayer;
 use crate::protocol::text;
-use crate::storage::{DataStore, S3Settings, StorageError};
+use crate::storage::{CacheSettings, DataStore, S3Settings, StorageError};
 
 /// Largest gRPC message accepted or sent (ADBC sends up to 16 MiB by default).
 const MAX_GRPC_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -58,6 +58,8 @@ pub struct ServerConfig {
     pub flight: FlightOptions,
     /// Address of the Prometheus metrics listener (`GET /metrics`); `None` serves no metrics.
     pub metrics_addr: Option<String>,
+    /// The read cache of an S3 data root (a local directory is cached by the operating system).
+    pub cache: CacheSettings,
 }
 
 /// PEM files of the gRPC listener's TLS identity.
@@ -107,7 +109,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Opens the store, binds both listeners and starts serving.
     pub async fn start(config: &ServerConfig) -> Result<Self, ServerError> {
-        let store = DataStore::open_with(&config.data, &config.s3)?;
+        let store = open_store(config)?;
         let engine = Arc::new(Engine::open_with(store, config.engine.clone()).await?);
         let flight_listener = bind(&config.flight_addr).await?;
         let text_listener = bind(&config.text_addr).await?;
@@ -235,6 +237,31 @@ impl RunningServer {
         info!("minidb stopped");
         Ok(())
     }
+}
+
+/// The data root, with a read cache when it is an S3 bucket.
+fn open_store(config: &ServerConfig) -> Result<DataStore, ServerError> {
+    let store = DataStore::open_with(&config.data, &config.s3)?;
+    let cache = &config.cache;
+    if !store.is_remote() {
+        if cache.disk_dir.is_some() {
+            tracing::warn!(
+                "the read cache serves S3 data roots; --cache-dir is ignored for a local directory"
+            );
+        }
+        return Ok(store);
+    }
+    if !cache.enabled() {
+        return Ok(store);
+    }
+    let store = store.with_read_cache(cache)?;
+    tracing::info!(
+        memory_bytes = cache.memory_bytes,
+        disk_dir = ?cache.disk_dir,
+        disk_bytes = cache.disk_bytes,
+        "read cache on"
+    );
+    Ok(store)
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, ServerError> {

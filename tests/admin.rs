@@ -28,6 +28,7 @@ fn local_config(data: &tempfile::TempDir) -> ServerConfig {
         flight: Default::default(),
         s3: Default::default(),
         metrics_addr: None,
+        cache: Default::default(),
     }
 }
 

@@ -15,7 +15,9 @@ bash tests/deploy.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-cargo build --bins
+# `cargo test` also builds the binaries the e2e suites start, with the dependency features the
+# tests resolve; a separate `cargo build --bins` resolves them without the dev-dependencies and
+# so compiles DataFusion and its dependencies a second time.
 cargo test --lib --bins --test admin
 cargo test --test sqllogictest
 

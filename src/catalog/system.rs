@@ -27,7 +27,7 @@ use crate::txlog::{Action, FileStats, Snapshot};
 /// The system database's name.
 pub const SYSTEM_DATABASE: &str = "sys";
 
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 8] = [
     "db_metadata",
     "table_metadata",
     "columns_metadata",
@@ -35,6 +35,7 @@ const TABLES: [&str; 7] = [
     "delta_log",
     "table_files",
     "compactions",
+    "cache",
 ];
 
 /// The system tables with their columns.
@@ -320,6 +321,21 @@ impl SystemTables {
                     out.text("error", run.outcome.as_ref().err().cloned());
                 }
             }
+            "cache" => {
+                let tiers = self.catalog.store().read_cache().map(|c| c.report());
+                for tier in tiers.unwrap_or_default() {
+                    let int = |n: u64| Some(i64::try_from(n).unwrap_or(i64::MAX));
+                    out.text("tier", Some(tier.tier.to_string()));
+                    out.text("directory", tier.directory);
+                    out.int("capacity_bytes", int(tier.capacity_bytes));
+                    out.int("used_bytes", int(tier.used_bytes));
+                    out.int("blocks", int(tier.blocks));
+                    out.int("hits", int(tier.hits));
+                    out.int("misses", int(tier.misses));
+                    out.int("hit_bytes", int(tier.hit_bytes));
+                    out.int("evictions", int(tier.evictions));
+                }
+            }
             _ => return Ok(None),
         }
         Ok(Some(out))
@@ -524,6 +540,17 @@ fn table_schema(table: &str) -> Schema {
             int("size_bytes"),
             flag("data_change"),
             flag("has_deletion_vector"),
+        ],
+        "cache" => vec![
+            text("tier"),
+            text("directory"),
+            int("capacity_bytes"),
+            int("used_bytes"),
+            int("blocks"),
+            int("hits"),
+            int("misses"),
+            int("hit_bytes"),
+            int("evictions"),
         ],
         "compactions" => vec![
             text("db_name"),

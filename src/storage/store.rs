@@ -4,7 +4,9 @@
 //! create (a staged file hard-linked into place), which is what Delta commits need, wrapped so
 //! every put is fsynced before it is acknowledged.
 //!
-//! Every backend is wrapped in a [`MeteredStore`] that counts the bytes it moves.
+//! Every backend is wrapped in a [`MeteredStore`] that counts the bytes it moves; a bucket's
+//! can also be wrapped in a [`CachedStore`] ([`DataStore::with_read_cache`]), outside the meter,
+//! so that the meter counts what crosses the network.
 //!
 //! `s3://bucket/prefix` opens an S3-compatible bucket with object_store's AWS client, whose
 //! `PutMode::Create` is a conditional PUT (`If-None-Match: *`): of two servers committing the
@@ -22,6 +24,7 @@ use object_store::prefix::PrefixStore;
 use url::Url;
 
 use super::StorageError;
+use super::cache::{CacheSettings, CachedStore, ReadCache};
 use super::durable::SyncedLocalStore;
 use super::metered::MeteredStore;
 
@@ -33,6 +36,7 @@ const ENGINE_STORE_URL: &str = "minidb://data/";
 pub struct DataStore {
     store: Arc<dyn ObjectStore>,
     root: Url,
+    cache: Option<Arc<ReadCache>>,
 }
 
 /// How to reach an S3-compatible bucket; anything left `None` comes from the standard `AWS_*`
@@ -73,11 +77,32 @@ impl DataStore {
     /// Opens a data root as [`DataStore::open`] does, also accepting `s3://bucket[/prefix]`,
     /// reached with `s3`.
     pub fn open_with(location: &str, s3: &S3Settings) -> Result<Self, StorageError> {
-        let Self { store, root } = Self::open_backend(location, s3)?;
+        let Self { store, root, .. } = Self::open_backend(location, s3)?;
         Ok(Self {
             store: Arc::new(MeteredStore::new(store)),
             root,
+            cache: None,
         })
+    }
+
+    /// This store with reads of its immutable objects cached as `settings` say.
+    pub fn with_read_cache(self, settings: &CacheSettings) -> Result<Self, StorageError> {
+        let cache = Arc::new(ReadCache::new(settings)?);
+        Ok(Self {
+            store: Arc::new(CachedStore::new(self.store, Arc::clone(&cache))),
+            root: self.root,
+            cache: Some(cache),
+        })
+    }
+
+    /// The read cache, when reads go through one.
+    pub fn read_cache(&self) -> Option<&Arc<ReadCache>> {
+        self.cache.as_ref()
+    }
+
+    /// Whether the data root is reached over the network (an S3 bucket), where a read cache pays.
+    pub fn is_remote(&self) -> bool {
+        self.root.scheme() == "s3"
     }
 
     fn open_backend(location: &str, s3: &S3Settings) -> Result<Self, StorageError> {
@@ -89,6 +114,7 @@ impl DataStore {
             Ok(url) if url.scheme() == "memory" => Ok(Self {
                 store: Arc::new(InMemory::new()),
                 root: url,
+                cache: None,
             }),
             Ok(url) if url.scheme() == "file" => {
                 let dir = url
@@ -117,6 +143,7 @@ impl DataStore {
         Ok(Self {
             store: Arc::new(store),
             root,
+            cache: None,
         })
     }
 
@@ -150,7 +177,11 @@ impl DataStore {
         } else {
             Arc::new(PrefixStore::new(bucket_store, Path::from(prefix)))
         };
-        Ok(Self { store, root: url })
+        Ok(Self {
+            store,
+            root: url,
+            cache: None,
+        })
     }
 
     /// The object store, with paths relative to the data root.

@@ -9,6 +9,7 @@ Flight SQL connections. The ``s3`` fixture runs a real S3 server (SeaweedFS, fro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import selectors
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -398,13 +400,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory):
-    """SeaweedFS on loopback with one bucket (``lake``) and one user; stopped at the end."""
+@contextlib.contextmanager
+def seaweedfs(directory: Path) -> Iterator[S3Service]:
+    """SeaweedFS on loopback, its files in ``directory``, with one bucket (``lake``) and one
+    user; stopped on exit."""
     weed = Path(os.environ.get("WEED_BIN", REPO / ".venv" / "bin" / "weed"))
     if not weed.exists():
-        pytest.fail(f"the S3 test server is missing: {weed} (pip install -r tests/requirements.txt)")
-    directory = tmp_path_factory.mktemp("seaweedfs")
+        raise RuntimeError(f"the S3 test server is missing: {weed} "
+                           "(pip install -r tests/requirements.txt)")
     service = S3Service(f"http://127.0.0.1:{free_port()}", "lake", "minidb", "minidb-secret-key")
     env = dict(os.environ, AWS_ACCESS_KEY_ID=service.access_key,
                AWS_SECRET_ACCESS_KEY=service.secret_key, S3_BUCKET=service.bucket)
@@ -443,6 +446,13 @@ def s3(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """SeaweedFS on loopback with one bucket (``lake``) and one user; stopped at the end."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as service:
+        yield service
 
 
 @pytest.fixture

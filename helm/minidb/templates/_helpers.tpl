@@ -37,6 +37,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* Non-empty when the S3 read cache has a disk tier. */}}
+{{- define "minidb.diskCache" -}}
+{{- if and (eq .Values.storage.mode "s3") (ne (toString .Values.storage.s3.cache.diskSize) "0") -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* The pod template shared by the StatefulSet (local storage) and the Deployment (S3). */}}
 {{- define "minidb.podTemplate" -}}
 metadata:
@@ -86,6 +93,14 @@ spec:
         {{- end }}
         - name: MINIDB_S3_ALLOW_HTTP
           value: {{ .Values.storage.s3.allowHttp | quote }}
+        - name: MINIDB_CACHE_MEMORY
+          value: {{ .Values.storage.s3.cache.memory | quote }}
+        {{- if include "minidb.diskCache" . }}
+        - name: MINIDB_CACHE_DIR
+          value: /var/cache/minidb
+        - name: MINIDB_CACHE_SIZE
+          value: {{ .Values.storage.s3.cache.diskSize | quote }}
+        {{- end }}
         {{- else }}
         - name: MINIDB_DATA
           value: /data
@@ -169,6 +184,10 @@ spec:
         - name: data
           mountPath: /data
         {{- end }}
+        {{- if include "minidb.diskCache" . }}
+        - name: cache
+          mountPath: /var/cache/minidb
+        {{- end }}
         {{- if .Values.auth.enabled }}
         - name: auth
           mountPath: /etc/minidb/auth
@@ -182,6 +201,10 @@ spec:
   volumes:
     - name: tmp
       emptyDir: {}
+    {{- if include "minidb.diskCache" . }}
+    - name: cache
+      emptyDir: {}
+    {{- end }}
     {{- if .Values.auth.enabled }}
     - name: auth
       secret:
