@@ -37,6 +37,7 @@ if $quick; then
   run tests/bench/open_log.py --commits 300 --runs 2
   run tests/bench/ingest.py --scale 0.05
   run tests/bench/tpch.py --scale 0.1 --runs 1
+  run tests/bench/tpch_s3.py --scale 0.1 --runs 1
 else
   run tests/bench/point_lookup.py
   run tests/bench/update_one_row.py
@@ -44,4 +45,5 @@ else
   run tests/bench/open_log.py
   run tests/bench/ingest.py
   run tests/bench/tpch.py
+  run tests/bench/tpch_s3.py
 fi
