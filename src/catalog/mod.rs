@@ -18,6 +18,6 @@ mod system;
 pub use activity::{CompactionRun, MaintenanceLog};
 pub use error::CatalogError;
 pub use names::{AsOf, DEFAULT_DATABASE, as_of_name, split_as_of, validate_name};
-pub use provider::{CATALOG_NAME, Scope, StatementCatalog};
+pub use provider::{CATALOG_NAME, ReadSet, Scope, StatementCatalog};
 pub use store::Catalog;
 pub use system::{SYSTEM_DATABASE, SystemTables, sql_type_name, system_tables};

@@ -14,7 +14,7 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 
 use super::{AsOf, Catalog, CatalogError, SYSTEM_DATABASE, SystemTables, split_as_of};
-use crate::table::{DeltaTableProvider, Transaction};
+use crate::table::{DeltaTableProvider, TableHandle, Transaction};
 
 /// What a statement needs to see of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,64 @@ pub const CATALOG_NAME: &str = "minidb";
 
 type Resolved = Mutex<HashMap<(String, String), Arc<dyn TableProvider>>>;
 
+/// What a statement read: each table at the newest version it resolved to, and whether it
+/// read anything a table version does not describe (system tables, a transaction's view).
+#[derive(Debug, Default)]
+struct Reads {
+    tables: Vec<(String, String, Arc<TableHandle>, i64)>,
+    unversioned: bool,
+}
+
+/// The tables a planned statement read, to tell later whether its plan still reads what
+/// planning it again would.
+#[derive(Debug, Clone, Default)]
+pub struct ReadSet(Arc<Mutex<Reads>>);
+
+impl ReadSet {
+    fn reads(&self) -> std::sync::MutexGuard<'_, Reads> {
+        // Entries are pushed whole; a panic elsewhere cannot leave one half-written.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, database: &str, table: &str, handle: &Arc<TableHandle>, version: i64) {
+        self.reads().tables.push((
+            database.to_string(),
+            table.to_string(),
+            Arc::clone(handle),
+            version,
+        ));
+    }
+
+    /// Marks the statement as reading something no table version describes.
+    pub fn unversioned(&self) {
+        self.reads().unversioned = true;
+    }
+
+    /// Whether every table read is still at the version it was read at (each is brought up
+    /// to date with its log, which may be another server's commit) and nothing unversioned was
+    /// read.
+    pub async fn is_current(&self, catalog: &Catalog) -> Result<bool, CatalogError> {
+        let tables = {
+            let reads = self.reads();
+            if reads.unversioned {
+                return Ok(false);
+            }
+            reads.tables.clone()
+        };
+        for (database, table, handle, version) in tables {
+            let now = match catalog.table(&database, &table).await {
+                Ok(now) => now,
+                Err(CatalogError::TableNotFound(_)) => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            if !Arc::ptr_eq(&now, &handle) || now.cached().version() != version {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
 /// One statement's view of the catalog.
 #[derive(Debug)]
 pub struct StatementCatalog {
@@ -39,6 +97,7 @@ pub struct StatementCatalog {
     databases: BTreeMap<String, Option<Vec<String>>>,
     resolved: Arc<Resolved>,
     transaction: Option<Arc<Transaction>>,
+    reads: ReadSet,
 }
 
 impl StatementCatalog {
@@ -72,7 +131,13 @@ impl StatementCatalog {
             databases,
             resolved: Arc::default(),
             transaction,
+            reads: ReadSet::default(),
         })
+    }
+
+    /// What the statement has read so far (filled in as planning resolves its tables).
+    pub fn reads(&self) -> ReadSet {
+        self.reads.clone()
     }
 }
 
@@ -80,6 +145,7 @@ impl StatementCatalog {
     /// Makes `database.table` resolve to `provider` for this statement (e.g. the target of an
     /// UPDATE, read at the snapshot its writer lock protects).
     pub fn pin(&self, database: &str, table: &str, provider: Arc<dyn TableProvider>) {
+        self.reads.unversioned();
         self.resolved
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -113,6 +179,7 @@ impl CatalogProviderList for StatementCatalog {
                 databases: self.databases.clone(),
                 resolved: Arc::clone(&self.resolved),
                 transaction: self.transaction.clone(),
+                reads: self.reads.clone(),
             }) as Arc<dyn CatalogProvider>
         })
     }
@@ -125,6 +192,7 @@ struct DatabaseList {
     databases: BTreeMap<String, Option<Vec<String>>>,
     resolved: Arc<Resolved>,
     transaction: Option<Arc<Transaction>>,
+    reads: ReadSet,
 }
 
 impl CatalogProvider for DatabaseList {
@@ -136,6 +204,7 @@ impl CatalogProvider for DatabaseList {
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == SYSTEM_DATABASE {
+            self.reads.unversioned();
             return Some(Arc::new(SystemTables::new(Arc::clone(&self.catalog))));
         }
         let tables = self.databases.get(name)?;
@@ -146,6 +215,7 @@ impl CatalogProvider for DatabaseList {
             tables: tables.clone().unwrap_or_default(),
             resolved: Arc::clone(&self.resolved),
             transaction: self.transaction.clone(),
+            reads: self.reads.clone(),
         }))
     }
 }
@@ -158,6 +228,7 @@ struct Database {
     tables: Vec<String>,
     resolved: Arc<Resolved>,
     transaction: Option<Arc<Transaction>>,
+    reads: ReadSet,
 }
 
 impl Database {
@@ -208,6 +279,7 @@ impl SchemaProvider for Database {
             }
             // Inside a transaction: the table as pinned at its first use, plus its own writes.
             (None, Some(transaction)) => {
+                self.reads.unversioned();
                 let table = transaction
                     .table(&qualified, &handle)
                     .await
@@ -216,6 +288,8 @@ impl SchemaProvider for Database {
             }
             (None, None) => {
                 let snapshot = handle.cached();
+                self.reads
+                    .record(&self.name, table, &handle, snapshot.version());
                 DeltaTableProvider::new(qualified, handle, snapshot, self.store_url.clone())
             }
         };

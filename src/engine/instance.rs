@@ -26,7 +26,7 @@ use super::types::column_type;
 use super::{EngineError, ErrorKind, Listing, Outcome, Session};
 use crate::catalog::sql_type_name;
 use crate::catalog::{
-    CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, Scope, StatementCatalog,
+    CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, ReadSet, Scope, StatementCatalog,
 };
 use crate::storage::DataStore;
 use crate::table::partitioning::{PARTITIONING_PROPERTY, Partitioner, Partitioning};
@@ -48,6 +48,7 @@ pub struct Engine {
 pub struct PlannedQuery {
     plan: Arc<dyn ExecutionPlan>,
     context: Arc<TaskContext>,
+    reads: ReadSet,
 }
 
 impl PlannedQuery {
@@ -63,7 +64,7 @@ impl PlannedQuery {
 }
 
 /// A statement prepared by [`Engine::prepare`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Prepared {
     /// The statement, its placeholders numbered `$1`, `$2`, …
     pub sql: String,
@@ -71,6 +72,9 @@ pub struct Prepared {
     pub schema: Option<SchemaRef>,
     /// The type of each parameter, `$1` first.
     pub parameters: Vec<DataType>,
+    /// The plan made to learn the schema of a query without parameters, to run while
+    /// [`Engine::is_current`] holds for it instead of planning the query again.
+    pub plan: Option<PlannedQuery>,
 }
 
 /// How an [`Engine`] runs.
@@ -331,7 +335,7 @@ impl Engine {
         session: &Session,
         sql: &str,
     ) -> Result<Option<PlannedQuery>, EngineError> {
-        let plan = match statement::parse(sql)? {
+        let (plan, reads) = match statement::parse(sql)? {
             Statement::Parsed(parsed) if returns_rows(&parsed) => {
                 self.physical_plan(session, *parsed).await?
             }
@@ -345,14 +349,26 @@ impl Engine {
                     return Ok(None);
                 };
                 let schema = batch.schema();
-                MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None)?
+                let plan = MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None)?;
+                let reads = ReadSet::default();
+                reads.unversioned();
+                (plan as Arc<dyn ExecutionPlan>, reads)
             }
             _ => return Ok(None),
         };
         Ok(Some(PlannedQuery {
             plan,
             context: self.state.task_ctx(),
+            reads,
         }))
+    }
+
+    /// Whether `query` still reads what planning it again would: every table it reads is at
+    /// the version it was planned against (after catching up with the log), and it reads no
+    /// system table and no transaction's view. A plan kept from preparing a statement runs
+    /// only while this holds.
+    pub async fn is_current(&self, query: &PlannedQuery) -> Result<bool, EngineError> {
+        Ok(query.reads.is_current(&self.catalog).await?)
     }
 
     /// The schema of the rows `sql` returns, without running it; `None` when the statement
@@ -380,7 +396,7 @@ impl Engine {
             Statement::Parsed(parsed) if returns_rows(&parsed) => parsed,
             _ => return Ok(None),
         };
-        let plan = self.physical_plan(session, *parsed).await?;
+        let (plan, _) = self.physical_plan(session, *parsed).await?;
         Ok(Some(plan.schema()))
     }
 
@@ -392,11 +408,27 @@ impl Engine {
     pub async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, EngineError> {
         let (sql, count) = parameters::number_placeholders(sql)?;
         if count == 0 {
-            let schema = self.output_schema(session, &sql).await?;
+            let parsed = match statement::parse(&sql)? {
+                Statement::Parsed(parsed) if returns_rows(&parsed) => Some(parsed),
+                _ => None,
+            };
+            let (schema, plan) = match parsed {
+                Some(parsed) => {
+                    let (plan, reads) = self.physical_plan(session, *parsed).await?;
+                    let query = PlannedQuery {
+                        plan,
+                        context: self.state.task_ctx(),
+                        reads,
+                    };
+                    (Some(query.schema()), Some(query))
+                }
+                None => (self.output_schema(session, &sql).await?, None),
+            };
             return Ok(Prepared {
                 sql,
                 schema,
                 parameters: Vec::new(),
+                plan,
             });
         }
         let mut parameters = vec![parameters::unknown_parameter_type(); count];
@@ -404,7 +436,7 @@ impl Engine {
         if let Statement::Parsed(parsed) = statement::parse(&sql)? {
             let rows = returns_rows(&parsed);
             match self.logical_plan(session, *parsed).await {
-                Ok((plan, _)) => {
+                Ok((plan, ..)) => {
                     if rows {
                         schema = Some(Arc::clone(plan.schema().inner()));
                     }
@@ -427,6 +459,7 @@ impl Engine {
             sql,
             schema,
             parameters,
+            plan: None,
         })
     }
 
@@ -536,7 +569,7 @@ impl Engine {
         if !returns_rows(&parsed) && !is_insert(&parsed) {
             return Err(EngineError::NotSupported(statement_kind(&parsed)));
         }
-        let plan = self.physical_plan(session, parsed.clone()).await?;
+        let (plan, _) = self.physical_plan(session, parsed.clone()).await?;
         if let Some(table) = insert_target(&parsed) {
             let batches = collect(plan, self.state.task_ctx()).await?;
             let rows = batches
@@ -549,30 +582,32 @@ impl Engine {
     }
 
     /// Plans a DataFusion statement against a fresh view of the catalog, up to its logical
-    /// plan; also returns the state to go on planning with.
+    /// plan; also returns the state to go on planning with and what the plan reads.
     async fn logical_plan(
         &self,
         session: &Session,
         parsed: DFStatement,
-    ) -> Result<(LogicalPlan, SessionState), EngineError> {
+    ) -> Result<(LogicalPlan, SessionState, ReadSet), EngineError> {
         let view = StatementCatalog::load(
             Arc::clone(&self.catalog),
             self.scope(session, &parsed)?,
             session.transaction().cloned(),
         )
         .await?;
+        let reads = view.reads();
         let state = self.statement_state(session, view);
         let plan = state.statement_to_plan(parsed).await?;
-        Ok((plan, state))
+        Ok((plan, state, reads))
     }
 
-    /// Plans a DataFusion statement against a fresh view of the catalog.
+    /// Plans a DataFusion statement against a fresh view of the catalog; also returns what the
+    /// plan reads.
     async fn physical_plan(
         &self,
         session: &Session,
         parsed: DFStatement,
-    ) -> Result<Arc<dyn ExecutionPlan>, EngineError> {
-        let (plan, state) = self.logical_plan(session, parsed).await?;
+    ) -> Result<(Arc<dyn ExecutionPlan>, ReadSet), EngineError> {
+        let (plan, state, reads) = self.logical_plan(session, parsed).await?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_statements(false)
@@ -584,7 +619,7 @@ impl Engine {
             return Err(EngineError::NotSupported(format!("{}", dml.op)));
         }
         let plan = insert::name_bad_values(plan)?;
-        Ok(state.create_physical_plan(&plan).await?)
+        Ok((state.create_physical_plan(&plan).await?, reads))
     }
 
     /// DataFusion's state for one statement: the session's database over `view`.

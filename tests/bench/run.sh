@@ -38,6 +38,8 @@ if $quick; then
   run tests/bench/ingest.py --scale 0.05
   run tests/bench/tpch.py --scale 0.1 --runs 1
   run tests/bench/tpch_s3.py --scale 0.1 --runs 1
+  run tests/bench/roundtrip.py --calls 50 --rows 20000
+  run tests/bench/stream.py --scale 0.1 --runs 1
 else
   run tests/bench/point_lookup.py
   run tests/bench/update_one_row.py
@@ -46,4 +48,6 @@ else
   run tests/bench/ingest.py
   run tests/bench/tpch.py
   run tests/bench/tpch_s3.py
+  run tests/bench/roundtrip.py
+  run tests/bench/stream.py
 fi

@@ -258,3 +258,25 @@ def test_text_and_flight_see_each_other_at_once(server, conn, text):
             _, rows = parse_ascii_table(text.query("SELECT id, who FROM t ORDER BY id;"))
             assert rows[-1] == [str(2 * i + 1), "flight"], rows
         assert run(cur, "SELECT count(*) AS n FROM t").to_pylist() == [{"n": 6}]
+
+
+def test_a_prepared_query_sees_commits_made_after_it_was_prepared(conn, text):
+    """ADBC prepares every query: CreatePreparedStatement plans it, and its first execution
+    runs that plan only if nothing it reads has moved. A commit by another session between
+    preparing and executing is seen, also through a system table; without one the kept plan
+    answers."""
+    text.ok("CREATE TABLE prep (id INT);")
+    text.ok("INSERT INTO prep VALUES (1);")
+    count = "SELECT count(*) AS n FROM prep"
+    files = ("SELECT count(*) AS n FROM sys.table_files "
+             "WHERE table_name = 'prep' AND status = 'active'")
+    with conn.cursor() as cur:
+        cur.adbc_prepare(count)
+        cur.execute(count)
+        assert cur.fetchall() == [(1,)]
+        # Texts not prepared before on this cursor, so that each is prepared (and planned) anew.
+        for n, sql in enumerate([f"{count} WHERE id < 100", files], start=2):
+            cur.adbc_prepare(sql)
+            assert text.query(f"INSERT INTO prep VALUES ({n});") == "Inserted into prep"
+            cur.execute(sql)
+            assert cur.fetchall() == [(n,)], sql

@@ -7,6 +7,7 @@ exercises the server exactly as any generic Flight client would.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from decimal import Decimal
 
 import pyarrow as pa
@@ -160,6 +161,36 @@ def test_large_result_streams_completely(client):
     _, table = query(client, "SELECT value AS v FROM generate_series(1, 300000) AS g(value)")
     assert table.num_rows == 300000
     assert pc.sum(table.column("v")).as_py() == 300000 * 300001 // 2
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_a_slow_reader_keeps_server_memory_bounded(server, client):
+    """A result of about 1 GB read one batch every 0.3 s: the server produces only as fast as
+    the client reads (gRPC flow control reaches the query), so its memory stays flat; dropping
+    the stream midway stops the query and the server goes on serving."""
+    sql = ("SELECT value AS v, repeat('x', 500) AS pad "
+           "FROM generate_series(1, 2000000) AS g(value)")
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(statement_query(sql)))
+    reader = client.do_get(info.endpoints[0].ticket)
+    first = reader.read_chunk().data
+    assert first.num_rows > 0
+    baseline = rss_mb(server.proc.pid)
+    highest, rows = baseline, first.num_rows
+    for _ in range(8):
+        time.sleep(0.3)
+        rows += reader.read_chunk().data.num_rows
+        highest = max(highest, rss_mb(server.proc.pid))
+    assert rows < 2_000_000
+    assert highest - baseline < 150, f"RSS grew from {baseline:.0f} to {highest:.0f} MB"
+    reader.cancel()
+    _, table = query(client, "SELECT 1 AS one")
+    assert table.to_pylist() == [{"one": 1}]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,10 @@
 //!
 //! A query's id travels in its ticket. Ids are local to the server that planned the query;
 //! a ticket whose id this server does not know still runs (planned again from its SQL).
+//!
+//! The plan CreatePreparedStatement makes to learn a query's schema is kept too, for the
+//! prepared statement's first GetFlightInfo, which runs it if the tables it reads have not
+//! moved since (ADBC and JDBC prepare every statement, so a query is planned once, not twice).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -57,6 +61,8 @@ pub struct Queries(Mutex<State>);
 
 #[derive(Default)]
 struct State {
+    /// Plans made by CreatePreparedStatement, for the prepared statement's next GetFlightInfo.
+    prepared: HashMap<String, (PlannedQuery, Instant)>,
     parked: HashMap<String, (StartedQuery, Instant)>,
     running: HashMap<String, CancellationToken>,
     cancelled: HashMap<String, Instant>,
@@ -86,6 +92,9 @@ impl Queries {
         state
             .parked
             .retain(|_, (_, parked)| parked.elapsed() < PARKED_TTL);
+        state
+            .prepared
+            .retain(|_, (_, kept)| kept.elapsed() < PARKED_TTL);
         state
             .cancelled
             .retain(|_, cancelled| cancelled.elapsed() < CANCELLED_TTL);
@@ -121,6 +130,22 @@ impl Queries {
         };
         state.parked.insert(id.to_string(), (query, Instant::now()));
         Ok(())
+    }
+
+    /// Keeps the plan prepared statement `id` was prepared with, for its next GetFlightInfo
+    /// (unless too many are kept; that one plans again).
+    pub fn keep_prepared(&self, id: &str, query: PlannedQuery) {
+        let mut state = self.state();
+        if state.prepared.len() < MAX_PARKED {
+            state
+                .prepared
+                .insert(id.to_string(), (query, Instant::now()));
+        }
+    }
+
+    /// The plan kept for prepared statement `id`, once.
+    pub fn take_prepared(&self, id: &str) -> Option<PlannedQuery> {
+        self.state().prepared.remove(id).map(|(query, _)| query)
     }
 
     /// Marks query `id` running for its DoGet: its started batches if it still waits here,

@@ -48,7 +48,9 @@ use super::status::to_status;
 use super::wire::FlightOptions;
 use crate::auth::Authenticator;
 use crate::catalog::CATALOG_NAME;
-use crate::engine::{Engine, EngineError, IfExists, IfMissing, Outcome, Session, parameters};
+use crate::engine::{
+    Engine, EngineError, IfExists, IfMissing, Outcome, PlannedQuery, Session, parameters,
+};
 use crate::metrics::{Protocol, metrics};
 use crate::table::Transaction;
 
@@ -402,6 +404,7 @@ impl FlightSqlServer {
     async fn flight_info(
         &self,
         mut handle: StatementHandle,
+        prepared: Option<PlannedQuery>,
         ticket: impl FnOnce(&StatementHandle) -> Ticket,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
@@ -409,11 +412,14 @@ impl FlightSqlServer {
         let statements = self.statements(&mut handle)?;
         let (sql, schema) = match statements.as_slice() {
             [sql] => {
-                let planned = self
-                    .engine
-                    .plan_query(&session, sql)
-                    .await
-                    .map_err(to_status)?;
+                let planned = match prepared {
+                    Some(query) => Some(query),
+                    None => self
+                        .engine
+                        .plan_query(&session, sql)
+                        .await
+                        .map_err(to_status)?,
+                };
                 let schema = match planned {
                     Some(query) => {
                         let schema = query.schema();
@@ -687,7 +693,8 @@ impl FlightSqlService for FlightSqlServer {
             };
             Ticket::new(statement.as_any().encode_to_vec())
         };
-        self.flight_info(handle, ticket, request.into_inner()).await
+        self.flight_info(handle, None, ticket, request.into_inner())
+            .await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -696,6 +703,16 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = StatementHandle::decode(&query.prepared_statement_handle)?;
+        // The plan made when the statement was prepared runs if nothing it reads has moved.
+        let mut prepared = match (&handle.id, &handle.parameters, &handle.transaction) {
+            (Some(id), None, None) => self.queries.take_prepared(id),
+            _ => None,
+        };
+        if let Some(query) = &prepared
+            && !self.engine.is_current(query).await.map_err(to_status)?
+        {
+            prepared = None;
+        }
         // The ticket names the handle with its parked plan, like a statement's ticket.
         let ticket = |h: &StatementHandle| {
             let query = CommandPreparedStatementQuery {
@@ -703,7 +720,8 @@ impl FlightSqlService for FlightSqlServer {
             };
             Ticket::new(query.as_any().encode_to_vec())
         };
-        self.flight_info(handle, ticket, request.into_inner()).await
+        self.flight_info(handle, prepared, ticket, request.into_inner())
+            .await
     }
 
     async fn get_flight_info_sql_info(
@@ -998,7 +1016,11 @@ impl FlightSqlService for FlightSqlServer {
             .await
             .map_err(to_status)?;
         handle.sql = prepared.sql;
-        handle.id = Some(uuid::Uuid::new_v4().simple().to_string());
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        if let (Some(plan), None) = (prepared.plan, &handle.transaction) {
+            self.queries.keep_prepared(&id, plan);
+        }
+        handle.id = Some(id);
         let schema = prepared
             .schema
             .map(|schema| self.options.wire_schema(&schema))
@@ -1044,6 +1066,7 @@ impl FlightSqlService for FlightSqlServer {
         let handle = StatementHandle::decode(&query.prepared_statement_handle)?;
         if let Some(id) = &handle.id {
             self.bound.forget(id);
+            self.queries.take_prepared(id);
         }
         Ok(())
     }
