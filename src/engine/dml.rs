@@ -24,6 +24,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
 
 use super::insert::store;
+use super::lexing;
 use super::statement::{self, TableName};
 use super::{Engine, EngineError, Outcome, Session};
 use crate::catalog::{CatalogError, StatementCatalog};
@@ -95,7 +96,7 @@ impl Dml {
             let Some(ast::ObjectNamePart::Identifier(column)) = name.0.last() else {
                 return Err(EngineError::InvalidInput(format!("bad column name {name}")));
             };
-            let column = statement::normalize(column);
+            let column = lexing::normalize(column);
             if assignments.iter().any(|(c, _)| *c == column) {
                 return Err(EngineError::InvalidInput(format!(
                     "column '{column}' is assigned twice"

@@ -20,6 +20,7 @@ use datafusion::sql::sqlparser::ast::{self, ColumnOption};
 
 use super::dml::Dml;
 use super::insert;
+use super::lexing;
 use super::parameters;
 use super::statement::{self, Statement, TableName};
 use super::types::column_type;
@@ -701,7 +702,7 @@ impl Engine {
         let database = session.database_or_current(name.database);
         let mut fields: Vec<Field> = Vec::with_capacity(create.columns.len());
         for column in &create.columns {
-            let column_name = statement::normalize(&column.name);
+            let column_name = lexing::normalize(&column.name);
             if fields
                 .iter()
                 .any(|f| f.name().eq_ignore_ascii_case(&column_name))
@@ -827,7 +828,7 @@ fn index_columns(columns: &[ast::IndexColumn], kind: &str) -> Result<Vec<String>
     columns
         .iter()
         .map(|column| match &column.column.expr {
-            ast::Expr::Identifier(ident) => Ok(statement::normalize(ident)),
+            ast::Expr::Identifier(ident) => Ok(lexing::normalize(ident)),
             other => Err(EngineError::InvalidInput(format!(
                 "{kind} lists columns, not expressions like {other}"
             ))),

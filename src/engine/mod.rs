@@ -21,6 +21,7 @@ mod indexes;
 mod ingest;
 mod insert;
 mod instance;
+mod lexing;
 mod maintenance;
 mod outcome;
 pub mod parameters;

@@ -16,8 +16,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use super::EngineError;
-use super::statement::tokens;
-use super::time_travel::offset;
+use super::lexing::{offset, tokens};
 
 /// `sql` with every `?` numbered as `$1`, `$2`, …, and its number of parameters (the highest
 /// `$N`).

@@ -12,8 +12,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan};
 
 use super::EngineError;
-use super::statement::normalize;
-use super::time_travel::offset;
+use super::lexing::{normalize, offset};
 use crate::table::partitioning::{DEFAULT_HASH_PARTITIONS, Partitioning, RangePartition};
 
 /// The partitioning a `CREATE TABLE` declares and the statement without the clause; `None`
@@ -194,7 +193,7 @@ mod tests {
     use super::*;
 
     fn extract_from(sql: &str) -> Result<Option<(Partitioning, String)>, EngineError> {
-        let tokens = crate::engine::statement::tokens(sql).unwrap();
+        let tokens = crate::engine::lexing::tokens(sql).unwrap();
         extract(sql, &tokens)
     }
 

@@ -9,14 +9,15 @@ use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    DataType, ExactNumberInfo, Expr, Ident, ObjectName, ObjectNamePart, TypedString, UnaryOperator,
-    Value, ValueWithSpan, visit_expressions_mut,
+    DataType, ExactNumberInfo, Expr, ObjectName, ObjectNamePart, TypedString, UnaryOperator, Value,
+    ValueWithSpan, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
+use datafusion::sql::sqlparser::tokenizer::{Token, Word};
 
 use super::EngineError;
+use super::lexing::{normalize, tokens};
 use super::{partition_clause, time_travel};
 use crate::table::partitioning::Partitioning;
 
@@ -152,17 +153,6 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
     }
 }
 
-/// The tokens of `sql` without whitespace, with their positions.
-pub(super) fn tokens(sql: &str) -> Result<Vec<TokenWithSpan>, EngineError> {
-    let spanned = Tokenizer::new(&GenericDialect {}, sql)
-        .tokenize_with_location()
-        .map_err(|e| EngineError::InvalidInput(format!("syntax error: {e}")))?;
-    Ok(spanned
-        .into_iter()
-        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-        .collect())
-}
-
 /// Rewrites of single expressions, applied once to every expression of a parsed statement:
 ///
 /// 1. Unary `+` is the identity on any type, as in MySQL and SQLite (`+name` is `name`);
@@ -204,16 +194,6 @@ fn rewrite_expressions(statement: &mut DFStatement) {
         }
         DFStatement::Explain(explain) => rewrite_expressions(&mut explain.statement),
         _ => {}
-    }
-}
-
-/// The name an identifier denotes: unquoted identifiers are case-insensitive (lower-cased),
-/// quoted ones are taken as written — the same rule DataFusion applies.
-pub fn normalize(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_lowercase()
     }
 }
 

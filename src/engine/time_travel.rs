@@ -11,9 +11,10 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::sql::sqlparser::keywords::{Keyword, RESERVED_FOR_TABLE_ALIAS};
-use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Word};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Word};
 
 use super::EngineError;
+use super::lexing::offset;
 use crate::catalog::{AsOf, as_of_name};
 
 /// The SQL with every time-travel table reference rewritten; `None` when it has none.
@@ -161,27 +162,12 @@ fn parse_timestamp(text: &str) -> Result<i64, EngineError> {
     )))
 }
 
-/// The byte offset of a tokenizer location (1-based line and character column) in `sql`.
-pub(super) fn offset(sql: &str, location: Location) -> usize {
-    let mut line_start = 0;
-    for _ in 1..location.line {
-        match sql[line_start..].find('\n') {
-            Some(newline) => line_start += newline + 1,
-            None => return sql.len(),
-        }
-    }
-    sql[line_start..]
-        .char_indices()
-        .nth(location.column.saturating_sub(1) as usize)
-        .map_or(sql.len(), |(i, _)| line_start + i)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rewritten(sql: &str) -> Option<String> {
-        let tokens = crate::engine::statement::tokens(sql).unwrap();
+        let tokens = crate::engine::lexing::tokens(sql).unwrap();
         rewrite(sql, &tokens).unwrap()
     }
 
