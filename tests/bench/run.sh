@@ -3,7 +3,7 @@
 # each beside DuckDB and delta-rs on the same data, and prints their figures (the README quotes
 # them). Installs the Python clients in .venv like the test command.
 #
-#   bash tests/bench/run.sh           # the sizes the README reports (about an hour on 2 cores)
+#   bash tests/bench/run.sh           # the sizes the README reports (about 80 minutes on 2 cores)
 #   bash tests/bench/run.sh --quick   # small sizes, to check that every benchmark still runs
 set -euo pipefail
 cd "$(dirname "$0")/../.."
