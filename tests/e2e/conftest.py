@@ -318,21 +318,28 @@ def server(tmp_path, request):
 @pytest.fixture
 def start_server(tmp_path, request):
     """Starts a server with extra flags over a fresh data directory (or S3 prefix, in the
-    suite's S3 run); the test stops it."""
-    count = 0
+    suite's S3 run); every server it started is stopped at teardown, if the test has not
+    stopped it already (a failing or skipped test included)."""
+    started: list[MiniDBServer] = []
 
     def start(args: list[str] | None = None) -> MiniDBServer:
-        nonlocal count
-        count += 1
-        data = tmp_path / f"data{count}"
+        data = tmp_path / f"data{len(started) + 1}"
         data.mkdir()
         if TEST_STORAGE == "s3":
             s3 = request.getfixturevalue("s3")
-            return MiniDBServer(data, tmp_path, [*s3.server_args(), *(args or [])],
-                                data=s3.location()).start()
-        return MiniDBServer(data, tmp_path, args).start()
+            server = MiniDBServer(data, tmp_path, [*s3.server_args(), *(args or [])],
+                                  data=s3.location())
+        else:
+            server = MiniDBServer(data, tmp_path, args)
+        started.append(server)
+        return server.start()
 
-    return start
+    try:
+        yield start
+    finally:
+        for server in started:
+            if server.proc is not None:
+                server.stop()
 
 
 @pytest.fixture
