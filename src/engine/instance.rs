@@ -27,7 +27,8 @@ use super::types::column_type;
 use super::{EngineError, ErrorKind, Listing, Outcome, Session};
 use crate::catalog::sql_type_name;
 use crate::catalog::{
-    CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, ReadSet, Scope, StatementCatalog,
+    CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, ReadSet, SYSTEM_DATABASE, Scope,
+    StatementCatalog,
 };
 use crate::storage::DataStore;
 use crate::table::partitioning::{PARTITIONING_PROPERTY, Partitioner, Partitioning};
@@ -42,6 +43,38 @@ pub struct Engine {
     pub(super) catalog: Arc<Catalog>,
     pub(super) state: SessionState,
     started: Instant,
+}
+
+/// Resolves the tables `statement` names all at once, each kept by the statement's catalog
+/// view for the planner, which then finds them instead of resolving them one after another.
+/// Resolving a table brings it up to date with its log: one request to an S3 bucket per table,
+/// which now overlap. System tables and `information_schema` are left to the planner (they are
+/// built, not resolved, and not kept); a name that does not resolve is reported by the planner.
+/// Not for statements in a transaction: resolving takes the table's writer lock there, and
+/// locks are taken one at a time.
+async fn resolve_together(
+    state: &SessionState,
+    statement: &DFStatement,
+    database: &str,
+) -> Result<(), EngineError> {
+    let mut references = state.resolve_table_references(statement)?;
+    references.retain(|reference| {
+        let schema = reference.schema().unwrap_or(database);
+        schema != SYSTEM_DATABASE && schema != "information_schema"
+    });
+    references.sort_by_key(|reference| reference.to_string());
+    references.dedup();
+    if references.len() < 2 {
+        return Ok(());
+    }
+    let resolutions = references.iter().map(|reference| async move {
+        if let Ok(schema) = state.schema_for_ref(reference.clone()) {
+            // An error here is the planner's to report, with its context.
+            let _ = schema.table(reference.table()).await;
+        }
+    });
+    futures::future::join_all(resolutions).await;
+    Ok(())
 }
 
 /// A query planned by [`Engine::plan_query`], ready to run.
@@ -597,6 +630,9 @@ impl Engine {
         .await?;
         let reads = view.reads();
         let state = self.statement_state(session, view);
+        if session.transaction().is_none() {
+            resolve_together(&state, &parsed, session.database()).await?;
+        }
         let plan = state.statement_to_plan(parsed).await?;
         Ok((plan, state, reads))
     }
