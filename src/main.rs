@@ -127,6 +127,10 @@ struct ServeArgs {
     /// Size of the read cache's disk tier.
     #[arg(long, env = "MINIDB_CACHE_SIZE", default_value = "10GiB", value_parser = byte_size)]
     cache_size: u64,
+    /// Memory for decoded column chunks of data files, which scans of hot data read instead of
+    /// Parquet (`4GiB`…; `0` turns it off). Default: a quarter of the memory the server may use.
+    #[arg(long, env = "MINIDB_COLUMN_CACHE", value_parser = byte_size)]
+    column_cache: Option<u64>,
 }
 
 /// A size in bytes: a number, optionally with a unit (`KiB`, `MiB`, `GiB`, `KB`, `MB`…).
@@ -252,6 +256,9 @@ fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
             disk_dir: args.cache_dir,
             disk_bytes: args.cache_size,
         },
+        column_cache_bytes: args
+            .column_cache
+            .unwrap_or_else(minidb::server::default_column_cache_bytes),
     })
 }
 

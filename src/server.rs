@@ -60,6 +60,27 @@ pub struct ServerConfig {
     pub metrics_addr: Option<String>,
     /// The read cache of an S3 data root (a local directory is cached by the operating system).
     pub cache: CacheSettings,
+    /// Bytes of decoded column chunks kept in memory for scans (0 keeps none).
+    pub column_cache_bytes: u64,
+}
+
+/// The column cache's default size: a quarter of the memory this process may use (the
+/// machine's, or its control group's limit when lower), or 1 GiB where neither can be read.
+pub fn default_column_cache_bytes() -> u64 {
+    let machine = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        });
+    let group = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    match machine.into_iter().chain(group).min() {
+        Some(bytes) => bytes / 4,
+        None => 1 << 30,
+    }
 }
 
 /// PEM files of the gRPC listener's TLS identity.
@@ -239,9 +260,10 @@ impl RunningServer {
     }
 }
 
-/// The data root, with a read cache when it is an S3 bucket.
+/// The data root, with its column cache, and a read cache when it is an S3 bucket.
 fn open_store(config: &ServerConfig) -> Result<DataStore, ServerError> {
-    let store = DataStore::open_with(&config.data, &config.s3)?;
+    let store = DataStore::open_with(&config.data, &config.s3)?
+        .with_column_cache(config.column_cache_bytes);
     let cache = &config.cache;
     if !store.is_remote() {
         if cache.disk_dir.is_some() {

@@ -29,6 +29,7 @@ fn local_config(data: &tempfile::TempDir) -> ServerConfig {
         s3: Default::default(),
         metrics_addr: None,
         cache: Default::default(),
+        column_cache_bytes: 1 << 30,
     }
 }
 

@@ -138,11 +138,19 @@ struct FileResult {
     first_failures: Vec<String>,
 }
 
+/// The column cache of each file's engine: small enough that some files evict.
+const COLUMN_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 async fn run_file(path: &Path, data: &str) -> FileResult {
     let engine = Arc::new(
-        Engine::open(DataStore::open(data).expect("test data root opens"))
-            .await
-            .expect("engine opens on a fresh data root"),
+        // Scans go through the column cache, as on a server with its defaults.
+        Engine::open(
+            DataStore::open(data)
+                .expect("test data root opens")
+                .with_column_cache(COLUMN_CACHE_BYTES),
+        )
+        .await
+        .expect("engine opens on a fresh data root"),
     );
     let expected: ExpectedTypes = Arc::default();
     let shared = Arc::clone(&expected);

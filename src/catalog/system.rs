@@ -322,8 +322,10 @@ impl SystemTables {
                 }
             }
             "cache" => {
-                let tiers = self.catalog.store().read_cache().map(|c| c.report());
-                for tier in tiers.unwrap_or_default() {
+                let store = self.catalog.store();
+                let mut tiers = store.read_cache().map(|c| c.report()).unwrap_or_default();
+                tiers.extend(store.column_cache().map(|c| c.report()));
+                for tier in tiers {
                     let int = |n: u64| Some(i64::try_from(n).unwrap_or(i64::MAX));
                     out.text("tier", Some(tier.tier.to_string()));
                     out.text("directory", tier.directory);

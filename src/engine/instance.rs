@@ -175,6 +175,9 @@ impl Engine {
                 EngineError::InvalidInput(format!("engine setting {key}: {}", e.strip_backtrace()))
             })?;
         }
+        if let Some(cache) = store.column_cache() {
+            config = config.with_extension(Arc::clone(cache));
+        }
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::hash::Hash;
 use std::ops::{Range, RangeInclusive};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -111,10 +112,10 @@ pub struct TierReport {
 type BlockKey = (Path, u64);
 
 /// One tier's blocks, least recently used first out, within a byte budget.
-struct Tier<V> {
+pub(super) struct Tier<K: Hash + Eq, V> {
     name: &'static str,
     /// Each block's value and length.
-    blocks: LruCache<BlockKey, (V, u64)>,
+    blocks: LruCache<K, (V, u64)>,
     used: u64,
     capacity: u64,
     hits: u64,
@@ -123,8 +124,8 @@ struct Tier<V> {
     evictions: u64,
 }
 
-impl<V: Clone> Tier<V> {
-    fn new(name: &'static str, capacity: u64) -> Self {
+impl<K: Hash + Eq + Clone, V: Clone> Tier<K, V> {
+    pub(super) fn new(name: &'static str, capacity: u64) -> Self {
         Self {
             name,
             blocks: LruCache::unbounded(),
@@ -138,24 +139,24 @@ impl<V: Clone> Tier<V> {
     }
 
     /// The block's value, now the most recently used; counts neither hit nor miss.
-    fn find(&mut self, key: &BlockKey) -> Option<(V, u64)> {
+    pub(super) fn find(&mut self, key: &K) -> Option<(V, u64)> {
         self.blocks.get(key).cloned()
     }
 
-    fn hit(&mut self, bytes: u64) {
+    pub(super) fn hit(&mut self, bytes: u64) {
         self.hits += 1;
         self.hit_bytes += bytes;
         metrics().cache_hit(self.name, bytes);
     }
 
-    fn miss(&mut self) {
+    pub(super) fn miss(&mut self) {
         self.misses += 1;
         metrics().cache_miss(self.name);
     }
 
     /// Adds a block of `len` bytes; returns the values it displaced or evicted, for the caller
     /// to dispose of (the block's own value when it is larger than the whole tier).
-    fn insert(&mut self, key: BlockKey, value: V, len: u64) -> Vec<V> {
+    pub(super) fn insert(&mut self, key: K, value: V, len: u64) -> Vec<V> {
         if len > self.capacity {
             return vec![value];
         }
@@ -179,25 +180,14 @@ impl<V: Clone> Tier<V> {
     }
 
     /// Forgets one block; returns its value.
-    fn forget(&mut self, key: &BlockKey) -> Option<V> {
+    fn forget(&mut self, key: &K) -> Option<V> {
         let (value, len) = self.blocks.pop(key)?;
         self.used -= len;
         metrics().cache_used(self.name, self.used);
         Some(value)
     }
 
-    /// Forgets every block of the object at `path`; returns their values.
-    fn forget_object(&mut self, path: &Path) -> Vec<V> {
-        let keys: Vec<BlockKey> = self
-            .blocks
-            .iter()
-            .filter(|((p, _), _)| p == path)
-            .map(|(key, _)| key.clone())
-            .collect();
-        keys.iter().filter_map(|key| self.forget(key)).collect()
-    }
-
-    fn report(&self, directory: Option<String>) -> TierReport {
+    pub(super) fn report(&self, directory: Option<String>) -> TierReport {
         TierReport {
             tier: self.name,
             directory,
@@ -212,10 +202,23 @@ impl<V: Clone> Tier<V> {
     }
 }
 
+impl<V: Clone> Tier<BlockKey, V> {
+    /// Forgets every block of the object at `path`; returns their values.
+    fn forget_object(&mut self, path: &Path) -> Vec<V> {
+        let keys: Vec<BlockKey> = self
+            .blocks
+            .iter()
+            .filter(|((p, _), _)| p == path)
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.iter().filter_map(|key| self.forget(key)).collect()
+    }
+}
+
 /// The disk tier: one file per block, named by a number the index maps keys to.
 struct DiskTier {
     dir: PathBuf,
-    index: Mutex<Tier<u64>>,
+    index: Mutex<Tier<BlockKey, u64>>,
     next_file: AtomicU64,
     /// Whether a failed write was already logged (a full disk would log every block).
     write_failed: AtomicBool,
@@ -236,7 +239,7 @@ impl DiskTier {
 
 /// The blocks of both tiers and the metadata of the objects they come from.
 pub struct ReadCache {
-    memory: Option<Mutex<Tier<Bytes>>>,
+    memory: Option<Mutex<Tier<BlockKey, Bytes>>>,
     disk: Option<DiskTier>,
     objects: Mutex<HashMap<Path, ObjectMeta>>,
 }
@@ -249,7 +252,7 @@ impl fmt::Debug for ReadCache {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a tier cannot leave it inconsistent in a way worth refusing reads.
     mutex
         .lock()

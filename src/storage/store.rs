@@ -25,6 +25,7 @@ use url::Url;
 
 use super::StorageError;
 use super::cache::{CacheSettings, CachedStore, ReadCache};
+use super::columns::ColumnCache;
 use super::durable::SyncedLocalStore;
 use super::metered::MeteredStore;
 
@@ -37,6 +38,7 @@ pub struct DataStore {
     store: Arc<dyn ObjectStore>,
     root: Url,
     cache: Option<Arc<ReadCache>>,
+    columns: Option<Arc<ColumnCache>>,
 }
 
 /// How to reach an S3-compatible bucket; anything left `None` comes from the standard `AWS_*`
@@ -82,6 +84,7 @@ impl DataStore {
             store: Arc::new(MeteredStore::new(store)),
             root,
             cache: None,
+            columns: None,
         })
     }
 
@@ -92,7 +95,21 @@ impl DataStore {
             store: Arc::new(CachedStore::new(self.store, Arc::clone(&cache))),
             root: self.root,
             cache: Some(cache),
+            columns: self.columns,
         })
+    }
+
+    /// This store with a cache of up to `bytes` of decoded column chunks (none when 0).
+    pub fn with_column_cache(self, bytes: u64) -> Self {
+        Self {
+            columns: (bytes > 0).then(|| Arc::new(ColumnCache::new(bytes))),
+            ..self
+        }
+    }
+
+    /// The cache of decoded column chunks, when there is one.
+    pub fn column_cache(&self) -> Option<&Arc<ColumnCache>> {
+        self.columns.as_ref()
     }
 
     /// The read cache, when reads go through one.
@@ -115,6 +132,7 @@ impl DataStore {
                 store: Arc::new(InMemory::new()),
                 root: url,
                 cache: None,
+                columns: None,
             }),
             Ok(url) if url.scheme() == "file" => {
                 let dir = url
@@ -144,6 +162,7 @@ impl DataStore {
             store: Arc::new(store),
             root,
             cache: None,
+            columns: None,
         })
     }
 
@@ -181,6 +200,7 @@ impl DataStore {
             store,
             root: url,
             cache: None,
+            columns: None,
         })
     }
 

@@ -9,6 +9,7 @@
 //!
 //! [`Snapshot`]: crate::txlog::Snapshot
 
+mod column_scan;
 mod constraints;
 mod datafile;
 mod handle;

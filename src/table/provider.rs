@@ -23,6 +23,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use parquet::arrow::RowNumber;
 
+use super::column_scan::column_scan;
 use super::constraints::column_defaults;
 use super::datafile::external;
 use super::index::{IndexScan, column_bounds, table_indexes};
@@ -33,6 +34,7 @@ use super::scan::{
 };
 use super::statistics::{analyzed, column_statistics};
 use super::{DeltaSink, TableHandle, TxTable, Writer};
+use crate::storage::ColumnCache;
 use crate::txlog::{Add, FileStats, Snapshot};
 
 /// Hidden column of an UPDATE/DELETE scan: the position of the row's file in the snapshot.
@@ -416,7 +418,7 @@ impl TableProvider for DeltaTableProvider {
                 .index
                 .as_ref()
                 .is_some_and(|used| used.files_read_whole == 0);
-            parquet_scan(ParquetScan {
+            let scan = ParquetScan {
                 runtime: state.runtime_env().clone(),
                 store_url: self.store_url.clone(),
                 schema: self.schema.clone(),
@@ -432,7 +434,15 @@ impl TableProvider for DeltaTableProvider {
                     .as_ref()
                     .filter(|_| index_driven)
                     .map(|used| used.rows),
-            })?
+            };
+            let cached = match state.config().get_extension::<ColumnCache>() {
+                Some(cache) => column_scan(&scan, cache).await?,
+                None => None,
+            };
+            match cached {
+                Some(plan) => plan,
+                None => parquet_scan(scan)?,
+            }
         };
         let statistics = self.scan_statistics(&read, counts.index.as_ref(), projection)?;
         Ok(Arc::new(DeltaScanExec::new(

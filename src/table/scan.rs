@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, Statistics};
@@ -21,6 +22,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::filter_pushdown::{FilterDescription, FilterPushdownPhase};
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
@@ -181,6 +183,16 @@ impl ExecutionPlan for DeltaScanExec {
         }))
     }
 
+    /// Filters pass through to the scan below, which reads the same rows.
+    fn gather_filters_for_pushdown(
+        &self,
+        _phase: FilterPushdownPhase,
+        parent_filters: Vec<Arc<dyn PhysicalExpr>>,
+        _config: &ConfigOptions,
+    ) -> Result<FilterDescription> {
+        FilterDescription::from_children(parent_filters, &self.children())
+    }
+
     fn statistics_from_inputs(
         &self,
         input_stats: &[Arc<Statistics>],
@@ -209,7 +221,7 @@ impl ExecutionPlan for DeltaScanExec {
 }
 
 /// Scans of at most this many bytes run as one partition.
-const SINGLE_PARTITION_BYTES: u64 = 32 * 1024 * 1024;
+pub(super) const SINGLE_PARTITION_BYTES: u64 = 32 * 1024 * 1024;
 
 /// What to read with DataFusion's Parquet reader.
 pub struct ParquetScan {

@@ -198,9 +198,10 @@ def test_three_servers_share_one_bucket(tmp_path, s3):
 
 def test_read_cache_answers_repeat_reads_and_stays_correct_across_commits(tmp_path, s3):
     """A reader whose memory tier holds one of the table's files (4 KiB) and whose disk tier
-    holds them all answers repeated scans from the disk tier, while a second server rewrites the table under it (updates with deletion vectors,
-    deletes, inserts, OPTIMIZE): every read sees a consistent version, and the final state
-    equals the writer's and delta-rs's."""
+    holds them all answers repeated scans from the disk tier, and a reader with a column cache
+    (and no read cache) answers them from decoded chunks, while another server rewrites the
+    table under them (updates with deletion vectors, deletes, inserts, OPTIMIZE): every read
+    sees a consistent version, and the final state equals the writer's and delta-rs's."""
     location = s3.location()
     cache_dir = tmp_path / "cache"
     reader_dir, writer_dir = tmp_path / "reader", tmp_path / "writer"
@@ -208,7 +209,12 @@ def test_read_cache_answers_repeat_reads_and_stays_correct_across_commits(tmp_pa
     writer_dir.mkdir()
     reader = MiniDBServer(reader_dir, reader_dir, [
         *s3.server_args(), "--cache-dir", str(cache_dir), "--cache-size", "64MiB",
-        "--cache-memory", "4KiB", "--metrics-addr", "127.0.0.1:0",
+        "--cache-memory", "4KiB", "--metrics-addr", "127.0.0.1:0", "--column-cache", "0",
+    ], data=location).start()
+    columns_dir = tmp_path / "columns"
+    columns_dir.mkdir()
+    columns_reader = MiniDBServer(columns_dir, columns_dir, [
+        *s3.server_args(), "--cache-memory", "0", "--column-cache", "64MiB",
     ], data=location).start()
     writer = MiniDBServer(writer_dir, writer_dir, [
         *s3.server_args(), "--cache-memory", "0", "--compaction-interval-ms", "0",
@@ -273,18 +279,22 @@ def test_read_cache_answers_repeat_reads_and_stays_correct_across_commits(tmp_pa
         thread = threading.Thread(target=write)
         thread.start()
         seen = 0
-        with reader.text(timeout=120) as t:
+        with reader.text(timeout=120) as t, columns_reader.text(timeout=120) as c:
             while not stop.is_set() or seen == 0:
-                rows = parse_ascii_table(t.ok(check))[1]
-                assert rows == [[str(accounts), str(total)]], f"after {seen} reads: {rows}"
+                for client in (t, c):
+                    rows = parse_ascii_table(client.ok(check))[1]
+                    assert rows == [[str(accounts), str(total)]], f"after {seen} reads: {rows}"
                 seen += 1
+            hits = parse_ascii_table(c.ok("SELECT hits FROM sys.cache WHERE tier = 'columns';"))
+            assert int(hits[1][0][0]) > 0, hits
         thread.join(timeout=300)
         assert not thread.is_alive(), "the writer hung"
         assert failures == []
 
         everything = "SELECT id, balance, note FROM accounts ORDER BY id;"
-        with reader.text() as t, writer.text() as w:
+        with reader.text() as t, columns_reader.text() as c, writer.text() as w:
             assert t.ok(everything) == w.ok(everything)
+            assert c.ok(everything) == w.ok(everything)
             assert parse_ascii_table(t.ok(check))[1] == [[str(accounts), str(total)]]
         table = DeltaTable(f"{location}/default/accounts", storage_options=s3.storage_options())
         peer = QueryBuilder().register("t", table).execute(
@@ -293,4 +303,5 @@ def test_read_cache_answers_repeat_reads_and_stays_correct_across_commits(tmp_pa
         assert peer.column("total").to_pylist() == [total]
     finally:
         reader.stop()
+        columns_reader.stop()
         writer.stop()
