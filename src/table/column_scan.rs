@@ -12,6 +12,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
@@ -271,6 +272,7 @@ struct Reading {
     partition: usize,
     batch_size: usize,
     runtime_filters: Vec<Arc<dyn PhysicalExpr>>,
+    filter_figures: Vec<FilterFigures>,
     chunks_cached: Count,
     chunks_decoded: Count,
     rows_filtered: Count,
@@ -289,10 +291,17 @@ impl ExecutionPlan for ColumnScanExec {
         Vec::new()
     }
 
+    /// Visits the runtime filters (a hash join computes its filter only when it finds it
+    /// below itself).
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
+        for filter in &self.runtime_filters {
+            if f(filter)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
         Ok(TreeNodeRecursion::Continue)
     }
 
@@ -363,6 +372,11 @@ impl ExecutionPlan for ColumnScanExec {
             partition,
             batch_size: context.session_config().batch_size().max(1),
             runtime_filters: self.runtime_filters.clone(),
+            filter_figures: self
+                .runtime_filters
+                .iter()
+                .map(|_| FilterFigures::default())
+                .collect(),
             chunks_cached: MetricBuilder::new(&self.metrics).counter("chunks_cached", partition),
             chunks_decoded: MetricBuilder::new(&self.metrics).counter("chunks_decoded", partition),
             rows_filtered: MetricBuilder::new(&self.metrics)
@@ -386,6 +400,29 @@ impl ExecutionPlan for ColumnScanExec {
     }
 }
 
+/// What one runtime filter did in one partition.
+#[derive(Default)]
+struct FilterFigures {
+    seen: AtomicUsize,
+    kept: AtomicUsize,
+}
+
+impl FilterFigures {
+    /// Rows a filter sees before it may be judged useless.
+    const TRIAL_ROWS: usize = 100_000;
+
+    fn record(&self, seen: usize, kept: usize) {
+        self.seen.fetch_add(seen, Ordering::Relaxed);
+        self.kept.fetch_add(kept, Ordering::Relaxed);
+    }
+
+    /// Whether the filter kept more than 90% of at least [`Self::TRIAL_ROWS`] rows.
+    fn useless(&self) -> bool {
+        let seen = self.seen.load(Ordering::Relaxed);
+        seen >= Self::TRIAL_ROWS && self.kept.load(Ordering::Relaxed) * 10 > seen * 9
+    }
+}
+
 /// `batch` cut into batches of at most `size` rows (views of it, nothing copied).
 fn slices(batch: &RecordBatch, size: usize) -> Vec<RecordBatch> {
     (0..batch.num_rows())
@@ -395,11 +432,16 @@ fn slices(batch: &RecordBatch, size: usize) -> Vec<RecordBatch> {
 }
 
 impl Reading {
-    /// `batch` without the rows a runtime filter rules out.
+    /// `batch` without the rows a runtime filter rules out. A filter that has kept nearly
+    /// every row it saw is dropped for the rest of the partition: its work would buy nothing
+    /// (a hash join over a key every row has, say).
     fn filter(&self, mut batch: RecordBatch) -> Result<RecordBatch> {
-        for filter in &self.runtime_filters {
+        for (filter, figures) in self.runtime_filters.iter().zip(&self.filter_figures) {
             if batch.num_rows() == 0 {
                 break;
+            }
+            if figures.useless() {
+                continue;
             }
             let keep = match filter.evaluate(&batch)? {
                 ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))) => continue,
@@ -407,6 +449,7 @@ impl Reading {
             };
             let rows = batch.num_rows();
             batch = filter_record_batch(&batch, as_boolean_array(&keep)?)?;
+            figures.record(rows, batch.num_rows());
             self.rows_filtered.add(rows - batch.num_rows());
         }
         Ok(batch)

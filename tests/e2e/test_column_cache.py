@@ -126,3 +126,29 @@ def test_without_the_cache_scans_read_parquet(start_server):
         assert query(cur, CACHE_ROW) == []
         assert "ColumnScanExec" not in plan(cur, SUMMARY)
         assert query(cur, SUMMARY) == summary(model)
+
+
+def test_a_join_filters_the_probe_scan_with_its_build_keys(start_server):
+    """The keys of a hash join's small side reach the scan of its large side while the query
+    runs (a runtime filter): the scan hands the join only the rows that can match, and the
+    answer is the same."""
+    server = start_server(["--column-cache", "64MiB"])
+    with server.adbc() as conn:
+        cur = conn.cursor()
+        model = make_table(cur)
+        cur.execute("CREATE TABLE picked (id BIGINT NOT NULL, tag VARCHAR)")
+        picked = [7, 4_242, 31_337, 59_999]
+        values = ", ".join(f"({i}, 'tag {i}')" for i in picked)
+        cur.execute(f"INSERT INTO picked VALUES {values}")
+        sql = ("SELECT p.tag, t.name, t.amount FROM picked p JOIN t ON t.id = p.id "
+               "ORDER BY p.tag")
+        expected = sorted((f"tag {i}", model[i][1], model[i][2]) for i in picked)
+        assert query(cur, sql) == expected
+        cur.execute("EXPLAIN ANALYZE " + sql)
+        analyzed = "\n".join(str(v) for r in cur.fetch_arrow_table().to_pylist() for v in r.values())
+        scan = next(line for line in analyzed.splitlines()
+                    if "ColumnScanExec" in line and "runtime_filters=[" in line)
+        assert "id@0 IN (SET)" in scan, scan
+        assert "output_rows=4," in scan, scan
+        removed = scan.split("rows_removed_by_runtime_filters=")[1].split(",")[0]
+        assert removed in ("59996", "60.00 K"), scan
