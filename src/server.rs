@@ -74,9 +74,14 @@ pub fn default_column_cache_bytes() -> u64 {
             let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
             Some(kib * 1024)
         });
-    let group = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        .ok()
-        .and_then(|text| text.trim().parse::<u64>().ok());
+    // cgroup v2, then v1; "max" (no limit) does not parse.
+    let group = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read_to_string(path).ok())
+    .and_then(|text| text.trim().parse::<u64>().ok());
     match machine.into_iter().chain(group).min() {
         Some(bytes) => bytes / 4,
         None => 1 << 30,
