@@ -13,6 +13,8 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -22,6 +24,7 @@ use super::dml::Dml;
 use super::insert;
 use super::lexing;
 use super::parameters;
+use super::selectivity::EstimateFilterSelectivity;
 use super::statement::{self, Statement, TableName};
 use super::types::column_type;
 use super::{EngineError, ErrorKind, Listing, Outcome, Session};
@@ -132,6 +135,18 @@ impl Default for EngineOptions {
     }
 }
 
+/// DataFusion's physical optimizer rules, with MiniDB's filter estimates ahead of join
+/// selection (which decides each hash join's build side from them).
+fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|rule| rule.name() == "join_selection")
+        .unwrap_or(0);
+    rules.insert(at, Arc::new(EstimateFilterSelectivity));
+    rules
+}
+
 impl Engine {
     /// Opens the catalog in `store` with default options.
     pub async fn open(store: DataStore) -> Result<Self, EngineError> {
@@ -182,6 +197,7 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_physical_optimizer_rules(physical_optimizer_rules())
             .build();
         let catalog = Arc::new(Catalog::open(store, options.concurrency).await?);
         Ok(Self {

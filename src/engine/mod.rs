@@ -26,6 +26,7 @@ mod maintenance;
 mod outcome;
 pub mod parameters;
 mod partition_clause;
+mod selectivity;
 mod session;
 mod statement;
 mod time_travel;
