@@ -76,6 +76,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="an extra `minidb serve` argument (repeatable)")
     parser.add_argument("--data", type=Path,
                         default=Path(tempfile.gettempdir()) / "minidb-tpch",
                         help="where generated Parquet files are kept between runs")
@@ -91,7 +93,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="minidb-stream-"))
     (work / "logs").mkdir()
-    server = conftest.MiniDBServer(work / "data", work / "logs").start()
+    server = conftest.MiniDBServer(work / "data", work / "logs", args.server_arg).start()
     results = {}
     try:
         conn = server.adbc()
