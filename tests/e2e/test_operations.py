@@ -97,7 +97,7 @@ def test_engine_settings_apply_over_the_defaults(tmp_path):
     batch = "datafusion.execution.batch_size"
     srv = MiniDBServer(tmp_path, tmp_path).start()
     try:
-        assert "| 8192  |" in engine_setting(srv, batch)
+        assert "| 65536 |" in engine_setting(srv, batch)
     finally:
         srv.stop()
     config = tmp_path / "minidb.toml"
