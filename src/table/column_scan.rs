@@ -10,11 +10,8 @@
 //! converted to the table's type, and kept; deleted rows are filtered out after.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use bytes::Bytes;
 
 use arrow::array::{ArrayRef, BooleanArray, BooleanBufferBuilder, RecordBatch, RecordBatchOptions};
 use arrow::compute::{cast, concat_batches, filter_record_batch};
@@ -44,14 +41,12 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
-use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt, stream};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
-use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::file::metadata::ParquetMetaData;
 
-use super::scan::{ParquetScan, SINGLE_PARTITION_BYTES};
+use super::scan::{ParquetScan, SINGLE_PARTITION_BYTES, WithPageIndex};
 use crate::storage::{ChunkKey, ColumnCache};
 
 /// Footers read at once while planning.
@@ -511,7 +506,8 @@ impl Reading {
         let decoded = if roots.is_empty() {
             None
         } else {
-            let reader = SendReader(self.readers.create_reader(
+            // The stream builder takes the footer given here; it asks the reader for bytes only.
+            let reader = WithPageIndex(self.readers.create_reader(
                 self.partition,
                 unit.file.file.clone(),
                 None,
@@ -558,30 +554,6 @@ impl Reading {
                 }
             })
             .collect()
-    }
-}
-
-/// A reader factory's reader, which the Parquet stream builder takes (it reads only boxes
-/// without the `Send` bound).
-struct SendReader(Box<dyn AsyncFileReader + Send>);
-
-impl AsyncFileReader for SendReader {
-    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        self.0.get_bytes(range)
-    }
-
-    fn get_byte_ranges(
-        &mut self,
-        ranges: Vec<Range<u64>>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        self.0.get_byte_ranges(ranges)
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        self.0.get_metadata(options)
     }
 }
 

@@ -306,7 +306,7 @@ impl ParquetFileReaderFactory for PageIndexCaching {
 }
 
 /// A file reader whose metadata always includes the page index.
-struct WithPageIndex(Box<dyn AsyncFileReader + Send>);
+pub(super) struct WithPageIndex(pub(super) Box<dyn AsyncFileReader + Send>);
 
 impl AsyncFileReader for WithPageIndex {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
