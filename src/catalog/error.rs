@@ -13,6 +13,20 @@ pub enum CatalogError {
     TableNotFound(String),
     #[error("table '{0}' already exists")]
     TableExists(String),
+    #[error("view '{0}' does not exist")]
+    ViewNotFound(String),
+    #[error("view '{0}' already exists")]
+    ViewExists(String),
+    /// A name that belongs to a view used where a table is needed, or the other way round.
+    #[error("'{name}' is a {is}, not a {wanted}")]
+    WrongKind {
+        name: String,
+        is: &'static str,
+        wanted: &'static str,
+    },
+    /// Something stored that MiniDB cannot read back.
+    #[error("cannot read {what}: {reason}")]
+    Corrupt { what: String, reason: String },
     #[error("invalid name '{name}': {reason}")]
     InvalidName { name: String, reason: &'static str },
     #[error(transparent)]

@@ -2,8 +2,9 @@
 //!
 //! A database is a top-level folder of the data root (`<db>/`, marked by a small
 //! `.minidb_database` object so an empty database survives a restart); a table is any folder
-//! `<db>/<table>/` with a Delta log, whoever wrote it. Nothing else is stored, so the catalog can
-//! never drift from the data, and a restarted server (or another replica) sees the same catalog.
+//! `<db>/<table>/` with a Delta log, whoever wrote it; a view is a small JSON object in
+//! `<db>/_views/`. Nothing else is stored, so the catalog can never drift from the data, and a
+//! restarted server (or another replica) sees the same catalog.
 //!
 //! [`StatementCatalog`] presents the catalog to DataFusion for one statement: the database list is
 //! read once, and each table resolves to the snapshot current when the statement first names it.
@@ -14,6 +15,7 @@ mod names;
 mod provider;
 mod store;
 mod system;
+mod views;
 
 pub use activity::{CompactionRun, MaintenanceLog};
 pub use error::CatalogError;
@@ -21,3 +23,4 @@ pub use names::{AsOf, DEFAULT_DATABASE, as_of_name, split_as_of, validate_name};
 pub use provider::{CATALOG_NAME, ReadSet, Scope, StatementCatalog};
 pub use store::Catalog;
 pub use system::{SYSTEM_DATABASE, SystemTables, sql_type_name, system_tables};
+pub use views::ViewDef;

@@ -9,11 +9,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
+use datafusion::sql::parser::DFParser;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
 
-use super::{AsOf, Catalog, CatalogError, SYSTEM_DATABASE, SystemTables, split_as_of};
+use super::{AsOf, Catalog, CatalogError, SYSTEM_DATABASE, SystemTables, ViewDef, split_as_of};
 use crate::table::{DeltaTableProvider, TableHandle, Transaction};
 
 /// What a statement needs to see of the catalog.
@@ -88,6 +93,18 @@ impl ReadSet {
     }
 }
 
+/// How deep views may nest (a view reading a view …); deeper is taken for a view that reads
+/// itself.
+const MAX_VIEW_DEPTH: usize = 16;
+
+/// Plans the views a statement reads: DataFusion's state without a catalog of its own, to plan
+/// each view's query over the statement's tables.
+#[derive(Debug, Clone)]
+struct ViewPlanner {
+    state: SessionState,
+    depth: usize,
+}
+
 /// One statement's view of the catalog.
 #[derive(Debug)]
 pub struct StatementCatalog {
@@ -98,6 +115,7 @@ pub struct StatementCatalog {
     resolved: Arc<Resolved>,
     transaction: Option<Arc<Transaction>>,
     reads: ReadSet,
+    views: Option<ViewPlanner>,
 }
 
 impl StatementCatalog {
@@ -118,7 +136,8 @@ impl StatementCatalog {
             }
             Scope::Everything => {
                 for db in catalog.databases().await? {
-                    let tables = catalog.tables(&db).await?;
+                    let mut tables = catalog.tables(&db).await?;
+                    tables.extend(catalog.views(&db).await?);
                     databases.insert(db, Some(tables));
                 }
             }
@@ -132,7 +151,15 @@ impl StatementCatalog {
             resolved: Arc::default(),
             transaction,
             reads: ReadSet::default(),
+            views: None,
         })
+    }
+
+    /// Makes the statement's views resolve, each planned with `state` (the engine's, which
+    /// knows the functions and settings) over the statement's tables.
+    pub fn with_views(mut self, state: SessionState) -> Self {
+        self.views = Some(ViewPlanner { state, depth: 0 });
+        self
     }
 
     /// What the statement has read so far (filled in as planning resolves its tables).
@@ -180,6 +207,7 @@ impl CatalogProviderList for StatementCatalog {
                 resolved: Arc::clone(&self.resolved),
                 transaction: self.transaction.clone(),
                 reads: self.reads.clone(),
+                views: self.views.clone(),
             }) as Arc<dyn CatalogProvider>
         })
     }
@@ -193,6 +221,7 @@ struct DatabaseList {
     resolved: Arc<Resolved>,
     transaction: Option<Arc<Transaction>>,
     reads: ReadSet,
+    views: Option<ViewPlanner>,
 }
 
 impl CatalogProvider for DatabaseList {
@@ -216,6 +245,7 @@ impl CatalogProvider for DatabaseList {
             resolved: Arc::clone(&self.resolved),
             transaction: self.transaction.clone(),
             reads: self.reads.clone(),
+            views: self.views.clone(),
         }))
     }
 }
@@ -229,6 +259,7 @@ struct Database {
     resolved: Arc<Resolved>,
     transaction: Option<Arc<Transaction>>,
     reads: ReadSet,
+    views: Option<ViewPlanner>,
 }
 
 impl Database {
@@ -237,6 +268,89 @@ impl Database {
     ) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<dyn TableProvider>>> {
         // Entries are inserted whole; a panic elsewhere cannot leave one half-written.
         self.resolved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The view `name` of this database, planned now over the statement's tables; `None` when
+    /// there is no such view (or views are not planned in this statement).
+    async fn view(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(planner) = &self.views else {
+            return Ok(None);
+        };
+        let external = |e| DataFusionError::External(Box::new(e));
+        let Some(view) = self
+            .catalog
+            .view(&self.name, name)
+            .await
+            .map_err(external)?
+        else {
+            return Ok(None);
+        };
+        let qualified = format!("{}.{name}", self.name);
+        if planner.depth >= MAX_VIEW_DEPTH {
+            return plan_err!(
+                "views nest more than {MAX_VIEW_DEPTH} deep at {qualified}; does a view read itself?"
+            );
+        }
+        // A view's definition is not a table version: a plan that reads one is not kept.
+        self.reads.unversioned();
+        let plan = self.plan_view(planner, &view).await.map_err(|e| {
+            DataFusionError::Plan(format!("view {qualified}: {}", e.strip_backtrace()))
+        })?;
+        Ok(Some(Arc::new(ViewTable::new(plan, Some(view.query)))))
+    }
+
+    /// The logical plan of `view`'s query: names in it resolve from this database, its tables
+    /// to the snapshots this statement reads.
+    async fn plan_view(
+        &self,
+        planner: &ViewPlanner,
+        view: &ViewDef,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let mut statements = DFParser::parse_sql_with_dialect(&view.query, &GenericDialect {})?;
+        let Some(statement) = statements.pop_front() else {
+            return plan_err!("the stored query is empty");
+        };
+        let mut state = planner.state.clone();
+        state.config_mut().options_mut().catalog.default_schema = self.name.clone();
+        let mut databases = BTreeSet::new();
+        for reference in state.resolve_table_references(&statement)? {
+            databases.insert(reference.schema().unwrap_or(&self.name).to_string());
+        }
+        let scope = if databases.contains("information_schema") {
+            Scope::Everything
+        } else {
+            Scope::Databases(databases)
+        };
+        let mut catalog =
+            StatementCatalog::load(Arc::clone(&self.catalog), scope, self.transaction.clone())
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        catalog.resolved = Arc::clone(&self.resolved);
+        catalog.reads = self.reads.clone();
+        catalog.views = Some(ViewPlanner {
+            state: planner.state.clone(),
+            depth: planner.depth + 1,
+        });
+        state.register_catalog_list(Arc::new(catalog));
+        let plan = state.statement_to_plan(statement).await?;
+        if view.columns.is_empty() {
+            return Ok(plan);
+        }
+        if view.columns.len() != plan.schema().fields().len() {
+            return plan_err!(
+                "the view names {} columns but its query returns {}",
+                view.columns.len(),
+                plan.schema().fields().len()
+            );
+        }
+        let renamed: Vec<Expr> = plan
+            .schema()
+            .columns()
+            .into_iter()
+            .zip(&view.columns)
+            .map(|(column, name)| Expr::Column(column).alias(name))
+            .collect();
+        LogicalPlanBuilder::from(plan).project(renamed)?.build()
     }
 }
 
@@ -255,6 +369,13 @@ impl SchemaProvider for Database {
         let table = as_of.map_or(name, |(table, _)| table);
         let handle = match self.catalog.table(&self.name, table).await {
             Ok(handle) => handle,
+            Err(CatalogError::TableNotFound(_)) if as_of.is_none() => {
+                let view = self.view(name).await?;
+                if let Some(view) = &view {
+                    self.resolved().insert(key, Arc::clone(view));
+                }
+                return Ok(view);
+            }
             Err(CatalogError::TableNotFound(_)) => return Ok(None),
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };

@@ -23,7 +23,7 @@ const DATABASE_MARKER: &str = ".minidb_database";
 /// Databases and tables of one data root, with a cache of open table logs.
 #[derive(Debug)]
 pub struct Catalog {
-    store: DataStore,
+    pub(super) store: DataStore,
     concurrency: Concurrency,
     tables: Mutex<HashMap<(String, String), Arc<TableHandle>>>,
     maintenance: MaintenanceLog,
@@ -87,7 +87,7 @@ impl Catalog {
         Ok(first.transpose()?.is_some())
     }
 
-    async fn require_database(&self, db: &str) -> Result<(), CatalogError> {
+    pub(super) async fn require_database(&self, db: &str) -> Result<(), CatalogError> {
         if self.database_exists(db).await? {
             Ok(())
         } else {
@@ -169,7 +169,7 @@ impl Catalog {
         Ok(names)
     }
 
-    fn log(&self, db: &str, table: &str) -> DeltaLog {
+    pub(super) fn log(&self, db: &str, table: &str) -> DeltaLog {
         DeltaLog::new(
             Arc::clone(self.store.object_store()),
             Path::from(db).join(table),
@@ -190,6 +190,9 @@ impl Catalog {
         let log = self.log(db, table);
         if log.exists().await? {
             return Err(CatalogError::TableExists(format!("{db}.{table}")));
+        }
+        if self.view(db, table).await?.is_some() {
+            return Err(CatalogError::ViewExists(format!("{db}.{table}")));
         }
         let actions = vec![
             Action::Protocol(protocol_for(schema)),

@@ -114,6 +114,7 @@ impl SystemTables {
                     let configuration: BTreeMap<_, _> = metadata.configuration.iter().collect();
                     out.text("db_name", Some(db));
                     out.text("table_name", Some(table));
+                    out.text("table_type", Some("TABLE".into()));
                     out.text("table_id", Some(metadata.id.clone()));
                     out.int("version", Some(snapshot.version()));
                     out.text("schema_json", Some(metadata.schema_string.clone()));
@@ -127,6 +128,28 @@ impl SystemTables {
                     out.int("size_bytes", Some(bytes));
                     out.time("created_time", metadata.created_time);
                     out.text("properties", Some(json(&configuration)));
+                    out.text("view_definition", None);
+                }
+                for db in self.catalog.databases().await.map_err(external)? {
+                    for name in self.catalog.views(&db).await.map_err(external)? {
+                        let Some(view) = self.catalog.view(&db, &name).await.map_err(external)?
+                        else {
+                            continue;
+                        };
+                        out.text("db_name", Some(db.clone()));
+                        out.text("table_name", Some(name));
+                        out.text("table_type", Some("VIEW".into()));
+                        for column in ["table_id", "schema_json", "partition_columns"] {
+                            out.text(column, None);
+                        }
+                        out.text("partitioning", None);
+                        for column in ["version", "num_files", "num_rows", "size_bytes"] {
+                            out.int(column, None);
+                        }
+                        out.time("created_time", Some(view.created_time));
+                        out.text("properties", None);
+                        out.text("view_definition", Some(view.query));
+                    }
                 }
             }
             "columns_metadata" => {
@@ -492,6 +515,7 @@ fn table_schema(table: &str) -> Schema {
         "table_metadata" => vec![
             text("db_name"),
             text("table_name"),
+            text("table_type"),
             text("table_id"),
             int("version"),
             text("schema_json"),
@@ -502,6 +526,7 @@ fn table_schema(table: &str) -> Schema {
             int("size_bytes"),
             time("created_time"),
             text("properties"),
+            text("view_definition"),
         ],
         "columns_metadata" => vec![
             text("db_name"),

@@ -104,7 +104,7 @@ impl Compactor {
     /// Visits every table once and compacts those that qualify; returns what it did.
     pub async fn run_pass(&self, trigger: &'static str) -> Vec<CompactionRun> {
         let _pass = self.pass.lock().await;
-        let catalog = self.engine.catalog();
+        let catalog = &self.engine.catalog;
         let mut runs = Vec::new();
         let databases = match catalog.databases().await {
             Ok(databases) => databases,
@@ -206,7 +206,7 @@ impl Compactor {
         reason: String,
     ) -> CompactionRun {
         let started_at_ms = chrono::Utc::now().timestamp_millis();
-        let outcome = match ObjectStoreUrl::parse(self.engine.catalog().store().engine_url()) {
+        let outcome = match ObjectStoreUrl::parse(self.engine.catalog.store().engine_url()) {
             Ok(store_url) => optimize(
                 handle,
                 &[],

@@ -3,6 +3,7 @@
 use datafusion::common::DataFusionError;
 
 use crate::catalog::CatalogError;
+use crate::table::TableError;
 use crate::txlog::TxLogError;
 
 /// What kind of failure an error is; protocols map it to a status code.
@@ -52,9 +53,16 @@ impl EngineError {
 
 fn catalog_kind(e: &CatalogError) -> ErrorKind {
     match e {
-        CatalogError::DatabaseNotFound(_) | CatalogError::TableNotFound(_) => ErrorKind::NotFound,
-        CatalogError::DatabaseExists(_) | CatalogError::TableExists(_) => ErrorKind::AlreadyExists,
-        CatalogError::InvalidName { .. } => ErrorKind::InvalidInput,
+        CatalogError::DatabaseNotFound(_)
+        | CatalogError::TableNotFound(_)
+        | CatalogError::ViewNotFound(_) => ErrorKind::NotFound,
+        CatalogError::DatabaseExists(_)
+        | CatalogError::TableExists(_)
+        | CatalogError::ViewExists(_) => ErrorKind::AlreadyExists,
+        CatalogError::InvalidName { .. } | CatalogError::WrongKind { .. } => {
+            ErrorKind::InvalidInput
+        }
+        CatalogError::Corrupt { .. } => ErrorKind::Internal,
         CatalogError::TxLog(e) => txlog_kind(e),
         CatalogError::ObjectStore(_) => ErrorKind::Internal,
     }
@@ -72,6 +80,17 @@ fn txlog_kind(e: &TxLogError) -> ErrorKind {
     }
 }
 
+fn table_kind(e: &TableError) -> ErrorKind {
+    match e {
+        TableError::Invalid(_) => ErrorKind::InvalidInput,
+        TableError::NotSupported(_) => ErrorKind::NotSupported,
+        TableError::Corrupt(_) | TableError::Internal(_) | TableError::Storage(_) => {
+            ErrorKind::Internal
+        }
+        TableError::Log(e) => txlog_kind(e),
+    }
+}
+
 fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
     match e {
         DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
@@ -81,6 +100,8 @@ fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
         DataFusionError::External(inner) => {
             if let Some(e) = inner.downcast_ref::<CatalogError>() {
                 catalog_kind(e)
+            } else if let Some(e) = inner.downcast_ref::<TableError>() {
+                table_kind(e)
             } else if let Some(e) = inner.downcast_ref::<TxLogError>() {
                 txlog_kind(e)
             } else if let Some(e) = inner.downcast_ref::<DataFusionError>() {
@@ -114,5 +135,32 @@ fn describe_datafusion(e: &DataFusionError) -> String {
         }
         DataFusionError::Shared(inner) => describe_datafusion(inner),
         other => other.strip_backtrace(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_errors_are_classed_by_whose_fault_they_are() {
+        let kind = |e: TableError| EngineError::DataFusion(e.into()).kind();
+        assert_eq!(
+            kind(TableError::Invalid("duplicate key".into())),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind(TableError::NotSupported("hashing".into())),
+            ErrorKind::NotSupported
+        );
+        assert_eq!(
+            kind(TableError::Corrupt("bad property".into())),
+            ErrorKind::Internal
+        );
+        let wrapped = DataFusionError::Context(
+            "scan".into(),
+            Box::new(TableError::Corrupt("no column".into()).into()),
+        );
+        assert_eq!(EngineError::DataFusion(wrapped).kind(), ErrorKind::Internal);
     }
 }

@@ -1,40 +1,41 @@
 //! The engine: sessions, statement dispatch and the DataFusion context.
 //!
-//! Life of a query, from either protocol:
+//! Life of a statement, from either protocol:
 //!
 //! 1. The protocol hands one SQL statement and the caller's [`Session`] to [`Engine::execute`].
-//! 2. [`statement::parse`] recognises MiniDB's own statements (databases, `USE`, `SHOW`,
-//!    `DESCRIBE`, `CREATE/DROP TABLE`) and passes everything else, parsed by DataFusion's parser,
-//!    through untouched.
-//! 3. Catalog statements run against the [`Catalog`](crate::catalog::Catalog) directly.
-//! 4. Queries and INSERTs are planned by DataFusion over a per-statement
-//!    [`StatementCatalog`](crate::catalog::StatementCatalog), whose tables are Delta snapshots;
-//!    the physical plan streams batches back as an [`Outcome::Rows`], never collected in full.
-//! 5. The protocol encodes the [`Outcome`]: an ASCII table or message on :7205, Arrow IPC on
-//!    Flight SQL.
+//! 2. The SQL front end (`sql`) parses it once into a typed statement: MiniDB's own statements
+//!    from tokens, everything else through DataFusion's parser, after the text rewrites (time
+//!    travel, `PARTITION BY`) in their one order.
+//! 3. One dispatch (`exec`) runs it: catalog statements against the
+//!    [`Catalog`](crate::catalog::Catalog) directly; queries and INSERTs planned by DataFusion
+//!    over a per-statement [`StatementCatalog`](crate::catalog::StatementCatalog), whose tables
+//!    are Delta snapshots; the physical plan streams batches back as an [`Outcome::Rows`], never
+//!    collected in full.
+//! 4. The protocol encodes the [`Outcome`]: an ASCII table or message on :7205, Arrow IPC on
+//!    Flight SQL. Protocols use this module's API only, never the layers below it.
 
+mod catalog_api;
 mod compactor;
-mod dml;
 mod error;
-mod history;
-mod indexes;
+mod exec;
 mod ingest;
 mod insert;
 mod instance;
-mod lexing;
-mod maintenance;
 mod outcome;
-pub mod parameters;
-mod partition_clause;
 mod selectivity;
 mod session;
-mod statement;
-mod time_travel;
+mod sql;
 mod types;
 
+pub use catalog_api::{CatalogStatus, CompactionHistory};
 pub use compactor::{CompactionOptions, Compactor};
 pub use error::{EngineError, ErrorKind};
 pub use ingest::{IfExists, IfMissing};
 pub use instance::{Engine, EngineOptions, PlannedQuery, Prepared};
 pub use outcome::{Listing, Outcome};
 pub use session::Session;
+pub use sql::parameters;
+
+// Names and types of the layers below that are part of the engine's API.
+pub use crate::catalog::{CATALOG_NAME, CompactionRun, DEFAULT_DATABASE, SYSTEM_DATABASE};
+pub use crate::table::Transaction;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::execution::SendableRecordBatchStream;
 
 /// The result of one statement.
@@ -17,6 +17,8 @@ pub enum Outcome {
     UsingDatabase(String),
     TableCreated(String),
     TableDropped(String),
+    ViewCreated(String),
+    ViewDropped(String),
     IndexCreated(String),
     IndexDropped(String),
     /// ALTER TABLE set `properties` table properties.
@@ -89,6 +91,62 @@ impl Outcome {
             Field::new("is_nullable", DataType::Utf8, false),
         ]))
     }
+
+    /// The columns of VACUUM's result: one row per file.
+    pub(crate) fn vacuum_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("path", DataType::Utf8, false),
+            Field::new("size_bytes", DataType::UInt64, false),
+            Field::new("action", DataType::Utf8, false),
+        ]))
+    }
+
+    /// The columns of ANALYZE's result: one row per column analyzed.
+    pub(crate) fn analyze_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("column_name", DataType::Utf8, false),
+            Field::new("version", DataType::Int64, false),
+            Field::new("row_count", DataType::UInt64, false),
+            Field::new("null_count", DataType::UInt64, false),
+            Field::new("distinct_count", DataType::UInt64, false),
+            Field::new("min_value", DataType::Utf8, true),
+            Field::new("max_value", DataType::Utf8, true),
+        ]))
+    }
+
+    /// The columns of OPTIMIZE's one-row result.
+    pub(crate) fn optimize_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("files_removed", DataType::UInt64, false),
+            Field::new("files_added", DataType::UInt64, false),
+            Field::new("bytes_removed", DataType::UInt64, false),
+            Field::new("bytes_added", DataType::UInt64, false),
+            Field::new("rows_purged", DataType::UInt64, false),
+            Field::new("deletion_vectors_removed", DataType::UInt64, false),
+            Field::new("version", DataType::Int64, true),
+        ]))
+    }
+
+    /// The columns of DESCRIBE HISTORY, named as Delta's own `DESCRIBE HISTORY` names them.
+    pub(crate) fn history_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("version", DataType::Int64, false),
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("operation", DataType::Utf8, true),
+            Field::new("operationParameters", DataType::Utf8, false),
+            Field::new("readVersion", DataType::Int64, true),
+            Field::new("isolationLevel", DataType::Utf8, true),
+            Field::new("isBlindAppend", DataType::Boolean, true),
+            Field::new("operationMetrics", DataType::Utf8, false),
+            Field::new("engineInfo", DataType::Utf8, true),
+        ]))
+    }
 }
 
 impl std::fmt::Debug for Outcome {
@@ -103,6 +161,8 @@ impl std::fmt::Debug for Outcome {
             Outcome::UsingDatabase(n) => write!(f, "UsingDatabase({n})"),
             Outcome::TableCreated(n) => write!(f, "TableCreated({n})"),
             Outcome::TableDropped(n) => write!(f, "TableDropped({n})"),
+            Outcome::ViewCreated(n) => write!(f, "ViewCreated({n})"),
+            Outcome::ViewDropped(n) => write!(f, "ViewDropped({n})"),
             Outcome::IndexCreated(n) => write!(f, "IndexCreated({n})"),
             Outcome::IndexDropped(n) => write!(f, "IndexDropped({n})"),
             Outcome::TableAltered { table, properties } => {

@@ -48,6 +48,7 @@ use parquet::file::metadata::ParquetMetaData;
 
 use super::scan::{ParquetScan, SINGLE_PARTITION_BYTES, WithPageIndex};
 use crate::storage::{ChunkKey, ColumnCache};
+use crate::table::TableError;
 
 /// Footers read at once while planning.
 const CONCURRENT_FOOTERS: usize = 16;
@@ -307,9 +308,7 @@ impl ExecutionPlan for ColumnScanExec {
         if children.is_empty() {
             Ok(self)
         } else {
-            Err(DataFusionError::Internal(
-                "ColumnScanExec has no children".into(),
-            ))
+            Err(TableError::Internal("ColumnScanExec has no children".into()).into())
         }
     }
 
@@ -356,7 +355,7 @@ impl ExecutionPlan for ColumnScanExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let units = self.partitions.get(partition).cloned().ok_or_else(|| {
-            DataFusionError::Internal(format!("ColumnScanExec has no partition {partition}"))
+            TableError::Internal(format!("ColumnScanExec has no partition {partition}"))
         })?;
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let reading = Arc::new(Reading {
@@ -524,10 +523,11 @@ impl Reading {
                     .await?;
             Some(match batches.as_slice() {
                 [] => {
-                    return Err(DataFusionError::Internal(format!(
+                    return Err(TableError::Corrupt(format!(
                         "row group {} of {} decoded to nothing",
                         unit.row_group, unit.file.file.object_meta.location
-                    )));
+                    ))
+                    .into());
                 }
                 [one] => one.clone(),
                 [first, ..] => concat_batches(&first.schema(), &batches)?,
@@ -546,11 +546,12 @@ impl Reading {
                     None if field.is_nullable() => {
                         Ok(arrow::array::new_null_array(field.data_type(), unit.rows))
                     }
-                    None => Err(DataFusionError::Execution(format!(
+                    None => Err(TableError::Corrupt(format!(
                         "data file {} has no column {} (NOT NULL)",
                         unit.file.file.object_meta.location,
                         field.name()
-                    ))),
+                    ))
+                    .into()),
                 }
             })
             .collect()

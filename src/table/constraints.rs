@@ -28,6 +28,7 @@ use super::TableHandle;
 use super::index::{IndexDef, KeyCodec, Probe, table_indexes};
 use super::pruning::scalar_from_json;
 use super::scan::{ParquetScan, live_file, parquet_scan};
+use crate::table::TableError;
 use crate::txlog::{Add, Snapshot};
 
 /// Table property holding the primary key columns.
@@ -44,9 +45,8 @@ pub fn column_defaults(snapshot: &Snapshot) -> Result<HashMap<String, Expr>> {
     let Some(Some(json)) = snapshot.metadata().configuration.get(DEFAULTS_PROPERTY) else {
         return Ok(HashMap::new());
     };
-    let texts: HashMap<String, String> = serde_json::from_str(json).map_err(|e| {
-        DataFusionError::Internal(format!("bad table property {DEFAULTS_PROPERTY}: {e}"))
-    })?;
+    let texts: HashMap<String, String> = serde_json::from_str(json)
+        .map_err(|e| TableError::Corrupt(format!("table property {DEFAULTS_PROPERTY}: {e}")))?;
     // Defaults are constant expressions: any session's functions plan them the same way.
     static PLANNER: OnceLock<SessionState> = OnceLock::new();
     let planner =
@@ -72,6 +72,16 @@ struct KeyProbes {
     origins: Vec<(usize, usize)>,
 }
 
+/// The columns of the primary key of `snapshot`'s table, in key order; `None` without one.
+pub fn primary_key(snapshot: &Snapshot) -> Result<Option<Vec<String>>> {
+    let Some(Some(json)) = snapshot.metadata().configuration.get(PRIMARY_KEY_PROPERTY) else {
+        return Ok(None);
+    };
+    serde_json::from_str(json).map(Some).map_err(|e| {
+        TableError::Corrupt(format!("table property {PRIMARY_KEY_PROPERTY}: {e}")).into()
+    })
+}
+
 /// One key of a table (its PRIMARY KEY or a UNIQUE constraint) and the values a write has seen.
 pub struct KeyChecker {
     /// `PRIMARY KEY`, `UNIQUE` or `UNIQUE INDEX <name>`, for messages.
@@ -94,14 +104,11 @@ impl KeyChecker {
         let configuration = &snapshot.metadata().configuration;
         let property = |name: &str| configuration.get(name).cloned().flatten();
         let bad = |name: &str, e: serde_json::Error| {
-            DataFusionError::Internal(format!("bad table property {name}: {e}"))
+            TableError::Corrupt(format!("table property {name}: {e}"))
         };
-        let indexes =
-            table_indexes(snapshot).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let indexes = table_indexes(snapshot).map_err(TableError::from)?;
         let mut keys: Vec<Self> = Vec::new();
-        if let Some(json) = property(PRIMARY_KEY_PROPERTY) {
-            let columns: Vec<String> =
-                serde_json::from_str(&json).map_err(|e| bad(PRIMARY_KEY_PROPERTY, e))?;
+        if let Some(columns) = primary_key(snapshot)? {
             keys.push(Self::new(
                 snapshot,
                 "PRIMARY KEY".into(),
@@ -142,7 +149,7 @@ impl KeyChecker {
             .collect();
         let index = match indexes.iter().find(|i| i.columns == columns) {
             Some(index) => {
-                let types = index.key_types(schema).map_err(DataFusionError::Plan)?;
+                let types = index.key_types(schema).map_err(TableError::Corrupt)?;
                 Some((index.clone(), KeyCodec::new(&types)?))
             }
             None => None,
@@ -301,9 +308,10 @@ impl KeyChecker {
                 return Ok(self.violation(&self.new_keys[*b], *i));
             }
         }
-        Err(DataFusionError::Internal(
-            "an index reported a duplicate key it then could not find".into(),
-        ))
+        Err(
+            TableError::Internal("an index reported a duplicate key it then could not find".into())
+                .into(),
+        )
     }
 
     fn violation(&self, columns: &[ArrayRef], row: usize) -> DataFusionError {

@@ -12,16 +12,18 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{concat, take_record_batch};
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::Result;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
 
 use super::TableHandle;
+use super::error::external;
 use super::index::{
     IndexDef, KeyCodec, build_segment, segment_location, segment_path, table_indexes,
 };
 use super::partitioning::{Partitioner, tag_partition};
 use crate::storage::parquet::{EncodedFile, ParquetFileWriter};
+use crate::table::TableError;
 use crate::txlog::{Add, Snapshot};
 
 /// The key columns of one index, collected while the data file is written.
@@ -48,7 +50,7 @@ impl DataFileWriter {
             .map_err(external)?
             .into_iter()
             .map(|index| {
-                let types = index.key_types(schema).map_err(DataFusionError::Plan)?;
+                let types = index.key_types(schema).map_err(TableError::Corrupt)?;
                 let columns = index
                     .columns
                     .iter()
@@ -269,8 +271,4 @@ async fn upload_data_file(handle: &TableHandle, file: EncodedFile) -> Result<Add
         tags: None,
         deletion_vector: None,
     })
-}
-
-pub(super) fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use roaring::RoaringTreemap;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use super::error::external;
 use super::index::{IndexCache, IndexDef, IndexScan, KeyCodec, Lookup, Probe, segment_location};
 use super::{Concurrency, properties};
 use crate::metrics::metrics;
@@ -215,7 +216,7 @@ impl TableHandle {
             positions -= self
                 .deletion_vector(descriptor)
                 .await
-                .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?
+                .map_err(external)?
                 .as_ref();
         }
         Ok(Some(!positions.is_empty()))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::concat;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::Result;
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use futures::TryStreamExt;
@@ -21,9 +21,11 @@ use serde_json::json;
 
 use super::TableHandle;
 use super::constraints::key_text;
-use super::datafile::{external, upload_segment};
+use super::datafile::upload_segment;
+use super::error::external;
 use super::index::{IndexDef, KeyCodec, table_indexes, with_indexes};
 use super::scan::{ParquetScan, data_file, parquet_scan};
+use crate::table::TableError;
 use crate::txlog::{Action, Add, Operation, Snapshot};
 
 /// Creates `index` on the table, building its segments over the existing rows. Returns `false`
@@ -43,17 +45,18 @@ pub async fn create_index(
     }
     let schema = snapshot.schema();
     let types = index.key_types(schema).map_err(|e| {
-        DataFusionError::Plan(format!(
+        TableError::Invalid(format!(
             "cannot create index {} on {table}: {e}",
             index.name
         ))
     })?;
     let mut distinct = HashSet::new();
     if let Some(twice) = index.columns.iter().find(|c| !distinct.insert(*c)) {
-        return Err(DataFusionError::Plan(format!(
+        return Err(TableError::Invalid(format!(
             "index {} names column '{twice}' twice",
             index.name
-        )));
+        ))
+        .into());
     }
     let codec = KeyCodec::new(&types)?;
     let columns = index
@@ -83,11 +86,12 @@ pub async fn create_index(
             for (i, row) in rows.iter().enumerate() {
                 let live = !deleted.contains(i as u64) && keys.iter().all(|k| k.is_valid(i));
                 if live && !seen.insert(row.owned()) {
-                    return Err(DataFusionError::Execution(format!(
+                    return Err(TableError::Invalid(format!(
                         "cannot create UNIQUE index {} on {table}: key ({}) appears more than once",
                         index.name,
                         key_text(&keys, i)
-                    )));
+                    ))
+                    .into());
                 }
             }
         }
@@ -125,9 +129,10 @@ pub async fn drop_index(handle: &Arc<TableHandle>, table: &str, name: &str) -> R
         return Ok(false);
     };
     if let Some(constraint) = &indexes[position].constraint {
-        return Err(DataFusionError::Plan(format!(
+        return Err(TableError::Invalid(format!(
             "index {name} enforces the {constraint} of {table} and cannot be dropped"
-        )));
+        ))
+        .into());
     }
     indexes.remove(position);
     let operation = Operation {

@@ -12,6 +12,7 @@
 mod column_scan;
 mod constraints;
 mod datafile;
+mod error;
 mod handle;
 pub mod index;
 mod indexing;
@@ -28,7 +29,8 @@ mod transaction;
 mod vacuum;
 mod zorder;
 
-pub use constraints::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY};
+pub use constraints::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY, primary_key};
+pub use error::TableError;
 pub use handle::TableHandle;
 pub use index::{INDEXES_PROPERTY, IndexDef, table_indexes};
 pub use indexing::{create_index, drop_index};

@@ -17,16 +17,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::Result;
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use roaring::RoaringTreemap;
 use serde_json::{Value, json};
 
 use super::constraints::KeyChecker;
-use super::datafile::{DataFilesWriter, external};
+use super::datafile::DataFilesWriter;
+use super::error::external;
 use super::scan::row_count_of;
 use super::{TableHandle, Writer};
+use crate::table::TableError;
 use crate::txlog::{
     Action, Add, ENABLE_DELETION_VECTORS, Operation, Remove, Snapshot, write_deletion_vector,
 };
@@ -78,17 +80,17 @@ impl Mutation {
                 .as_any()
                 .downcast_ref::<Int64Array>()
                 .cloned()
-                .ok_or_else(|| DataFusionError::Internal("row addresses must be Int64".into()))
+                .ok_or_else(|| TableError::Internal("row addresses must be Int64".into()))
         };
         let (files, rows) = (int64(files)?, int64(rows)?);
         for (file, row) in files.iter().zip(rows.iter()) {
             let (Some(file), Some(row)) = (file, row) else {
-                return Err(DataFusionError::Internal("NULL row address".into()));
+                return Err(TableError::Internal("NULL row address".into()).into());
             };
             let file = usize::try_from(file)
-                .map_err(|_| DataFusionError::Internal("negative file index".into()))?;
+                .map_err(|_| TableError::Internal("negative file index".into()))?;
             let row = u64::try_from(row)
-                .map_err(|_| DataFusionError::Internal("negative row position".into()))?;
+                .map_err(|_| TableError::Internal("negative row position".into()))?;
             self.deleted.entry(file).or_default().insert(row);
         }
         Ok(())
@@ -136,9 +138,9 @@ impl Mutation {
         let mut bytes_written = 0u64;
         let (mut removed_files, mut vectors_added, mut vectors_removed) = (0usize, 0usize, 0usize);
         for (index, positions) in &self.deleted {
-            let add = *files.get(*index).ok_or_else(|| {
-                DataFusionError::Internal(format!("no file {index} in the snapshot"))
-            })?;
+            let add = *files
+                .get(*index)
+                .ok_or_else(|| TableError::Internal(format!("no file {index} in the snapshot")))?;
             let mut deleted = match &add.deletion_vector {
                 Some(old) => self
                     .handle

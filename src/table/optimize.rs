@@ -35,11 +35,13 @@ use futures::TryStreamExt;
 use serde_json::json;
 
 use super::TableHandle;
-use super::datafile::{DataFilesWriter, external};
+use super::datafile::DataFilesWriter;
+use super::error::external;
 use super::partitioning::{Partitioner, partition_of};
 use super::properties;
 use super::scan::{ParquetScan, live_file, parquet_scan};
 use super::zorder::{MAX_COLUMNS, SAMPLE_ROWS, ZOrder};
+use crate::table::TableError;
 use crate::txlog::{Action, Add, FileStats, Operation, Remove, Snapshot, TxLogError};
 
 /// What an OPTIMIZE did.
@@ -105,7 +107,7 @@ pub async fn optimize(
     context: Arc<TaskContext>,
 ) -> Result<OptimizeReport> {
     let snapshot = handle.refresh().await.map_err(external)?;
-    let target = properties::target_file_size(&snapshot).map_err(DataFusionError::Plan)?;
+    let target = properties::target_file_size(&snapshot).map_err(TableError::Corrupt)?;
     // A table with automatic range partitions is sorted by its partition column as a whole,
     // when there is anything to compact, so that its files cover disjoint ranges.
     let partitioner = Partitioner::of(&snapshot)?;
@@ -372,22 +374,22 @@ fn zorder_columns(snapshot: &Snapshot, names: &[String]) -> Result<Option<Vec<us
         return Ok(None);
     }
     if names.len() > MAX_COLUMNS {
-        return Err(DataFusionError::Plan(format!(
-            "ZORDER BY takes at most {MAX_COLUMNS} columns"
-        )));
+        return Err(
+            TableError::Invalid(format!("ZORDER BY takes at most {MAX_COLUMNS} columns")).into(),
+        );
     }
     let schema = snapshot.schema();
     let mut columns = Vec::with_capacity(names.len());
     for name in names {
         let index = schema.index_of(name).map_err(|_| {
-            DataFusionError::Plan(format!(
+            TableError::Invalid(format!(
                 "ZORDER BY column '{name}' is not a column of the table"
             ))
         })?;
         if columns.contains(&index) {
-            return Err(DataFusionError::Plan(format!(
-                "ZORDER BY names column '{name}' twice"
-            )));
+            return Err(
+                TableError::Invalid(format!("ZORDER BY names column '{name}' twice")).into(),
+            );
         }
         columns.push(index);
     }

@@ -32,10 +32,11 @@ use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, Schema, TimeUnit,
     TimestampMicrosecondType, UInt64Type,
 };
-use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::common::{Result, ScalarValue};
 use serde::{Deserialize, Serialize};
 
 use super::index::ColumnBounds;
+use crate::table::TableError;
 use crate::txlog::{Add, Snapshot};
 
 /// Table property holding the table's partitioning: a JSON [`Partitioning`].
@@ -159,11 +160,11 @@ impl Partitioner {
             return Ok(None);
         };
         let declared: Partitioning = serde_json::from_str(json).map_err(|e| {
-            DataFusionError::Plan(format!("table property {PARTITIONING_PROPERTY}: {e}"))
+            TableError::Corrupt(format!("table property {PARTITIONING_PROPERTY}: {e}"))
         })?;
         Self::new(declared, snapshot.schema())
             .map(Some)
-            .map_err(DataFusionError::Plan)
+            .map_err(|e| TableError::Corrupt(e).into())
     }
 
     pub fn column_name(&self) -> &str {
@@ -194,11 +195,11 @@ impl Partitioner {
                     && let Some(row) = partitions.iter().position(|p| *p as usize == bounds.len())
                 {
                     let value = ScalarValue::try_from_array(values, row)?;
-                    return Err(DataFusionError::Execution(format!(
+                    return Err(TableError::Invalid(format!(
                         "no partition for value {value} of '{}': the last partition holds values below {}",
                         self.column_name(),
                         bounds[bounds.len() - 1]
-                    )));
+                    )).into());
                 }
                 Ok(Some(UInt32Array::from(partitions)))
             }
@@ -410,9 +411,7 @@ fn canonical(values: &ArrayRef) -> Result<ArrayRef> {
             return Ok(Arc::clone(values));
         }
         other => {
-            return Err(DataFusionError::NotImplemented(format!(
-                "hashing values of type {other}"
-            )));
+            return Err(TableError::NotSupported(format!("hashing values of type {other}")).into());
         }
     };
     Ok(cast(values, &target)?)

@@ -12,7 +12,7 @@ use datafusion::common::Result;
 use serde_json::json;
 
 use super::TableHandle;
-use super::datafile::external;
+use super::error::external;
 use crate::txlog::{Action, Operation, Snapshot};
 
 /// The size OPTIMIZE aims for, in bytes (the name Delta uses).

@@ -25,7 +25,7 @@ use parquet::arrow::RowNumber;
 
 use super::column_scan::column_scan;
 use super::constraints::column_defaults;
-use super::datafile::external;
+use super::error::external;
 use super::index::{IndexScan, column_bounds, table_indexes};
 use super::partitioning::{Partitioner, partition_of};
 use super::pruning::{FilePruningStats, merged_statistics};

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, Result, Statistics};
+use datafusion::common::{Result, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::{
     CachedParquetFileReaderFactory, ParquetFileReaderFactory, ParquetRowSelection,
@@ -35,8 +35,10 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use roaring::RoaringTreemap;
 
 use super::TableHandle;
+use super::error::external;
 use crate::metrics::metrics;
 use crate::storage::parquet::read_footer;
+use crate::table::TableError;
 use crate::txlog::{Add, FileStats};
 
 /// How many files of a snapshot a scan reads.
@@ -171,9 +173,9 @@ impl ExecutionPlan for DeltaScanExec {
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = children.pop().ok_or_else(|| {
-            datafusion::common::DataFusionError::Internal("DeltaScanExec needs one child".into())
-        })?;
+        let input = children
+            .pop()
+            .ok_or_else(|| TableError::Internal("DeltaScanExec needs one child".into()))?;
         Ok(Arc::new(Self {
             input,
             table: self.table.clone(),
@@ -344,10 +346,7 @@ pub async fn live_file(
     let Some(descriptor) = &add.deletion_vector else {
         return Ok(file);
     };
-    let deleted = handle
-        .deletion_vector(descriptor)
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let deleted = handle.deletion_vector(descriptor).await.map_err(external)?;
     let rows = match stats.num_records {
         Some(rows) => rows,
         None => row_count(handle, &file).await?,
@@ -367,7 +366,7 @@ pub async fn indexed_file(
         positions -= handle
             .deletion_vector(descriptor)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .map_err(external)?
             .as_ref();
     }
     if positions.is_empty() {
@@ -437,7 +436,7 @@ async fn row_count(handle: &TableHandle, file: &PartitionedFile) -> Result<u64> 
         file.object_meta.size,
     )
     .await
-    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    .map_err(external)?;
     Ok(u64::try_from(metadata.file_metadata().num_rows()).unwrap_or_default())
 }
 

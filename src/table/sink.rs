@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::Result;
 use datafusion::datasource::sink::DataSink;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
@@ -15,8 +15,10 @@ use futures::StreamExt;
 use serde_json::json;
 
 use super::constraints::KeyChecker;
-use super::datafile::{DataFilesWriter, external};
+use super::datafile::DataFilesWriter;
+use super::error::external;
 use super::{TableHandle, Writer};
+use crate::table::TableError;
 use crate::txlog::{Action, Operation, Snapshot};
 use datafusion::execution::object_store::ObjectStoreUrl;
 
@@ -82,7 +84,7 @@ impl DataSink for DeltaSink {
             }
             // Re-label the columns with the table schema, which checks NOT NULL columns.
             let batch = RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())
-                .map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.table)))?;
+                .map_err(|e| TableError::Invalid(format!("{}: {e}", self.table)))?;
             for key in keys.iter_mut() {
                 key.add_new(&batch)?;
             }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::{DataType, Schema};
 use datafusion::common::stats::Precision;
-use datafusion::common::{ColumnStatistics, DataFusionError, Result, ScalarValue};
+use datafusion::common::{ColumnStatistics, Result, ScalarValue};
 use datafusion::execution::SessionState;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::functions_aggregate::expr_fn::{approx_distinct, count, count_distinct, max, min};
@@ -30,8 +30,9 @@ use datafusion::prelude::{Expr, SessionContext, ident, lit};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::datafile::external;
+use super::error::external;
 use super::{DeltaTableProvider, TableHandle};
+use crate::table::TableError;
 use crate::txlog::{Action, Operation, STATISTICS_PROPERTY, Snapshot, TxLogError};
 
 /// Commit attempts of one ANALYZE when concurrent writers keep committing first.
@@ -79,7 +80,7 @@ pub fn analyzed(snapshot: &Snapshot) -> Result<BTreeMap<String, ColumnStats>> {
         .and_then(Option::as_deref)
     {
         Some(json) => serde_json::from_str(json).map_err(|e| {
-            DataFusionError::Plan(format!("table property {STATISTICS_PROPERTY}: {e}"))
+            TableError::Corrupt(format!("table property {STATISTICS_PROPERTY}: {e}")).into()
         }),
         None => Ok(BTreeMap::new()),
     }
@@ -117,7 +118,7 @@ pub async fn analyze(
     let mut chosen: Vec<usize> = Vec::new();
     for column in columns {
         let index = schema.index_of(column).map_err(|_| {
-            DataFusionError::Plan(format!(
+            TableError::Invalid(format!(
                 "ANALYZE: '{column}' is not a column of table {name}"
             ))
         })?;
@@ -158,7 +159,7 @@ pub async fn analyze(
     let batch = batches
         .first()
         .filter(|b| b.num_rows() == 1)
-        .ok_or_else(|| DataFusionError::Internal("ANALYZE got no aggregate row".into()))?;
+        .ok_or_else(|| TableError::Internal("ANALYZE got no aggregate row".into()))?;
     let now = chrono::Utc::now().timestamp_millis();
     let rows = integer(batch, "rows")?;
     let mut figures = Vec::with_capacity(chosen.len());
@@ -206,7 +207,7 @@ async fn commit(handle: &Arc<TableHandle>, figures: &[(String, ColumnStats)]) ->
         let mut all = analyzed(&newest)?;
         all.extend(figures.iter().cloned());
         let mut metadata = newest.metadata().clone();
-        let json = serde_json::to_string(&all).map_err(|e| DataFusionError::External(e.into()))?;
+        let json = serde_json::to_string(&all).map_err(|e| TableError::Internal(e.to_string()))?;
         metadata
             .configuration
             .insert(STATISTICS_PROPERTY.into(), Some(json));
@@ -236,9 +237,7 @@ fn integer(batch: &RecordBatch, name: &str) -> Result<u64> {
     let value = ScalarValue::try_from_array(column(batch, name)?, 0)?;
     match value.cast_to(&DataType::UInt64)? {
         ScalarValue::UInt64(n) => Ok(n.unwrap_or(0)),
-        other => Err(DataFusionError::Internal(format!(
-            "ANALYZE: {name} is {other}"
-        ))),
+        other => Err(TableError::Internal(format!("ANALYZE: {name} is {other}")).into()),
     }
 }
 
@@ -250,9 +249,7 @@ fn text(batch: &RecordBatch, name: &str) -> Result<Option<String>> {
     }
     match value.cast_to(&DataType::Utf8)? {
         ScalarValue::Utf8(text) => Ok(text),
-        other => Err(DataFusionError::Internal(format!(
-            "ANALYZE: {name} is {other}"
-        ))),
+        other => Err(TableError::Internal(format!("ANALYZE: {name} is {other}")).into()),
     }
 }
 
@@ -260,5 +257,5 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
     batch
         .column_by_name(name)
         .map(|c| c.as_ref())
-        .ok_or_else(|| DataFusionError::Internal(format!("ANALYZE: no column {name}")))
+        .ok_or_else(|| TableError::Internal(format!("ANALYZE: no column {name}")).into())
 }

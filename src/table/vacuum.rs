@@ -18,16 +18,17 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::Result;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde_json::json;
 
 use super::TableHandle;
-use super::datafile::external;
+use super::error::external;
 use super::index::{segment_location, segments_of};
 use super::properties;
+use crate::table::TableError;
 use crate::txlog::{Action, Add, MIN_READABLE_VERSION, Operation, Remove, VACUUM_OPERATION};
 
 /// What a VACUUM deleted (or, for a dry run, would delete).
@@ -46,17 +47,18 @@ pub async fn vacuum(
     dry_run: bool,
 ) -> Result<VacuumReport> {
     let snapshot = handle.refresh().await.map_err(external)?;
-    let minimum = properties::retention(&snapshot).map_err(DataFusionError::Plan)?;
+    let minimum = properties::retention(&snapshot).map_err(TableError::Corrupt)?;
     let retention = retain.unwrap_or(minimum);
     if retention < minimum {
-        return Err(DataFusionError::Plan(format!(
+        return Err(TableError::Invalid(format!(
             "VACUUM RETAIN {} HOURS is shorter than the table's retention of {} hours \
              ({}): time travel and running queries need those files; lower the property first \
              if you mean it",
             retention.as_secs() / 3600,
             minimum.as_secs() / 3600,
             properties::RETENTION
-        )));
+        ))
+        .into());
     }
     let now = chrono::Utc::now().timestamp_millis();
     let cutoff = now - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);

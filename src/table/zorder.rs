@@ -12,11 +12,12 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use crate::table::TableError;
 use arrow::array::{ArrayRef, UInt64Array};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -138,7 +139,7 @@ impl ZOrder {
         let order = LexOrdering::new([PhysicalSortExpr::new_default(Arc::new(Column::new(
             KEY_COLUMN, width,
         )))])
-        .ok_or_else(|| DataFusionError::Internal("empty Z-order sort".into()))?;
+        .ok_or_else(|| TableError::Internal("empty Z-order sort".into()))?;
         Ok(Arc::new(SortExec::new(order, keyed)))
     }
 }

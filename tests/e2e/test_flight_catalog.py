@@ -57,7 +57,7 @@ def test_adbc_get_objects_lists_databases_tables_and_columns(server, conn):
         pa.date32(),
         pa.timestamp("us"),
     ]
-    assert sorted(conn.adbc_get_table_types()) == ["SYSTEM TABLE", "TABLE"]
+    assert sorted(conn.adbc_get_table_types()) == ["SYSTEM TABLE", "TABLE", "VIEW"]
 
 
 def test_raw_catalog_commands_answer_in_the_specified_schemas(server, text):

@@ -285,7 +285,7 @@ def test_database_metadata_calls(jdbc):
         assert table.schema == KEYS_SCHEMA and table.num_rows == 0
 
     _, table = jdbc.read(pb.CommandGetTableTypes())
-    assert sorted(table.column("table_type").to_pylist()) == ["SYSTEM TABLE", "TABLE"]
+    assert sorted(table.column("table_type").to_pylist()) == ["SYSTEM TABLE", "TABLE", "VIEW"]
 
 
 def test_xdbc_type_info_lists_the_column_types(jdbc):

@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::catalog::CompactionRun;
-use crate::engine::{Compactor, Engine};
+use crate::engine::{CompactionRun, Compactor, Engine};
 
 /// Code generated from `proto/minidb/v1/admin.proto`.
 pub mod proto {
@@ -63,16 +62,17 @@ impl AdminService for Admin {
         &self,
         _request: Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, Status> {
-        let catalog = self.engine.catalog();
-        let storage_error = |e: crate::catalog::CatalogError| Status::internal(e.to_string());
-        let databases = catalog.databases().await.map_err(storage_error)?;
-        let tables = catalog.table_count().await.map_err(storage_error)?;
+        let status = self
+            .engine
+            .catalog_status()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(GetStatusResponse {
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_seconds: self.engine.uptime().as_secs(),
-            storage_root: catalog.store().root_url().to_string(),
-            database_count: databases.len() as u64,
-            table_count: tables as u64,
+            storage_root: status.storage_root,
+            database_count: status.databases as u64,
+            table_count: status.tables as u64,
         }))
     }
 
@@ -81,9 +81,7 @@ impl AdminService for Admin {
         _request: Request<GetCompactionStatusRequest>,
     ) -> Result<Response<GetCompactionStatusResponse>, Status> {
         let options = self.compactor.options();
-        let log = self.engine.catalog().maintenance();
-        let runs = log.runs();
-        let recent = runs[runs.len().saturating_sub(RECENT_RUNS)..].to_vec();
+        let history = self.engine.compaction_history(RECENT_RUNS);
         Ok(Response::new(GetCompactionStatusResponse {
             scheduled: options.interval.is_some(),
             interval_ms: options
@@ -91,9 +89,9 @@ impl AdminService for Admin {
                 .map_or(0, |i| u64::try_from(i.as_millis()).unwrap_or(u64::MAX)),
             min_small_files: options.min_small_files as u64,
             deleted_ratio: options.deleted_ratio,
-            passes: log.passes(),
-            last_pass_at_ms: log.last_pass_ms(),
-            recent_runs: recent.into_iter().map(run_message).collect(),
+            passes: history.passes,
+            last_pass_at_ms: history.last_pass_ms,
+            recent_runs: history.runs.into_iter().map(run_message).collect(),
         }))
     }
 

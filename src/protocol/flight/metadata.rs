@@ -3,7 +3,8 @@
 //!
 //! MiniDB's names map onto Flight SQL's three levels as SQL spells them: one catalog, `minidb`;
 //! each database is a schema (`db_schema_name`), with the reserved `sys` schema holding the
-//! system tables; tables are tables (type `TABLE`, or `SYSTEM TABLE` in `sys`). So the name a
+//! system tables; tables are tables (type `TABLE`, or `SYSTEM TABLE` in `sys`) and views views
+//! (type `VIEW`). So the name a
 //! client builds from GetTables, `db.table`, is the one its SQL uses.
 //!
 //! MiniDB has no foreign keys, so the three key RPCs answer with no rows, in their schema.
@@ -24,12 +25,11 @@ use prost::Message;
 use tonic::Status;
 
 use super::status::to_status;
-use crate::catalog::{CATALOG_NAME, DEFAULT_DATABASE, SYSTEM_DATABASE, system_tables};
-use crate::engine::{Engine, EngineError};
-use crate::table::PRIMARY_KEY_PROPERTY;
+use crate::engine::{CATALOG_NAME, DEFAULT_DATABASE, Engine, ErrorKind, SYSTEM_DATABASE};
 
 /// Type of the tables users create.
 const TABLE: &str = "TABLE";
+const VIEW: &str = "VIEW";
 /// Type of the tables in `sys`.
 const SYSTEM_TABLE: &str = "SYSTEM TABLE";
 
@@ -83,31 +83,39 @@ impl CatalogCommand {
                 let mut builder = command.into_builder();
                 for database in databases(engine).await? {
                     if database == SYSTEM_DATABASE {
-                        for (table, schema) in system_tables() {
+                        for (table, schema) in engine.system_tables() {
                             builder
                                 .append(CATALOG_NAME, &database, table, SYSTEM_TABLE, &schema)
                                 .map_err(failed)?;
                         }
                         continue;
                     }
-                    let tables = engine
-                        .catalog()
-                        .tables(&database)
-                        .await
-                        .map_err(|e| to_status(EngineError::from(e)))?;
+                    let tables = engine.tables(&database).await.map_err(to_status)?;
                     for table in tables {
                         let schema = if include_schema {
-                            let handle = engine
-                                .catalog()
-                                .table(&database, &table)
+                            engine
+                                .table_schema(&database, &table)
                                 .await
-                                .map_err(|e| to_status(EngineError::from(e)))?;
-                            handle.cached().schema().as_ref().clone()
+                                .map_err(to_status)?
                         } else {
                             Schema::empty()
                         };
                         builder
                             .append(CATALOG_NAME, &database, &table, TABLE, &schema)
+                            .map_err(failed)?;
+                    }
+                    for view in engine.views(&database).await.map_err(to_status)? {
+                        // A view that no longer plans (its table was dropped) is still listed;
+                        // reading it says why it fails.
+                        let schema = match include_schema {
+                            true => engine
+                                .view_schema(&database, &view)
+                                .await
+                                .unwrap_or_else(|_| Schema::empty()),
+                            false => Schema::empty(),
+                        };
+                        builder
+                            .append(CATALOG_NAME, &database, &view, VIEW, &schema)
                             .map_err(failed)?;
                     }
                 }
@@ -116,6 +124,7 @@ impl CatalogCommand {
             CatalogCommand::TableTypes(command) => {
                 let mut builder = command.into_builder();
                 builder.append(TABLE);
+                builder.append(VIEW);
                 builder.append(SYSTEM_TABLE);
                 builder.build().map_err(failed)
             }
@@ -138,11 +147,7 @@ fn failed(e: impl std::fmt::Display) -> Status {
 
 /// Every database, plus the system one.
 async fn databases(engine: &Engine) -> Result<Vec<String>, Status> {
-    let mut databases = engine
-        .catalog()
-        .databases()
-        .await
-        .map_err(|e| to_status(EngineError::from(e)))?;
+    let mut databases = engine.databases().await.map_err(to_status)?;
     databases.push(SYSTEM_DATABASE.to_string());
     Ok(databases)
 }
@@ -299,13 +304,11 @@ async fn primary_keys(
         .is_some_and(|c| c != CATALOG_NAME);
     let mut columns: Vec<String> = Vec::new();
     if !other_catalog && database != SYSTEM_DATABASE {
-        let handle = engine.catalog().table(&database, &command.table).await;
-        if let Ok(handle) = handle {
-            let snapshot = handle.cached();
-            if let Some(Some(json)) = snapshot.metadata().configuration.get(PRIMARY_KEY_PROPERTY) {
-                columns = serde_json::from_str(json)
-                    .map_err(|e| Status::internal(format!("{PRIMARY_KEY_PROPERTY}: {e}")))?;
-            }
+        match engine.primary_key(&database, &command.table).await {
+            Ok(key) => columns = key,
+            // A table that does not exist has no key columns to list.
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(to_status(e)),
         }
     }
     let n = columns.len();

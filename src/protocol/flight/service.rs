@@ -47,12 +47,11 @@ use super::sql_info;
 use super::status::to_status;
 use super::wire::FlightOptions;
 use crate::auth::Authenticator;
-use crate::catalog::CATALOG_NAME;
 use crate::engine::{
-    Engine, EngineError, IfExists, IfMissing, Outcome, PlannedQuery, Session, parameters,
+    CATALOG_NAME, Engine, EngineError, IfExists, IfMissing, Outcome, PlannedQuery, Session,
+    Transaction, parameters,
 };
 use crate::metrics::{Protocol, metrics};
-use crate::table::Transaction;
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
 

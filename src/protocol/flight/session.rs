@@ -11,8 +11,7 @@ use std::collections::HashMap;
 
 use tonic::metadata::{MetadataMap, MetadataValue};
 
-use crate::catalog::{CATALOG_NAME, DEFAULT_DATABASE};
-use crate::engine::{Engine, Session};
+use crate::engine::{CATALOG_NAME, DEFAULT_DATABASE, Engine, Session};
 
 /// Cookie set by `USE` and sent back by cookie-keeping clients.
 pub const DATABASE_COOKIE: &str = "minidb_database";
@@ -165,7 +164,7 @@ pub async fn set_options(
                 Ok(())
             }
             ("schema", Some(OptionValue::String(database))) => {
-                match engine.catalog().database_exists(&database).await {
+                match engine.database_exists(&database).await {
                     Ok(true) => {
                         *session = Session::in_database(database);
                         Ok(())

@@ -14,6 +14,8 @@ pub fn message(outcome: &Outcome) -> Option<String> {
         Outcome::UsingDatabase(name) => format!("Using database: {name}"),
         Outcome::TableCreated(name) => format!("Table created: {name}"),
         Outcome::TableDropped(name) => format!("Dropped table: {name}"),
+        Outcome::ViewCreated(name) => format!("View created: {name}"),
+        Outcome::ViewDropped(name) => format!("Dropped view: {name}"),
         Outcome::IndexCreated(name) => format!("Index created: {name}"),
         Outcome::IndexDropped(name) => format!("Dropped index: {name}"),
         Outcome::TableAltered { table, properties } => {

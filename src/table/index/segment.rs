@@ -8,7 +8,7 @@ use arrow::compute::{concat_batches, take};
 use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
 use arrow::row::{OwnedRow, Rows};
 use bytes::Bytes;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::Result;
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use object_store::path::Path;
@@ -25,6 +25,8 @@ use roaring::RoaringTreemap;
 
 use super::{IndexDef, KeyCodec, LEAF_ROWS, Probe};
 use crate::storage::parquet::read_footer;
+use crate::table::TableError;
+use crate::table::error::external;
 
 /// Folder, under the table root, holding the segments of every index.
 const INDEX_FOLDER: &str = "_minidb_index";
@@ -50,15 +52,16 @@ pub fn segment_path(index: &IndexDef) -> String {
 /// Where the segment a tag names (`segment`, relative to the table) is in the store.
 pub fn segment_location(table_root: &Path, segment: &str) -> Result<Path> {
     Path::parse(format!("{table_root}/{segment}"))
-        .map_err(|e| DataFusionError::Execution(format!("bad index segment path: {e}")))
+        .map_err(|e| TableError::Corrupt(format!("index segment path: {e}")).into())
 }
 
 /// Encodes the segment of a data file whose key columns (all rows, in file order) are `keys`:
 /// every entry's key and position, sorted by key and then position.
 pub fn build_segment(index: &IndexDef, codec: &KeyCodec, keys: &[ArrayRef]) -> Result<Bytes> {
     let rows = codec.keys().convert_columns(keys)?;
-    let count = u32::try_from(rows.num_rows())
-        .map_err(|_| DataFusionError::Execution("a data file has too many rows to index".into()))?;
+    let count = u32::try_from(rows.num_rows()).map_err(|_| {
+        TableError::NotSupported("indexing a data file of more than 2^32 rows".into())
+    })?;
     let mut order: Vec<u32> = (0..count).collect();
     // A stable sort keeps equal keys in position order.
     order.sort_by(|a, b| rows.row(*a as usize).cmp(&rows.row(*b as usize)));
@@ -226,7 +229,7 @@ impl IndexCache {
         let size = store.head(path).await?.size;
         let footer = read_footer(store.as_ref(), path, size)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            .map_err(external)?;
         let metadata = ArrowReaderMetadata::try_new(Arc::new(footer), ArrowReaderOptions::new())?;
         let groups = metadata.metadata().row_groups();
         let first = metadata.schema().field(0).name().clone();
@@ -288,9 +291,7 @@ impl IndexCache {
         let positions = batch
             .column(width)
             .as_primitive_opt::<UInt64Type>()
-            .ok_or_else(|| {
-                DataFusionError::Execution(format!("{}: bad index segment", segment.path))
-            })?
+            .ok_or_else(|| TableError::Corrupt(format!("{}: not an index segment", segment.path)))?
             .values()
             .to_vec();
         let leaf = Arc::new(Leaf { keys, positions });

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use arrow::array::{BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::statement::TableName;
-use super::{Engine, EngineError, Listing, Outcome, Session};
+use super::{Engine, EngineError, Outcome, Session};
 use crate::catalog::CatalogError;
+use crate::engine::Listing;
+use crate::engine::sql::TableName;
 
 impl Engine {
     pub(super) async fn describe_history(
@@ -22,7 +22,7 @@ impl Engine {
         let json = |value: Option<String>| value.unwrap_or_else(|| "{}".into());
         let infos: Vec<_> = history.iter().map(|(_, info)| info.as_ref()).collect();
         let batch = RecordBatch::try_new(
-            history_schema(),
+            Outcome::history_schema(),
             vec![
                 Arc::new(Int64Array::from_iter_values(
                     history.iter().map(|(commit, _)| commit.version),
@@ -58,25 +58,6 @@ impl Engine {
         .map_err(|e| EngineError::DataFusion(e.into()))?;
         Ok(Outcome::Listing(Listing::Report, batch))
     }
-}
-
-/// The columns of DESCRIBE HISTORY, named as Delta's own `DESCRIBE HISTORY` names them.
-pub(super) fn history_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("version", DataType::Int64, false),
-        Field::new(
-            "timestamp",
-            DataType::Timestamp(TimeUnit::Microsecond, None),
-            false,
-        ),
-        Field::new("operation", DataType::Utf8, true),
-        Field::new("operationParameters", DataType::Utf8, false),
-        Field::new("readVersion", DataType::Int64, true),
-        Field::new("isolationLevel", DataType::Utf8, true),
-        Field::new("isBlindAppend", DataType::Boolean, true),
-        Field::new("operationMetrics", DataType::Utf8, false),
-        Field::new("engineInfo", DataType::Utf8, true),
-    ]))
 }
 
 /// A JSON object with its keys sorted, so the text is stable.

@@ -23,11 +23,10 @@ use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
 
-use super::insert::store;
-use super::lexing;
-use super::statement::{self, TableName};
 use super::{Engine, EngineError, Outcome, Session};
-use crate::catalog::{CatalogError, StatementCatalog};
+use crate::catalog::CatalogError;
+use crate::engine::insert::store;
+use crate::engine::sql::{TableName, normalize, table_name};
 use crate::table::{DeltaTableProvider, FILE_INDEX_COLUMN, Mutation, ROW_INDEX_COLUMN, Writer};
 
 /// Which statement a [`Dml`] came from.
@@ -39,7 +38,7 @@ enum DmlKind {
 
 /// An UPDATE or DELETE reduced to what MiniDB runs.
 #[derive(Debug)]
-pub(super) struct Dml {
+struct Dml {
     kind: DmlKind,
     table: TableName,
     /// The target as written, with its alias (`users`, `shop.items AS i`).
@@ -50,7 +49,7 @@ pub(super) struct Dml {
 }
 
 impl Dml {
-    pub(super) fn delete(delete: &ast::Delete) -> Result<Self, EngineError> {
+    fn delete(delete: &ast::Delete) -> Result<Self, EngineError> {
         let from = match &delete.from {
             ast::FromTable::WithFromKeyword(from) | ast::FromTable::WithoutKeyword(from) => from,
         };
@@ -75,7 +74,7 @@ impl Dml {
         })
     }
 
-    pub(super) fn update(update: &ast::Update) -> Result<Self, EngineError> {
+    fn update(update: &ast::Update) -> Result<Self, EngineError> {
         if update.from.is_some() {
             return Err(unsupported("UPDATE … FROM"));
         }
@@ -96,7 +95,7 @@ impl Dml {
             let Some(ast::ObjectNamePart::Identifier(column)) = name.0.last() else {
                 return Err(EngineError::InvalidInput(format!("bad column name {name}")));
             };
-            let column = lexing::normalize(column);
+            let column = normalize(column);
             if assignments.iter().any(|(c, _)| *c == column) {
                 return Err(EngineError::InvalidInput(format!(
                     "column '{column}' is assigned twice"
@@ -134,14 +133,29 @@ impl Dml {
 }
 
 impl Engine {
-    pub(super) async fn execute_dml(
+    pub(super) async fn update(
         &self,
         session: &Session,
-        dml: Dml,
+        update: &ast::Update,
     ) -> Result<Outcome, EngineError> {
+        self.execute_dml(session, Dml::update(update)?).await
+    }
+
+    pub(super) async fn delete(
+        &self,
+        session: &Session,
+        delete: &ast::Delete,
+    ) -> Result<Outcome, EngineError> {
+        self.execute_dml(session, Dml::delete(delete)?).await
+    }
+
+    async fn execute_dml(&self, session: &Session, dml: Dml) -> Result<Outcome, EngineError> {
         let database = session.database_or_current(dml.table.database.clone());
         let table = dml.table.table.clone();
-        let handle = self.catalog.table(&database, &table).await?;
+        let handle = match self.catalog.table(&database, &table).await {
+            Ok(handle) => handle,
+            Err(e) => return Err(self.table_error(&database, &table, e).await),
+        };
         let qualified = format!("{database}.{table}");
         // Pessimistic mode: until the commit (or the transaction's end), no other writer of this
         // server changes the table, so the snapshot read here stays the newest.
@@ -175,12 +189,7 @@ impl Engine {
         let parsed = parsed
             .pop_front()
             .ok_or_else(|| EngineError::InvalidInput("empty statement".into()))?;
-        let view = StatementCatalog::load(
-            Arc::clone(&self.catalog),
-            self.scope(session, &parsed)?,
-            session.transaction().cloned(),
-        )
-        .await?;
+        let view = self.statement_catalog(session, &parsed).await?;
         let store_url = view.store_url().clone();
         let target = DeltaTableProvider::new(
             qualified,
@@ -243,7 +252,7 @@ fn single_table(relation: &ast::TableWithJoins) -> Result<TableName, EngineError
     match &relation.relation {
         ast::TableFactor::Table {
             name, args: None, ..
-        } => statement::table_name(name),
+        } => table_name(name),
         other => Err(unsupported(&format!("UPDATE/DELETE of {other}"))),
     }
 }

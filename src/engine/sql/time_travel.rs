@@ -11,16 +11,17 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::sql::sqlparser::keywords::{Keyword, RESERVED_FOR_TABLE_ALIAS};
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Word};
+use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Word};
 
-use super::EngineError;
-use super::lexing::offset;
+use super::lexing::{splice, text};
+use super::names::normalize;
 use crate::catalog::{AsOf, as_of_name};
+use crate::engine::EngineError;
 
 /// The SQL with every time-travel table reference rewritten; `None` when it has none.
 /// `tokens` are the statement's tokens without whitespace.
 pub fn rewrite(sql: &str, tokens: &[TokenWithSpan]) -> Result<Option<String>, EngineError> {
-    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut edits: Vec<(Span, String)> = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
         let Some(kind) = clause_at(tokens, i) else {
@@ -59,33 +60,20 @@ pub fn rewrite(sql: &str, tokens: &[TokenWithSpan]) -> Result<Option<String>, En
         let name = &tokens[name_start..i];
         if name.len() == 3 {
             // `db.t`: keep the database as written.
-            let db_end = offset(sql, name[1].span.start);
-            replacement.push_str(&sql[offset(sql, name[0].span.start)..db_end]);
+            replacement.push_str(text(sql, name[0].span));
             replacement.push('.');
         }
         replacement.push_str(&format!("\"{encoded}\""));
         if !aliased {
             replacement.push_str(&format!(" AS \"{table}\""));
         }
-        edits.push((
-            offset(sql, tokens[name_start].span.start),
-            offset(sql, value.span.end),
-            replacement,
-        ));
+        edits.push((tokens[name_start].span.union(&value.span), replacement));
         i += 4;
     }
     if edits.is_empty() {
         return Ok(None);
     }
-    let mut out = String::with_capacity(sql.len() + 32);
-    let mut copied = 0;
-    for (start, end, replacement) in edits {
-        out.push_str(&sql[copied..start]);
-        out.push_str(&replacement);
-        copied = end;
-    }
-    out.push_str(&sql[copied..]);
-    Ok(Some(out))
+    Ok(Some(splice(sql, edits)))
 }
 
 /// `VERSION AS OF` or `TIMESTAMP AS OF` starting at token `i`, by its first keyword.
@@ -108,10 +96,7 @@ fn clause_at(tokens: &[TokenWithSpan], i: usize) -> Option<Keyword> {
 /// The table name ending just before token `clause`: its first token and its normalized name.
 fn table_before(tokens: &[TokenWithSpan], clause: usize) -> Option<(usize, String)> {
     let word = |j: usize| match &tokens.get(j)?.token {
-        Token::Word(w) => Some(match w.quote_style {
-            Some(_) => w.value.clone(),
-            None => w.value.to_lowercase(),
-        }),
+        Token::Word(w) => Some(normalize(&w.to_ident(Span::empty()))),
         _ => None,
     };
     let table = word(clause.checked_sub(1)?)?;
@@ -167,7 +152,7 @@ mod tests {
     use super::*;
 
     fn rewritten(sql: &str) -> Option<String> {
-        let tokens = crate::engine::lexing::tokens(sql).unwrap();
+        let tokens = super::super::lexing::tokens(sql).unwrap();
         rewrite(sql, &tokens).unwrap()
     }
 

@@ -6,9 +6,10 @@ use arrow::array::{BooleanArray, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::object_store::ObjectStoreUrl;
 
-use super::statement::TableName;
-use super::{Engine, EngineError, Listing, Outcome, Session};
+use super::{Engine, EngineError, Outcome, Session};
 use crate::catalog::CatalogError;
+use crate::engine::Listing;
+use crate::engine::sql::TableName;
 use crate::table::{IndexDef, create_index, drop_index, table_indexes};
 
 /// What every index is, for `SHOW INDEXES`: per data file, a sorted run whose Parquet footer

@@ -15,15 +15,15 @@ use datafusion::sql::sqlparser::ast::Value;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
-use super::EngineError;
-use super::lexing::{offset, tokens};
+use super::lexing::{byte_range, splice, tokens};
+use crate::engine::EngineError;
 
 /// `sql` with every `?` numbered as `$1`, `$2`, …, and its number of parameters (the highest
 /// `$N`).
 pub fn number_placeholders(sql: &str) -> Result<(String, usize), EngineError> {
     let mut questions = 0;
     let mut highest = 0;
-    let numbered = splice(sql, |placeholder| match placeholder {
+    let numbered = splice_placeholders(sql, |placeholder| match placeholder {
         Placeholder::Question => {
             questions += 1;
             Ok(format!("${questions}"))
@@ -43,7 +43,7 @@ pub fn number_placeholders(sql: &str) -> Result<(String, usize), EngineError> {
 
 /// `sql` (numbered by [`number_placeholders`]) with `$N` replaced by `literals[N - 1]`.
 pub fn bind(sql: &str, literals: &[String]) -> Result<String, EngineError> {
-    splice(sql, |placeholder| {
+    splice_placeholders(sql, |placeholder| {
         let Placeholder::Numbered(n) = placeholder else {
             return Err(EngineError::InvalidInput(
                 "bind parameters to a prepared statement, whose placeholders are numbered".into(),
@@ -126,9 +126,8 @@ fn single_values_row(sql: &str) -> Result<Option<(&str, &str)>, EngineError> {
     {
         return Ok(None);
     }
-    let start = offset(sql, tokens[open].span.start);
-    let end = offset(sql, tokens[close].span.end);
-    Ok(Some((&sql[..start], &sql[start..end])))
+    let row = byte_range(sql, tokens[open].span.union(&tokens[close].span));
+    Ok(Some((&sql[..row.start], &sql[row])))
 }
 
 /// Each row of `batch` as SQL literals, one per column: the values of one execution.
@@ -229,12 +228,11 @@ enum Placeholder {
 
 /// `sql` with each placeholder replaced by what `replace` makes of it; everything else is kept
 /// byte for byte.
-fn splice(
+fn splice_placeholders(
     sql: &str,
     mut replace: impl FnMut(Placeholder) -> Result<String, EngineError>,
 ) -> Result<String, EngineError> {
-    let mut out = String::with_capacity(sql.len());
-    let mut copied = 0;
+    let mut edits = Vec::new();
     for token in tokens(sql)? {
         let placeholder = match &token.token {
             Token::Question => Placeholder::Question,
@@ -252,13 +250,9 @@ fn splice(
             }
             _ => continue,
         };
-        let start = offset(sql, token.span.start);
-        out.push_str(&sql[copied..start]);
-        out.push_str(&replace(placeholder)?);
-        copied = offset(sql, token.span.end);
+        edits.push((token.span, replace(placeholder)?));
     }
-    out.push_str(&sql[copied..]);
-    Ok(out)
+    Ok(splice(sql, edits))
 }
 
 /// Whether `batch` carries parameter values at all (JDBC sends a batch without columns when a

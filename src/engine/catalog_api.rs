@@ -1,0 +1,101 @@
+//! What protocols may ask the engine about its catalog, besides running statements: the
+//! databases, tables and views (with their schemas and primary keys) that Flight SQL's metadata
+//! commands list, and the figures of the admin service.
+
+use arrow::datatypes::Schema;
+
+use super::{Engine, EngineError, Session};
+use crate::catalog::{CompactionRun, system_tables};
+use crate::table::primary_key;
+
+/// The catalog's figures, for the admin service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogStatus {
+    /// Where the catalog is stored (a directory or bucket URL).
+    pub storage_root: String,
+    pub databases: usize,
+    pub tables: usize,
+}
+
+/// What the background compactor has done, for the admin service.
+#[derive(Debug, Clone)]
+pub struct CompactionHistory {
+    /// Passes over the catalog so far.
+    pub passes: u64,
+    /// When the last pass ended, in milliseconds since the epoch (0: none yet).
+    pub last_pass_ms: i64,
+    /// The most recent runs, oldest first.
+    pub runs: Vec<CompactionRun>,
+}
+
+impl Engine {
+    /// The names of the user databases (not the system one).
+    pub async fn databases(&self) -> Result<Vec<String>, EngineError> {
+        Ok(self.catalog.databases().await?)
+    }
+
+    pub async fn database_exists(&self, database: &str) -> Result<bool, EngineError> {
+        Ok(self.catalog.database_exists(database).await?)
+    }
+
+    /// The names of the tables of `database`.
+    pub async fn tables(&self, database: &str) -> Result<Vec<String>, EngineError> {
+        Ok(self.catalog.tables(database).await?)
+    }
+
+    /// The names of the views of `database`.
+    pub async fn views(&self, database: &str) -> Result<Vec<String>, EngineError> {
+        Ok(self.catalog.views(database).await?)
+    }
+
+    /// The schema of the rows a view returns, planned now.
+    pub async fn view_schema(&self, database: &str, view: &str) -> Result<Schema, EngineError> {
+        let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        let sql = format!("SELECT * FROM {}.{}", quoted(database), quoted(view));
+        let schema = self
+            .output_schema(&Session::in_database(database), &sql)
+            .await?
+            .ok_or_else(|| EngineError::InvalidInput(format!("{database}.{view} is not a view")))?;
+        Ok(schema.as_ref().clone())
+    }
+
+    /// The schema of a table, as of its newest snapshot known to this server.
+    pub async fn table_schema(&self, database: &str, table: &str) -> Result<Schema, EngineError> {
+        let handle = self.catalog.table(database, table).await?;
+        Ok(handle.cached().schema().as_ref().clone())
+    }
+
+    /// The primary key columns of a table, in key order; empty without one.
+    pub async fn primary_key(
+        &self,
+        database: &str,
+        table: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let handle = self.catalog.table(database, table).await?;
+        Ok(primary_key(&handle.cached())?.unwrap_or_default())
+    }
+
+    /// The tables of the system database and their schemas.
+    pub fn system_tables(&self) -> impl Iterator<Item = (&'static str, Schema)> {
+        system_tables()
+    }
+
+    pub async fn catalog_status(&self) -> Result<CatalogStatus, EngineError> {
+        Ok(CatalogStatus {
+            storage_root: self.catalog.store().root_url().to_string(),
+            databases: self.catalog.databases().await?.len(),
+            tables: self.catalog.table_count().await?,
+        })
+    }
+
+    /// The compactor's passes and its `recent` most recent runs.
+    pub fn compaction_history(&self, recent: usize) -> CompactionHistory {
+        let log = self.catalog.maintenance();
+        let runs = log.runs();
+        CompactionHistory {
+            passes: log.passes(),
+            last_pass_ms: log.last_pass_ms(),
+            runs: runs[runs.len().saturating_sub(recent)..].to_vec(),
+        }
+    }
+}

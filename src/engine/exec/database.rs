@@ -1,0 +1,77 @@
+//! `CREATE DATABASE`, `DROP DATABASE`, `USE`, `SHOW DATABASES` and `SHOW TABLES` (which lists
+//! views too).
+
+use super::{Engine, EngineError, Outcome, Session};
+use crate::catalog::{CatalogError, DEFAULT_DATABASE};
+use crate::engine::Listing;
+
+impl Engine {
+    pub(super) async fn create_database(
+        &self,
+        name: String,
+        if_not_exists: bool,
+    ) -> Result<Outcome, EngineError> {
+        match self.catalog.create_database(&name).await {
+            Ok(()) => Ok(Outcome::DatabaseCreated(name)),
+            Err(CatalogError::DatabaseExists(_)) if if_not_exists => Ok(Outcome::NothingToDo(
+                format!("Database {name} already exists"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn drop_database(
+        &self,
+        name: String,
+        if_exists: bool,
+    ) -> Result<Outcome, EngineError> {
+        if name == DEFAULT_DATABASE {
+            return Err(EngineError::InvalidInput(
+                "the default database cannot be dropped".into(),
+            ));
+        }
+        match self.catalog.drop_database(&name).await {
+            Ok(()) => Ok(Outcome::DatabaseDropped(name)),
+            Err(CatalogError::DatabaseNotFound(_)) if if_exists => Ok(Outcome::NothingToDo(
+                format!("Database {name} does not exist"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn use_database(
+        &self,
+        session: &mut Session,
+        name: String,
+    ) -> Result<Outcome, EngineError> {
+        if !self.catalog.database_exists(&name).await? {
+            return Err(CatalogError::DatabaseNotFound(name).into());
+        }
+        session.set_database(name.clone());
+        Ok(Outcome::UsingDatabase(name))
+    }
+
+    pub(super) async fn show_databases(&self) -> Result<Outcome, EngineError> {
+        Ok(Outcome::names(
+            Listing::Databases,
+            "database_name",
+            self.catalog.databases().await?,
+        ))
+    }
+
+    pub(super) async fn show_tables(
+        &self,
+        session: &Session,
+        database: Option<String>,
+    ) -> Result<Outcome, EngineError> {
+        let database = session.database_or_current(database);
+        let mut tables = self.catalog.tables(&database).await?;
+        tables.extend(self.catalog.views(&database).await?);
+        tables.sort();
+        Ok(Outcome::names(
+            Listing::Tables { database },
+            "table_name",
+            tables,
+        ))
+    }
+}

@@ -1,0 +1,92 @@
+//! Running a parsed [`Statement`]: one dispatch ([`Engine::run`]) and one `impl Engine` per
+//! family of statements — databases, tables, views, indexes, maintenance, history,
+//! transactions, DML and queries.
+
+mod database;
+mod dml;
+mod history;
+mod index;
+mod maintenance;
+pub(super) mod query;
+mod table;
+mod transaction;
+mod view;
+
+use super::sql::Statement;
+use super::{Engine, EngineError, Outcome, Session};
+
+impl Engine {
+    /// Runs `statement` in `session`.
+    pub(super) async fn run(
+        &self,
+        session: &mut Session,
+        statement: Statement,
+    ) -> Result<Outcome, EngineError> {
+        // Catalog changes are not transactional. One in a transaction that has not used a table
+        // yet runs as if just before it (clients that open a transaction on connect, like
+        // ADBC's DBAPI, start with DDL); later ones would change tables under the transaction.
+        if statement.changes_catalog() && session.transaction().is_some_and(|t| !t.is_untouched()) {
+            return Err(EngineError::NotSupported(
+                "changing databases or tables inside a transaction that has used tables; \
+                 COMMIT or ROLLBACK first"
+                    .into(),
+            ));
+        }
+        match statement {
+            Statement::CreateDatabase {
+                name,
+                if_not_exists,
+            } => self.create_database(name, if_not_exists).await,
+            Statement::DropDatabase { name, if_exists } => {
+                self.drop_database(name, if_exists).await
+            }
+            Statement::Use(name) => self.use_database(session, name).await,
+            Statement::ShowDatabases => self.show_databases().await,
+            Statement::ShowTables(database) => self.show_tables(session, database).await,
+            Statement::CreateTable {
+                create,
+                partitioning,
+            } => self.create_table(session, &create, partitioning).await,
+            Statement::AlterTable(alter) => self.alter_table(session, &alter).await,
+            Statement::DropTable { names, if_exists } => {
+                self.drop_tables(session, names, if_exists).await
+            }
+            Statement::CreateView(create) => self.create_view(session, *create).await,
+            Statement::DropView { names, if_exists } => {
+                self.drop_views(session, names, if_exists).await
+            }
+            Statement::Describe(name) => self.describe(session, name).await,
+            Statement::CreateIndex {
+                name,
+                table,
+                columns,
+                unique,
+                if_not_exists,
+            } => {
+                self.create_index(session, name, table, columns, unique, if_not_exists)
+                    .await
+            }
+            Statement::DropIndex {
+                name,
+                table,
+                if_exists,
+            } => self.drop_index(session, name, table, if_exists).await,
+            Statement::ShowIndexes(table) => self.show_indexes(session, table).await,
+            Statement::Optimize { table, zorder } => self.optimize(session, table, zorder).await,
+            Statement::Analyze { table, columns } => self.analyze(session, table, columns).await,
+            Statement::Vacuum {
+                table,
+                retain_hours,
+                dry_run,
+            } => self.vacuum(session, table, retain_hours, dry_run).await,
+            Statement::DescribeHistory(table) => self.describe_history(session, table).await,
+            Statement::Begin => self.begin_statement(session),
+            Statement::Commit => self.commit_statement(session).await,
+            Statement::Rollback => Ok(self.rollback_statement(session)),
+            Statement::Update(update) => self.update(session, &update).await,
+            Statement::Delete(delete) => self.delete(session, &delete).await,
+            Statement::Insert(insert) => self.insert(session, *insert).await,
+            Statement::Query(query) => self.query(session, *query).await,
+        }
+    }
+}
