@@ -243,7 +243,16 @@ async fn main() {
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let own = slt_files(&root.join("tests/slt"));
-    let corpus = slt_files(&root.join("../shared/corpora/sqlite"));
+    let corpus_root = root.join("../shared/corpora/sqlite");
+    let corpus = slt_files(&corpus_root);
+    // The corpus bars must not pass by running nothing.
+    if corpus.is_empty() {
+        eprintln!(
+            "no SQLite corpus at {}: the corpus bars cannot be checked",
+            corpus_root.display()
+        );
+        std::process::exit(1);
+    }
     let mut failed = Vec::new();
     for (path, is_own) in own
         .iter()
