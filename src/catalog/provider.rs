@@ -101,7 +101,7 @@ const MAX_VIEW_DEPTH: usize = 16;
 /// each view's query over the statement's tables.
 #[derive(Debug, Clone)]
 struct ViewPlanner {
-    state: SessionState,
+    state: Arc<SessionState>,
     depth: usize,
 }
 
@@ -157,7 +157,7 @@ impl StatementCatalog {
 
     /// Makes the statement's views resolve, each planned with `state` (the engine's, which
     /// knows the functions and settings) over the statement's tables.
-    pub fn with_views(mut self, state: SessionState) -> Self {
+    pub fn with_views(mut self, state: Arc<SessionState>) -> Self {
         self.views = Some(ViewPlanner { state, depth: 0 });
         self
     }
@@ -310,7 +310,7 @@ impl Database {
         let Some(statement) = statements.pop_front() else {
             return plan_err!("the stored query is empty");
         };
-        let mut state = planner.state.clone();
+        let mut state = planner.state.as_ref().clone();
         state.config_mut().options_mut().catalog.default_schema = self.name.clone();
         let mut databases = BTreeSet::new();
         for reference in state.resolve_table_references(&statement)? {
@@ -328,7 +328,7 @@ impl Database {
         catalog.resolved = Arc::clone(&self.resolved);
         catalog.reads = self.reads.clone();
         catalog.views = Some(ViewPlanner {
-            state: planner.state.clone(),
+            state: Arc::clone(&planner.state),
             depth: planner.depth + 1,
         });
         state.register_catalog_list(Arc::new(catalog));

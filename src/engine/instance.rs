@@ -9,11 +9,13 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
+use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionConfig;
 
+use super::decorrelate::DecorrelateByDomain;
 use super::selectivity::EstimateFilterSelectivity;
 use super::sql::{self, Answer, Statement, parameters};
 use super::{EngineError, ErrorKind, Outcome, Session};
@@ -26,6 +28,8 @@ use crate::table::{Concurrency, Transaction};
 pub struct Engine {
     pub(super) catalog: Arc<Catalog>,
     pub(super) state: SessionState,
+    /// The same state, shared with each statement's catalog to plan the views it reads.
+    pub(super) view_state: Arc<SessionState>,
     started: Instant,
 }
 
@@ -86,6 +90,18 @@ impl Default for EngineOptions {
 
 /// Rows per batch in query execution (`datafusion.execution.batch_size`).
 const BATCH_ROWS: usize = 64 * 1024;
+
+/// DataFusion's logical optimizer rules, with MiniDB's unnesting of the correlated subqueries
+/// DataFusion's own rules leave in place just ahead of those rules.
+fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let mut rules = Optimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|rule| rule.name() == "decorrelate_predicate_subquery")
+        .unwrap_or(0);
+    rules.insert(at, Arc::new(DecorrelateByDomain));
+    rules
+}
 
 /// DataFusion's physical optimizer rules, with MiniDB's filter estimates ahead of join
 /// selection (which decides each hash join's build side from them).
@@ -153,11 +169,13 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_optimizer_rules(optimizer_rules())
             .with_physical_optimizer_rules(physical_optimizer_rules())
             .build();
         let catalog = Arc::new(Catalog::open(store, options.concurrency).await?);
         Ok(Self {
             catalog,
+            view_state: Arc::new(state.clone()),
             state,
             started: Instant::now(),
         })

@@ -16,6 +16,7 @@
 
 mod catalog_api;
 mod compactor;
+mod decorrelate;
 mod error;
 mod exec;
 mod ingest;

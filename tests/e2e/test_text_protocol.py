@@ -229,3 +229,17 @@ def test_graceful_shutdown_tells_open_sessions(server):
     with server.text() as c:
         assert server.stop() == 0
         assert "Bye 👋" in c.read_to_eof().decode("utf-8")
+
+
+def test_unnamed_subquery_columns_are_named_by_their_text(text):
+    text.ok("CREATE TABLE sq (a INT, b INT);")
+    text.ok("INSERT INTO sq VALUES (1, 10), (2, 20);")
+    header, rows = parse_ascii_table(
+        text.ok("SELECT a, (SELECT count(*) FROM sq AS x WHERE x.b < sq.b), (SELECT max(b) FROM sq) FROM sq ORDER BY a;")
+    )
+    assert header == [
+        "a",
+        "(SELECT count(*) FROM sq AS x WHERE x.b < sq.b)",
+        "(SELECT max(b) FROM sq)",
+    ]
+    assert rows == [["1", "0", "20"], ["2", "1", "20"]]

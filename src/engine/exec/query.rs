@@ -143,7 +143,7 @@ impl Engine {
             session.transaction().cloned(),
         )
         .await?;
-        Ok(view.with_views(self.state.clone()))
+        Ok(view.with_views(Arc::clone(&self.view_state)))
     }
 
     /// DataFusion's state for one statement: the session's database over `view`.
