@@ -39,4 +39,5 @@ pub use sql::parameters;
 
 // Names and types of the layers below that are part of the engine's API.
 pub use crate::catalog::{CATALOG_NAME, CompactionRun, DEFAULT_DATABASE, SYSTEM_DATABASE};
+pub use crate::storage::DataStore;
 pub use crate::table::Transaction;

@@ -320,7 +320,7 @@ mod tests {
     use arrow::datatypes::UInt32Type;
 
     use super::*;
-    use crate::storage::DataStore;
+    use crate::engine::DataStore;
 
     #[tokio::test]
     async fn every_key_is_answered_with_the_type_jdbc_casts_to() {
