@@ -2,10 +2,10 @@
 //! (Neumann & Kemper, "Unnesting Arbitrary Queries", 2015).
 //!
 //! DataFusion unnests a scalar subquery only when its correlation is plain equalities with the
-//! outer row, and EXISTS only as a top-level conjunct of WHERE; anything else fails to plan
-//! (`SELECT a, (SELECT count(*) FROM t AS x WHERE x.b < t.b) FROM t`). This rule takes the
-//! shape those queries have — an aggregate without GROUP BY over rows a predicate on the outer
-//! row chooses, or an EXISTS over such rows — in a projection or a filter:
+//! outer row, and EXISTS and IN only as top-level conjuncts of WHERE; anything else fails to
+//! plan (`SELECT a, (SELECT count(*) FROM t AS x WHERE x.b < t.b) FROM t`). This rule takes
+//! the shapes those queries have — an aggregate without GROUP BY over rows a predicate on the
+//! outer row chooses, or an EXISTS or IN over such rows — in a projection or a filter:
 //!
 //! ```text
 //! (SELECT f(agg(…)) FROM s WHERE p(s, outer))
@@ -19,18 +19,19 @@
 //! the subquery is evaluated once per combination, whatever its predicate. The left join keeps
 //! combinations no row matches, and the `mark` filter makes their aggregates those of an empty
 //! set — `count(*)` is 0, not 1 (the "COUNT bug"), `sum` is NULL. `EXISTS (…)` is
-//! `count(*) > 0` over the same join. The outer row finds its combination by null-safe
-//! equality, so an outer NULL finds the combination whose predicate saw NULL.
+//! `count(*) > 0` over the same join; `x IN (…)` counts matches, rows and NULL items to give
+//! SQL's three-valued answer. The outer row finds its combination by null-safe equality, so
+//! an outer NULL finds the combination whose predicate saw NULL.
 
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema, NullEquality, Result};
-use datafusion::logical_expr::expr::Exists;
+use datafusion::common::{Column, DFSchema, NullEquality, Result, ScalarValue};
+use datafusion::logical_expr::expr::{Exists, InSubquery};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, ExprFunctionExt, Filter, JoinType, LogicalPlan, LogicalPlanBuilder, Operator,
-    Projection, Subquery, col, lit,
+    Projection, Subquery, col, lit, when,
 };
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
@@ -53,16 +54,15 @@ impl OptimizerRule for DecorrelateByDomain {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let mut has_subquery = false;
+        let mut found = false;
         plan.apply_expressions(|e| {
-            has_subquery =
-                e.exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_) | Expr::Exists(_))))?;
-            Ok(match has_subquery {
+            found = has_subquery(e);
+            Ok(match found {
                 true => TreeNodeRecursion::Stop,
                 false => TreeNodeRecursion::Continue,
             })
         })?;
-        if !has_subquery {
+        if !found {
             return Ok(Transformed::no(plan));
         }
         let rewritten = match &plan {
@@ -107,14 +107,14 @@ fn rewrite_filter(
     filter: Filter,
     config: &dyn OptimizerConfig,
 ) -> Result<Transformed<LogicalPlan>> {
-    // [NOT] EXISTS as a conjunct of its own is DataFusion's (a semi or anti join).
+    // [NOT] EXISTS and [NOT] IN as conjuncts of their own are DataFusion's (semi or anti joins).
     let own: Vec<&Expr> = split_conjunction(&filter.predicate)
         .into_iter()
         .map(|e| match e {
             Expr::Not(inner) => inner.as_ref(),
             other => other,
         })
-        .filter(|e| matches!(e, Expr::Exists(_)))
+        .filter(|e| matches!(e, Expr::Exists(_) | Expr::InSubquery(_)))
         .collect();
     let found = candidates(
         std::slice::from_ref(&filter.predicate),
@@ -167,14 +167,26 @@ struct Shape {
     source: LogicalPlan,
     /// The predicate that chooses rows for an outer row.
     predicate: Expr,
-    /// The aggregates (none for EXISTS).
-    aggregates: Vec<Expr>,
-    /// The expression over the aggregates the subquery returns, if not a bare aggregate.
-    value: Option<Expr>,
-    /// For EXISTS: whether it is NOT EXISTS.
-    exists: Option<bool>,
-    /// The outer columns the subquery reads.
+    kind: Kind,
+    /// The outer columns the subquery (and, for IN, the tested value) reads.
     outer: Vec<Column>,
+}
+
+/// What the subquery computes over the rows it chooses.
+enum Kind {
+    /// Aggregates, and the expression over them it returns when not a bare aggregate.
+    Scalar {
+        aggregates: Vec<Expr>,
+        value: Option<Expr>,
+    },
+    /// `[NOT] EXISTS`.
+    Exists { negated: bool },
+    /// `tested [NOT] IN (SELECT item …)`.
+    In {
+        tested: Expr,
+        item: Expr,
+        negated: bool,
+    },
 }
 
 /// The subquery expressions in `exprs` this rule unnests (not those in `skip`); the outer
@@ -194,6 +206,11 @@ fn candidates(exprs: &[Expr], skip: &[&Expr], input: &DFSchema) -> Vec<Candidate
                 Expr::Exists(Exists { subquery, negated }) => {
                     exists_shape(subquery, *negated).map(|s| Unnesting::Domain(Box::new(s)))
                 }
+                Expr::InSubquery(InSubquery {
+                    expr,
+                    subquery,
+                    negated,
+                }) => in_shape(expr, subquery, *negated).map(|s| Unnesting::Domain(Box::new(s))),
                 _ => return Ok(TreeNodeRecursion::Continue),
             };
             let fits = match &plan {
@@ -247,9 +264,10 @@ fn scalar_shape(subquery: &Subquery) -> Option<Shape> {
     Some(Shape {
         source,
         predicate,
-        aggregates: aggregate.aggr_expr.clone(),
-        value,
-        exists: None,
+        kind: Kind::Scalar {
+            aggregates: aggregate.aggr_expr.clone(),
+            value,
+        },
         outer,
     })
 }
@@ -266,11 +284,54 @@ fn exists_shape(subquery: &Subquery, negated: bool) -> Option<Shape> {
     Some(Shape {
         source,
         predicate,
-        aggregates: Vec::new(),
-        value: None,
-        exists: Some(negated),
+        kind: Kind::Exists { negated },
         outer,
     })
+}
+
+/// `Projection [item] → [Filter] → source`: the rows the filter chooses (all rows without one),
+/// tested against a value of the outer row.
+fn in_shape(tested: &Expr, subquery: &Subquery, negated: bool) -> Option<Shape> {
+    let LogicalPlan::Projection(projection) = subquery.subquery.as_ref() else {
+        return None;
+    };
+    let [item] = projection.expr.as_slice() else {
+        return None;
+    };
+    if item.contains_outer() || tested.contains_outer() || has_subquery(tested) {
+        return None;
+    }
+    let (predicate, source) = match correlated_filter(&projection.input) {
+        Some(found) => found,
+        None if !reads_outer(&projection.input) => (lit(true), projection.input.as_ref().clone()),
+        None => return None,
+    };
+    let mut outer = outer_columns(&predicate);
+    for column in tested.column_refs() {
+        if !outer.contains(column) {
+            outer.push(column.clone());
+        }
+    }
+    Some(Shape {
+        source,
+        predicate,
+        kind: Kind::In {
+            tested: tested.clone(),
+            item: item.clone().unalias(),
+            negated,
+        },
+        outer,
+    })
+}
+
+fn has_subquery(expr: &Expr) -> bool {
+    expr.exists(|e| {
+        Ok(matches!(
+            e,
+            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+        ))
+    })
+    .unwrap_or(true)
 }
 
 /// Whether any node of `plan` reads an outer row.
@@ -358,6 +419,18 @@ fn to_domain(expr: Expr, outer: &[Column], domain: &[String]) -> Result<Expr> {
     .map(|t| t.data)
 }
 
+/// `expr`, an expression of the outer row, over the domain columns instead.
+fn to_domain_columns(expr: Expr, outer: &[Column], domain: &[String]) -> Result<Expr> {
+    expr.transform(|e| match &e {
+        Expr::Column(column) => Ok(match outer.iter().position(|c| c == column) {
+            Some(i) => Transformed::yes(col(Column::from_name(&domain[i]))),
+            None => Transformed::no(e),
+        }),
+        _ => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
+}
+
 /// Joins `input` with the value of each candidate and replaces the candidates in `exprs` by
 /// those values.
 fn unnest(
@@ -427,13 +500,22 @@ fn domain_join(name: &str, input: LogicalPlan, shape: Shape) -> Result<(Expr, Lo
         .join_on(marked, JoinType::Left, [predicate])?
         .build()?;
     let chosen = col(Column::from_name(&mark)).is_not_null();
-    let (aggregates, value) = match shape.exists {
-        Some(negated) => {
-            let count = datafusion::functions_aggregate::count::count(lit(1))
-                .filter(chosen)
-                .build()?
-                .alias(format!("{name}_count"));
-            let counted = col(Column::from_name(format!("{name}_count")));
+    // `count(*)` of the chosen rows that also meet `condition`, named `{name}_{label}`.
+    let count_where = |label: &str, condition: Option<Expr>| -> Result<(Expr, Expr)> {
+        let filter = match condition {
+            Some(condition) => chosen.clone().and(condition),
+            None => chosen.clone(),
+        };
+        let output = format!("{name}_{label}");
+        let count = datafusion::functions_aggregate::count::count(lit(1))
+            .filter(filter)
+            .build()?
+            .alias(&output);
+        Ok((count, col(Column::from_name(output))))
+    };
+    let (aggregates, value) = match shape.kind {
+        Kind::Exists { negated } => {
+            let (count, counted) = count_where("count", None)?;
             let value = if negated {
                 counted.eq(lit(0i64))
             } else {
@@ -441,19 +523,35 @@ fn domain_join(name: &str, input: LogicalPlan, shape: Shape) -> Result<(Expr, Lo
             };
             (vec![count], value)
         }
-        None => {
-            let aggregates = shape
-                .aggregates
+        Kind::In {
+            tested,
+            item,
+            negated,
+        } => {
+            // SQL's IN: true on a match; false when nothing was chosen; otherwise NULL if the
+            // tested value or a chosen item is NULL, else false.
+            let tested = to_domain_columns(tested, &shape.outer, &domain)?;
+            let (matches, matched) = count_where("matches", Some(item.clone().eq(tested.clone())))?;
+            let (rows, counted) = count_where("rows", None)?;
+            let (nulls, nulled) = count_where("nulls", Some(item.is_null()))?;
+            let unknown = tested.is_null().or(nulled.gt(lit(0i64)));
+            let value = when(matched.gt(lit(0i64)), lit(true))
+                .when(counted.eq(lit(0i64)), lit(false))
+                .when(unknown, lit(ScalarValue::Boolean(None)))
+                .otherwise(lit(false))?;
+            let value = if negated { !value } else { value };
+            (vec![matches, rows, nulls], value)
+        }
+        Kind::Scalar { aggregates, value } => {
+            let guarded = aggregates
                 .iter()
                 .map(|aggregate| only_chosen(aggregate, &chosen))
                 .collect::<Result<Vec<_>>>()?;
-            let value = match shape.value {
+            let value = match value {
                 Some(value) => to_domain(value, &shape.outer, &domain)?,
-                None => col(Column::from_name(
-                    shape.aggregates[0].schema_name().to_string(),
-                )),
+                None => col(Column::from_name(aggregates[0].schema_name().to_string())),
             };
-            (aggregates, value)
+            (guarded, value)
         }
     };
     let grouped = LogicalPlanBuilder::from(joined)
