@@ -28,7 +28,7 @@ use std::sync::Arc;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, NullEquality, Result, ScalarValue};
 use datafusion::logical_expr::expr::{Exists, InSubquery};
-use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
     BinaryExpr, Expr, ExprFunctionExt, Filter, JoinType, LogicalPlan, LogicalPlanBuilder, Operator,
     Projection, Subquery, col, lit, when,
@@ -272,14 +272,10 @@ fn scalar_shape(subquery: &Subquery) -> Option<Shape> {
     })
 }
 
-/// `[Projection] → Filter → source`: whatever it returns, EXISTS asks only whether a row is
-/// chosen.
+/// Filters and projections over a source: whatever it returns, EXISTS asks only whether a row
+/// is chosen. (DataFusion writes `x > ALL (…)` and `x = ANY (…)` as such an EXISTS.)
 fn exists_shape(subquery: &Subquery, negated: bool) -> Option<Shape> {
-    let below = match subquery.subquery.as_ref() {
-        LogicalPlan::Projection(p) if !p.expr.iter().any(Expr::contains_outer) => &*p.input,
-        other => other,
-    };
-    let (predicate, source) = correlated_filter(below)?;
+    let (predicate, source) = chosen_rows(&subquery.subquery)?;
     let outer = outer_columns(&predicate);
     Some(Shape {
         source,
@@ -364,6 +360,53 @@ fn counted_exists(subquery: &Subquery, negated: bool) -> Option<Expr> {
         outer_ref_columns: Vec::new(),
         spans: Default::default(),
     }))
+}
+
+/// The rows a chain of filters and projections chooses from the first plan below them that
+/// does not read the outer row: one predicate over that source (each filter's predicate
+/// rewritten through the projections beneath it), which reads the outer row.
+fn chosen_rows(plan: &LogicalPlan) -> Option<(Expr, LogicalPlan)> {
+    let mut predicates: Vec<Expr> = Vec::new();
+    let mut node = plan;
+    while reads_outer(node) {
+        match node {
+            LogicalPlan::Filter(filter) => {
+                predicates.push(filter.predicate.clone());
+                node = &filter.input;
+            }
+            LogicalPlan::Projection(projection) => {
+                let outputs: Vec<(Column, Expr)> = projection
+                    .schema
+                    .columns()
+                    .into_iter()
+                    .zip(projection.expr.iter().map(|e| e.clone().unalias()))
+                    .collect();
+                predicates = predicates
+                    .into_iter()
+                    .map(|predicate| {
+                        predicate
+                            .transform(|e| match &e {
+                                Expr::Column(column) => {
+                                    Ok(match outputs.iter().find(|(c, _)| c == column) {
+                                        Some((_, expr)) => Transformed::yes(expr.clone()),
+                                        None => Transformed::no(e),
+                                    })
+                                }
+                                _ => Ok(Transformed::no(e)),
+                            })
+                            .map(|t| t.data)
+                    })
+                    .collect::<Result<_>>()
+                    .ok()?;
+                node = &projection.input;
+            }
+            _ => return None,
+        }
+    }
+    let predicate = conjunction(predicates)?;
+    predicate
+        .contains_outer()
+        .then(|| (predicate, node.clone()))
 }
 
 /// A filter whose predicate reads the outer row, over a source that does not.
