@@ -15,8 +15,7 @@ impl Engine {
         session: &Session,
         table: TableName,
     ) -> Result<Outcome, EngineError> {
-        let database = session.database_or_current(table.database);
-        let handle = self.catalog.table(&database, &table.table).await?;
+        let (_, handle) = self.named_table(session, &table).await?;
         let mut history = handle.log().history().await.map_err(CatalogError::from)?;
         history.reverse();
         let json = |value: Option<String>| value.unwrap_or_else(|| "{}".into());

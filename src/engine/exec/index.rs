@@ -26,8 +26,7 @@ impl Engine {
         unique: bool,
         if_not_exists: bool,
     ) -> Result<Outcome, EngineError> {
-        let database = session.database_or_current(table.database);
-        let handle = self.catalog.table(&database, &table.table).await?;
+        let (_, handle) = self.named_table(session, &table).await?;
         let store_url = ObjectStoreUrl::parse(self.catalog.store().engine_url())?;
         let index = IndexDef::new(name.clone(), columns, unique);
         let created = create_index(
@@ -112,8 +111,7 @@ impl Engine {
         session: &Session,
         table: TableName,
     ) -> Result<Outcome, EngineError> {
-        let database = session.database_or_current(table.database);
-        let handle = self.catalog.table(&database, &table.table).await?;
+        let (database, handle) = self.named_table(session, &table).await?;
         let snapshot = handle.refresh().await.map_err(CatalogError::from)?;
         let indexes = table_indexes(&snapshot).map_err(CatalogError::from)?;
         let entries: Vec<(&IndexDef, usize, &String)> = indexes

@@ -21,8 +21,7 @@ impl Engine {
         table: TableName,
         zorder: Vec<String>,
     ) -> Result<Outcome, EngineError> {
-        let database = session.database_or_current(table.database);
-        let handle = self.catalog.table(&database, &table.table).await?;
+        let (database, handle) = self.named_table(session, &table).await?;
         let store_url = ObjectStoreUrl::parse(self.catalog.store().engine_url())?;
         let report = optimize(&handle, &zorder, None, store_url, self.state.task_ctx()).await?;
         let name = format!("{database}.{}", table.table);
@@ -39,8 +38,7 @@ impl Engine {
         table: TableName,
         columns: Vec<String>,
     ) -> Result<Outcome, EngineError> {
-        let database = session.database_or_current(table.database);
-        let handle = self.catalog.table(&database, &table.table).await?;
+        let (database, handle) = self.named_table(session, &table).await?;
         let store_url = ObjectStoreUrl::parse(self.catalog.store().engine_url())?;
         let name = format!("{database}.{}", table.table);
         let figures = analyze(&handle, &name, &columns, store_url, &self.state).await?;
@@ -84,8 +82,7 @@ impl Engine {
         retain_hours: Option<u64>,
         dry_run: bool,
     ) -> Result<Outcome, EngineError> {
-        let database = session.database_or_current(table.database);
-        let handle = self.catalog.table(&database, &table.table).await?;
+        let (_, handle) = self.named_table(session, &table).await?;
         let retain = retain_hours.map(|h| Duration::from_secs(h.saturating_mul(3600)));
         let report = vacuum(&handle, retain, dry_run).await?;
         let action = if dry_run { "would delete" } else { "deleted" };

@@ -12,8 +12,11 @@ mod table;
 mod transaction;
 mod view;
 
-use super::sql::Statement;
+use std::sync::Arc;
+
+use super::sql::{Statement, TableName};
 use super::{Engine, EngineError, Outcome, Session};
+use crate::table::TableHandle;
 
 impl Engine {
     /// Runs `statement` in `session`.
@@ -88,5 +91,32 @@ impl Engine {
             Statement::Insert(insert) => self.insert(session, *insert).await,
             Statement::Query(query) => self.query(session, *query).await,
         }
+    }
+
+    /// The table a statement names (in the session's database unless it names one): its
+    /// database and its handle, brought up to date with its log.
+    async fn named_table(
+        &self,
+        session: &Session,
+        name: &TableName,
+    ) -> Result<(String, Arc<TableHandle>), EngineError> {
+        let database = session.database_or_current(name.database.clone());
+        let handle = self.catalog.table(&database, &name.table).await?;
+        Ok((database, handle))
+    }
+}
+
+/// What a DROP of several `kind`s ("Table", "View") did: the names dropped, or, when none was,
+/// the ones that did not exist (`IF EXISTS`).
+fn drop_outcome(
+    kind: &str,
+    dropped: Vec<String>,
+    missing: Vec<String>,
+    outcome: fn(String) -> Outcome,
+) -> Outcome {
+    if dropped.is_empty() {
+        Outcome::NothingToDo(format!("{kind} {} does not exist", missing.join(", ")))
+    } else {
+        outcome(dropped.join(", "))
     }
 }

@@ -8,7 +8,7 @@ use arrow::datatypes::{Field, Schema};
 use datafusion::common::DFSchema;
 use datafusion::sql::sqlparser::ast::{self, ColumnOption};
 
-use super::{Engine, EngineError, Outcome, Session};
+use super::{Engine, EngineError, Outcome, Session, drop_outcome};
 use crate::catalog::{CatalogError, sql_type_name};
 use crate::engine::Listing;
 use crate::engine::sql::{TableName, normalize, table_name};
@@ -200,8 +200,7 @@ impl Engine {
             )));
         };
         let name = table_name(&alter.name)?;
-        let database = session.database_or_current(name.database);
-        let handle = self.catalog.table(&database, &name.table).await?;
+        let (_, handle) = self.named_table(session, &name).await?;
         let set = property_list(table_properties)?;
         let count = set.len();
         set_properties(&handle, set).await?;
@@ -216,8 +215,7 @@ impl Engine {
         session: &Session,
         name: TableName,
     ) -> Result<Outcome, EngineError> {
-        let database = session.database_or_current(name.database);
-        let handle = self.catalog.table(&database, &name.table).await?;
+        let (database, handle) = self.named_table(session, &name).await?;
         let snapshot = handle.cached();
         let fields = snapshot.schema().fields();
         let batch = RecordBatch::try_new(
@@ -265,13 +263,12 @@ impl Engine {
                 },
             }
         }
-        if dropped.is_empty() {
-            return Ok(Outcome::NothingToDo(format!(
-                "Table {} does not exist",
-                missing.join(", ")
-            )));
-        }
-        Ok(Outcome::TableDropped(dropped.join(", ")))
+        Ok(drop_outcome(
+            "Table",
+            dropped,
+            missing,
+            Outcome::TableDropped,
+        ))
     }
 }
 

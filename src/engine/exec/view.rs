@@ -3,7 +3,7 @@
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
 
-use super::{Engine, EngineError, Outcome, Session};
+use super::{Engine, EngineError, Outcome, Session, drop_outcome};
 use crate::catalog::{CatalogError, ViewDef};
 use crate::engine::sql::{TableName, normalize, table_name};
 
@@ -105,13 +105,7 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        if dropped.is_empty() {
-            return Ok(Outcome::NothingToDo(format!(
-                "View {} does not exist",
-                missing.join(", ")
-            )));
-        }
-        Ok(Outcome::ViewDropped(dropped.join(", ")))
+        Ok(drop_outcome("View", dropped, missing, Outcome::ViewDropped))
     }
 
     /// `error`, from looking for the table `database.table`, as said to a statement that
