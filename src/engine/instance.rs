@@ -9,13 +9,14 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
-use datafusion::optimizer::{Optimizer, OptimizerRule};
+use datafusion::optimizer::Analyzer;
+use datafusion::optimizer::Optimizer;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionConfig;
 
-use super::decorrelate::DecorrelateByDomain;
+use super::decorrelate::{self, SubqueryPlanner};
 use super::selectivity::EstimateFilterSelectivity;
 use super::sql::{self, Answer, Statement, parameters};
 use super::{EngineError, ErrorKind, Outcome, Session};
@@ -91,18 +92,6 @@ impl Default for EngineOptions {
 /// Rows per batch in query execution (`datafusion.execution.batch_size`).
 const BATCH_ROWS: usize = 64 * 1024;
 
-/// DataFusion's logical optimizer rules, with MiniDB's unnesting of the correlated subqueries
-/// DataFusion's own rules leave in place just ahead of those rules.
-fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
-    let mut rules = Optimizer::new().rules;
-    let at = rules
-        .iter()
-        .position(|rule| rule.name() == "decorrelate_predicate_subquery")
-        .unwrap_or(0);
-    rules.insert(at, Arc::new(DecorrelateByDomain));
-    rules
-}
-
 /// DataFusion's physical optimizer rules, with MiniDB's filter estimates ahead of join
 /// selection (which decides each hash join's build side from them).
 fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
@@ -169,7 +158,9 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_optimizer_rules(optimizer_rules())
+            .with_analyzer_rules(decorrelate::analyzer_rules(Analyzer::new().rules))
+            .with_optimizer_rules(decorrelate::optimizer_rules(Optimizer::new().rules))
+            .with_query_planner(Arc::new(SubqueryPlanner))
             .with_physical_optimizer_rules(physical_optimizer_rules())
             .build();
         let catalog = Arc::new(Catalog::open(store, options.concurrency).await?);

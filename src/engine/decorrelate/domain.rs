@@ -36,6 +36,9 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
+use super::apply::{self, Apply, reaches_through};
+use super::{column_exprs, has_subquery, holds_subquery};
+
 /// The rule; see the module documentation.
 #[derive(Debug, Default)]
 pub struct DecorrelateByDomain;
@@ -54,32 +57,44 @@ impl OptimizerRule for DecorrelateByDomain {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let mut found = false;
-        plan.apply_expressions(|e| {
-            found = has_subquery(e);
-            Ok(match found {
-                true => TreeNodeRecursion::Stop,
-                false => TreeNodeRecursion::Continue,
-            })
-        })?;
-        if !found {
-            return Ok(Transformed::no(plan));
-        }
-        let rewritten = match &plan {
-            LogicalPlan::Projection(projection) => rewrite_projection(projection.clone(), config),
-            LogicalPlan::Filter(filter) => rewrite_filter(filter.clone(), config),
-            _ => return Ok(Transformed::no(plan)),
-        };
-        // A shape this rule cannot finish is left as it was, for DataFusion to plan or refuse.
-        Ok(rewritten.unwrap_or_else(|_| Transformed::no(plan)))
+        rewrite(plan, config, Mode::Unnest)
     }
+}
+
+/// What a rewrite does with the subqueries it finds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Unnest the shapes this module knows; apply those that read a row two queries out; leave
+    /// the rest (and the conjuncts of WHERE DataFusion unnests) to DataFusion.
+    Unnest,
+    /// Apply every subquery still in place (after DataFusion's rules).
+    Apply,
+}
+
+/// The subqueries of a projection or a filter, unnested or applied as `mode` says.
+pub(super) fn rewrite(
+    plan: LogicalPlan,
+    config: &dyn OptimizerConfig,
+    mode: Mode,
+) -> Result<Transformed<LogicalPlan>> {
+    if !holds_subquery(&plan) {
+        return Ok(Transformed::no(plan));
+    }
+    let rewritten = match &plan {
+        LogicalPlan::Projection(projection) => rewrite_projection(projection.clone(), config, mode),
+        LogicalPlan::Filter(filter) => rewrite_filter(filter.clone(), config, mode),
+        _ => return Ok(Transformed::no(plan)),
+    };
+    // A shape this rule cannot finish is left as it was, for DataFusion to plan or refuse.
+    Ok(rewritten.unwrap_or_else(|_| Transformed::no(plan)))
 }
 
 fn rewrite_projection(
     projection: Projection,
     config: &dyn OptimizerConfig,
+    mode: Mode,
 ) -> Result<Transformed<LogicalPlan>> {
-    let found = candidates(&projection.expr, &[], projection.input.schema());
+    let found = candidates(&projection.expr, &[], projection.input.schema(), mode);
     if found.is_empty() {
         return Ok(Transformed::no(LogicalPlan::Projection(projection)));
     }
@@ -106,31 +121,28 @@ fn rewrite_projection(
 fn rewrite_filter(
     filter: Filter,
     config: &dyn OptimizerConfig,
+    mode: Mode,
 ) -> Result<Transformed<LogicalPlan>> {
-    // [NOT] EXISTS and [NOT] IN as conjuncts of their own are DataFusion's (semi or anti joins).
+    // [NOT] EXISTS and [NOT] IN as conjuncts of their own are DataFusion's (semi or anti joins)
+    // until DataFusion has had its turn.
     let own: Vec<&Expr> = split_conjunction(&filter.predicate)
         .into_iter()
         .map(|e| match e {
             Expr::Not(inner) => inner.as_ref(),
             other => other,
         })
-        .filter(|e| matches!(e, Expr::Exists(_) | Expr::InSubquery(_)))
+        .filter(|e| mode == Mode::Unnest && matches!(e, Expr::Exists(_) | Expr::InSubquery(_)))
         .collect();
     let found = candidates(
         std::slice::from_ref(&filter.predicate),
         &own,
         filter.input.schema(),
+        mode,
     );
     if found.is_empty() {
         return Ok(Transformed::no(LogicalPlan::Filter(filter)));
     }
-    let columns: Vec<Expr> = filter
-        .input
-        .schema()
-        .columns()
-        .into_iter()
-        .map(Expr::Column)
-        .collect();
+    let columns = column_exprs(filter.input.schema());
     let (mut predicate, input) = unnest(
         vec![filter.predicate.clone()],
         Arc::unwrap_or_clone(filter.input),
@@ -159,6 +171,8 @@ enum Unnesting {
     /// By an uncorrelated scalar subquery, which DataFusion joins in itself: `EXISTS (q)` is
     /// `(SELECT count(*) > 0 FROM q)`.
     Uncorrelated(Expr),
+    /// By evaluating it once per combination of these input columns (see `apply`).
+    Apply(Vec<Column>),
 }
 
 /// A subquery, taken apart.
@@ -189,13 +203,30 @@ enum Kind {
     },
 }
 
-/// The subquery expressions in `exprs` this rule unnests (not those in `skip`); the outer
-/// columns they read must be columns of `input` (not of a query further out).
-fn candidates(exprs: &[Expr], skip: &[&Expr], input: &DFSchema) -> Vec<Candidate> {
+/// The subquery expressions in `exprs` this rule unnests or applies (not those in `skip`); the
+/// outer columns they read must be columns of `input` (not of a query further out).
+fn candidates(exprs: &[Expr], skip: &[&Expr], input: &DFSchema, mode: Mode) -> Vec<Candidate> {
     let mut found: Vec<Candidate> = Vec::new();
     for expr in exprs {
         let _ = expr.apply(|e| {
+            let subquery = match e {
+                Expr::ScalarSubquery(subquery) => subquery,
+                Expr::Exists(Exists { subquery, .. }) => subquery,
+                Expr::InSubquery(InSubquery { subquery, .. }) => subquery,
+                _ => return Ok(TreeNodeRecursion::Continue),
+            };
+            let home = subquery.outer_ref_columns.iter().all(|c| match c {
+                Expr::OuterReferenceColumn(_, column) => input.has_column(column),
+                _ => false,
+            });
+            let applied = mode == Mode::Apply || reaches_through(subquery, input);
+            // DataFusion runs an uncorrelated scalar subquery itself, once.
+            let uncorrelated_scalar =
+                matches!(e, Expr::ScalarSubquery(_)) && subquery.outer_ref_columns.is_empty();
             let plan = match e {
+                _ if !home => None,
+                _ if mode == Mode::Apply && uncorrelated_scalar => None,
+                _ if applied => Some(Unnesting::Apply(apply::outer_columns(e, input))),
                 _ if skip.contains(&e) => None,
                 Expr::ScalarSubquery(subquery) => {
                     scalar_shape(subquery).map(|s| Unnesting::Domain(Box::new(s)))
@@ -211,11 +242,11 @@ fn candidates(exprs: &[Expr], skip: &[&Expr], input: &DFSchema) -> Vec<Candidate
                     subquery,
                     negated,
                 }) => in_shape(expr, subquery, *negated).map(|s| Unnesting::Domain(Box::new(s))),
-                _ => return Ok(TreeNodeRecursion::Continue),
+                _ => None,
             };
             let fits = match &plan {
                 Some(Unnesting::Domain(shape)) => shape.outer.iter().all(|c| input.has_column(c)),
-                Some(Unnesting::Uncorrelated(_)) => true,
+                Some(_) => true,
                 None => false,
             };
             if let Some(plan) = plan
@@ -318,16 +349,6 @@ fn in_shape(tested: &Expr, subquery: &Subquery, negated: bool) -> Option<Shape> 
         },
         outer,
     })
-}
-
-fn has_subquery(expr: &Expr) -> bool {
-    expr.exists(|e| {
-        Ok(matches!(
-            e,
-            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
-        ))
-    })
-    .unwrap_or(true)
 }
 
 /// Whether any node of `plan` reads an outer row.
@@ -491,6 +512,11 @@ fn unnest(
                 value
             }
             Unnesting::Uncorrelated(value) => value,
+            Unnesting::Apply(outer) => {
+                let name = config.alias_generator().next("__minidb_apply");
+                input = Apply::plan(input, candidate.expr.clone(), outer, &name)?;
+                col(Column::from_name(name))
+            }
         };
         exprs = exprs
             .into_iter()
