@@ -4,6 +4,7 @@
 
 use arrow::datatypes::Schema;
 
+use super::sql::{self, Statement};
 use super::{Engine, EngineError, Session};
 use crate::catalog::{CompactionRun, system_tables};
 use crate::table::primary_key;
@@ -52,11 +53,15 @@ impl Engine {
     pub async fn view_schema(&self, database: &str, view: &str) -> Result<Schema, EngineError> {
         let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
         let sql = format!("SELECT * FROM {}.{}", quoted(database), quoted(view));
-        let schema = self
-            .output_schema(&Session::in_database(database), &sql)
-            .await?
-            .ok_or_else(|| EngineError::InvalidInput(format!("{database}.{view} is not a view")))?;
-        Ok(schema.as_ref().clone())
+        let Statement::Query(query) = sql::parse(&sql)? else {
+            return Err(EngineError::InvalidInput(format!(
+                "{database}.{view} is not a view"
+            )));
+        };
+        let (plan, _) = self
+            .physical_plan(&Session::in_database(database), *query)
+            .await?;
+        Ok(plan.schema().as_ref().clone())
     }
 
     /// The schema of a table, as of its newest snapshot known to this server.

@@ -17,6 +17,7 @@ use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionConfig;
 
 use super::decorrelate::{self, SubqueryPlanner};
+use super::exec::query::client_schema;
 use super::selectivity::EstimateFilterSelectivity;
 use super::sql::{self, Answer, Statement, parameters};
 use super::{EngineError, ErrorKind, Outcome, Session};
@@ -326,7 +327,7 @@ impl Engine {
             match self.logical_plan(session, planned).await {
                 Ok((plan, ..)) => {
                     if rows {
-                        schema = Some(Arc::clone(plan.schema().inner()));
+                        schema = Some(client_schema(plan.schema().inner()));
                     }
                     for (name, data_type) in plan.get_parameter_types()? {
                         let number = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok());

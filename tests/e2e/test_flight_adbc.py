@@ -280,3 +280,34 @@ def test_a_prepared_query_sees_commits_made_after_it_was_prepared(conn, text):
             assert text.query(f"INSERT INTO prep VALUES ({n});") == "Inserted into prep"
             cur.execute(sql)
             assert cur.fetchall() == [(n,)], sql
+
+
+def test_repeated_column_names_come_back_as_written(conn, text):
+    """SQL lets a SELECT list name two columns alike (`SELECT a, a`, `SELECT *, a`); DataFusion
+    does not, so the front end names them apart inside and the rows come back with the names
+    written, over both protocols and in a prepared statement's schema."""
+    text.ok("CREATE TABLE dup (a INT, b INT);")
+    text.ok("INSERT INTO dup VALUES (1, 10), (2, 20);")
+    with conn.cursor() as cur:
+        got = run(cur, "SELECT a, a, count(*), count(*) FROM dup GROUP BY a ORDER BY a")
+        assert got.column_names == ["a", "a", "count(*)", "count(*)"]
+        assert [c.to_pylist() for c in got.columns] == [[1, 2], [1, 2], [1, 1], [1, 1]]
+        got = run(cur, "SELECT *, a FROM dup WHERE a = 2")
+        assert got.column_names == ["a", "b", "a"]
+        assert [c.to_pylist() for c in got.columns] == [[2], [20], [2]]
+        # A query around the list reads the first column of the name.
+        got = run(cur, "SELECT a * 10 AS x FROM (SELECT a, b AS a FROM dup) AS s ORDER BY x")
+        assert got.to_pylist() == [{"x": 10}, {"x": 20}]
+        # The schema a client gets before binding a parameter has the same names.
+        cur.execute("SELECT b, b FROM dup WHERE a = ?", parameters=(1,))
+        got = cur.fetch_arrow_table()
+        assert got.column_names == ["b", "b"]
+        assert [c.to_pylist() for c in got.columns] == [[10], [10]]
+    header, rows = parse_ascii_table(text.query("SELECT a, a FROM dup ORDER BY a;"))
+    assert header == ["a", "a"] and rows == [["1", "1"], ["2", "2"]]
+    # A view's columns are its query's names, which must then differ.
+    assert "more than one column named a" in text.query("CREATE VIEW dupv AS SELECT a, a FROM dup;")
+    text.ok("CREATE VIEW dupw AS SELECT *, a + 1 AS c FROM dup;")
+    with conn.cursor() as cur:
+        got = run(cur, "SELECT * FROM dupw ORDER BY a")
+        assert got.column_names == ["a", "b", "c"]

@@ -4,9 +4,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::UInt64Array;
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
@@ -14,7 +17,7 @@ use datafusion::sql::sqlparser::ast;
 use super::{Engine, EngineError, Outcome, Session};
 use crate::catalog::{CatalogError, ReadSet, SYSTEM_DATABASE, Scope, StatementCatalog};
 use crate::engine::insert;
-use crate::engine::sql::{TableName, table_name};
+use crate::engine::sql::{NAME_MARK, TableName, output_name, table_name};
 
 /// Resolves the tables `statement` names all at once, each kept by the statement's catalog
 /// view for the planner, which then finds them instead of resolving them one after another.
@@ -127,7 +130,8 @@ impl Engine {
             return Err(EngineError::NotSupported(format!("{}", dml.op)));
         }
         let plan = insert::name_bad_values(plan)?;
-        Ok((state.create_physical_plan(&plan).await?, reads))
+        let physical = state.create_physical_plan(&plan).await?;
+        Ok((with_output_names(physical)?, reads))
     }
 
     /// The catalog as one statement sees it: the databases `parsed` names, the tables of the
@@ -178,6 +182,39 @@ impl Engine {
         }
         Ok(Scope::Databases(databases))
     }
+}
+
+/// `plan`, its columns renamed to the names a client sees where the front end named them apart
+/// (`SELECT a, a`: DataFusion's projections take no two columns of one name, Arrow's schemas
+/// do).
+fn with_output_names(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>, EngineError> {
+    let schema = plan.schema();
+    if !schema.fields().iter().any(|f| f.name().contains(NAME_MARK)) {
+        return Ok(plan);
+    }
+    let columns: Vec<ProjectionExpr> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| ProjectionExpr {
+            expr: Arc::new(Column::new(field.name(), i)),
+            alias: output_name(field.name()).to_string(),
+        })
+        .collect();
+    Ok(Arc::new(ProjectionExec::try_new(columns, plan)?))
+}
+
+/// `schema` with the names a client sees (see [`with_output_names`]).
+pub(in crate::engine) fn client_schema(schema: &SchemaRef) -> SchemaRef {
+    if !schema.fields().iter().any(|f| f.name().contains(NAME_MARK)) {
+        return Arc::clone(schema);
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_name(output_name(f.name())))
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// The table an INSERT writes to, as written in the statement.

@@ -215,9 +215,21 @@ impl Engine {
         session: &Session,
         name: TableName,
     ) -> Result<Outcome, EngineError> {
-        let (database, handle) = self.named_table(session, &name).await?;
-        let snapshot = handle.cached();
-        let fields = snapshot.schema().fields();
+        let (database, schema) = match self.named_table(session, &name).await {
+            Ok((database, handle)) => (database, Arc::clone(handle.cached().schema())),
+            Err(e) => {
+                // A view's columns are those its query returns.
+                let database = session.database_or_current(name.database.clone());
+                match self.catalog.view(&database, &name.table).await {
+                    Ok(Some(_)) => {
+                        let schema = self.view_schema(&database, &name.table).await?;
+                        (database, Arc::new(schema))
+                    }
+                    _ => return Err(e),
+                }
+            }
+        };
+        let fields = schema.fields();
         let batch = RecordBatch::try_new(
             Outcome::columns_schema(),
             vec![

@@ -5,7 +5,7 @@ use datafusion::sql::sqlparser::ast;
 
 use super::{Engine, EngineError, Outcome, Session, drop_outcome};
 use crate::catalog::{CatalogError, ViewDef};
-use crate::engine::sql::{TableName, normalize, table_name};
+use crate::engine::sql::{NAME_MARK, TableName, normalize, output_name, table_name};
 
 impl Engine {
     /// Stores a view after planning its query in the view's database, so that a view that
@@ -26,7 +26,7 @@ impl Engine {
         }
         let name = table_name(&create.name)?;
         let database = session.database_or_current(name.database);
-        let columns: Vec<String> = create.columns.iter().map(|c| normalize(&c.name)).collect();
+        let mut columns: Vec<String> = create.columns.iter().map(|c| normalize(&c.name)).collect();
         let query = create.query.to_string();
         // Names in the query resolve from the view's database, when it is planned now and
         // whenever a statement reads the view.
@@ -38,6 +38,33 @@ impl Engine {
             )
             .await?;
         let returned = plan.schema().fields().len();
+        if columns.is_empty()
+            && plan
+                .schema()
+                .fields()
+                .iter()
+                .any(|f| f.name().contains(NAME_MARK))
+        {
+            // Columns the front end named apart: the view's columns take the names a client
+            // sees, which must then differ.
+            let names: Vec<String> = plan
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| output_name(f.name()).to_string())
+                .collect();
+            if let Some(repeated) = names
+                .iter()
+                .enumerate()
+                .find_map(|(i, n)| names[..i].contains(n).then_some(n))
+            {
+                return Err(EngineError::InvalidInput(format!(
+                    "view {}: its query returns more than one column named {repeated}; alias them apart or name the view's columns (CREATE VIEW {} (c1, c2, …) AS …)",
+                    name.table, name.table
+                )));
+            }
+            columns = names;
+        }
         if !columns.is_empty() && columns.len() != returned {
             return Err(EngineError::InvalidInput(format!(
                 "view {} names {} columns but its query returns {returned}",

@@ -7,9 +7,16 @@
 //!    standard SQL's approximate numeric literal; numbers with a fraction and no exponent stay
 //!    exact DECIMALs (the engine parses them so).
 //!
-//! And one rewrite of SELECT lists: an unnamed item with a subquery is named by its text, as
-//! DuckDB names it. DataFusion would name every one `(<subquery>)`, and two of them in one list
-//! would then clash.
+//! And two rewrites of SELECT lists:
+//!
+//! 1. An unnamed item with a subquery is named by its text, as DuckDB names it. DataFusion would
+//!    name every one `(<subquery>)`, and two of them in one list would then clash.
+//! 2. Items whose names repeat (`SELECT a, a`, `SELECT count(*), count(*)`, `SELECT *, a`) are
+//!    named apart: each after the first gets its name followed by [`NAME_MARK`] and its
+//!    position. DataFusion
+//!    refuses two columns of one name in a projection, which SQL allows; the engine removes the
+//!    suffixes from the names of the rows it returns (see [`output_name`]), so a client sees
+//!    the names it wrote.
 
 use std::ops::ControlFlow;
 
@@ -58,7 +65,17 @@ pub fn apply(statement: &mut DFStatement) {
     }
 }
 
-/// Names each unnamed SELECT item that holds a subquery by its text.
+/// What separates a SELECT item's name from the position that keeps it apart from another item
+/// of the same name: the invisible separator, which no name a user writes holds.
+pub const NAME_MARK: char = '\u{2063}';
+
+/// The name a client sees for the output column `name`: without a [`NAME_MARK`] suffix.
+pub fn output_name(name: &str) -> &str {
+    name.split(NAME_MARK).next().unwrap_or(name)
+}
+
+/// Names each unnamed SELECT item that holds a subquery by its text, and names apart the items
+/// whose names repeat.
 struct NameSubqueryItems;
 
 impl VisitorMut for NameSubqueryItems {
@@ -82,12 +99,69 @@ fn name_items(body: &mut SetExpr) {
                     *item = SelectItem::ExprWithAlias { expr, alias };
                 }
             }
+            name_apart(&mut select.projection);
         }
         SetExpr::SetOperation { left, right, .. } => {
             name_items(left);
             name_items(right);
         }
         _ => {}
+    }
+}
+
+/// Gives the items of a SELECT list that would share a name names of their own: an item whose
+/// name an earlier item has, and a column beside `*` (which returns that column already). The
+/// first item of a name keeps it, so a query around this one reads that item by its name.
+fn name_apart(items: &mut [SelectItem]) {
+    let wildcard = items
+        .iter()
+        .any(|item| matches!(item, SelectItem::Wildcard(_)));
+    let names: Vec<Option<String>> = items.iter().map(item_name).collect();
+    for (position, item) in items.iter_mut().enumerate() {
+        let Some(name) = &names[position] else {
+            continue;
+        };
+        let repeats = names[..position].contains(&names[position]);
+        let beside_wildcard =
+            wildcard && matches!(item, SelectItem::UnnamedExpr(e) if column_name(e).is_some());
+        if !repeats && !beside_wildcard {
+            continue;
+        }
+        let alias = Ident::with_quote('"', format!("{name}{NAME_MARK}{position}"));
+        *item = match std::mem::replace(item, SelectItem::UnnamedExpr(Expr::value(Value::Null))) {
+            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                SelectItem::ExprWithAlias { expr, alias }
+            }
+            other => other,
+        };
+    }
+}
+
+/// The name DataFusion gives a SELECT item's column (`None` for a wildcard): an alias or a
+/// column's name as DataFusion normalizes identifiers, otherwise the expression's text.
+fn item_name(item: &SelectItem) -> Option<String> {
+    match item {
+        SelectItem::UnnamedExpr(expr) => {
+            Some(column_name(expr).unwrap_or_else(|| expr.to_string()))
+        }
+        SelectItem::ExprWithAlias { alias, .. } => Some(normalized(alias)),
+        _ => None,
+    }
+}
+
+/// The name of a column reference (`a`, `t.a`).
+fn column_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Identifier(ident) => Some(normalized(ident)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(normalized),
+        _ => None,
+    }
+}
+
+fn normalized(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
     }
 }
 

@@ -27,6 +27,7 @@ mod time_travel;
 use datafusion::sql::parser::DFParser;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
+pub use fixups::{NAME_MARK, output_name};
 pub use names::{TableName, normalize, table_name};
 pub use statement::{Answer, Statement};
 
