@@ -63,3 +63,25 @@ def test_skipping_on_dates_and_strings(ranged):
     assert scan_counts(ranged, "SELECT * FROM t WHERE label = 'file9-row0'") == (1, FILES, 9)
     _, rows = parse_ascii_table(ranged.query("SELECT id FROM t WHERE label = 'file9-row0';"))
     assert rows == [["9000"]]
+
+
+def test_timestamps_at_the_ends_of_their_range(text, conn):
+    """Timestamps from year 1 to 9999 (microseconds, as Delta stores them) reach the files'
+    statistics and skip files, and travel as ADBC parameters both ways."""
+    import datetime as dt
+
+    text.ok("CREATE TABLE edges (id INT, t TIMESTAMP);")
+    for i, literal in enumerate(["0001-01-01 00:00:00", "2024-06-01 12:00:00", "9999-12-31 23:59:59.999999"]):
+        assert text.query(f"INSERT INTO edges VALUES ({i}, TIMESTAMP '{literal}');") == "Inserted into edges"
+    assert scan_counts(text, "SELECT id FROM edges WHERE t > TIMESTAMP '9000-01-01'") == (1, 3, 2)
+    assert scan_counts(text, "SELECT id FROM edges WHERE t < TIMESTAMP '1000-01-01'") == (1, 3, 2)
+    with conn.cursor() as cur:
+        latest = dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
+        earliest = dt.datetime(1, 1, 1)
+        cur.execute("INSERT INTO edges VALUES (?, ?)", parameters=(3, latest))
+        cur.execute("SELECT id FROM edges WHERE t = ? ORDER BY id", parameters=(latest,))
+        assert cur.fetchall() == [(2,), (3,)]
+        cur.execute("SELECT min(t), max(t) FROM edges")
+        assert cur.fetchall() == [(earliest, latest)]
+        cur.execute("SELECT id FROM edges WHERE t < ?", parameters=(dt.datetime(2, 1, 1),))
+        assert cur.fetchall() == [(0,)]

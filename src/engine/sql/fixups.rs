@@ -6,6 +6,10 @@
 //! 2. A number written with an exponent (`1e10`, `2.5E-3`) is a DOUBLE, as in DuckDB and
 //!    standard SQL's approximate numeric literal; numbers with a fraction and no exponent stay
 //!    exact DECIMALs (the engine parses them so).
+//! 3. `TIMESTAMP` without a precision, in a literal (`TIMESTAMP '9999-12-31 23:59:59'`) or a
+//!    cast, is `TIMESTAMP(6)`: microseconds, what Delta stores and what a TIMESTAMP column
+//!    holds. DataFusion would take nanoseconds, whose 64 bits end in 2262 and begin in 1677;
+//!    microseconds cover years 1 to 9999.
 //!
 //! And two rewrites of SELECT lists:
 //!
@@ -56,12 +60,26 @@ pub fn apply(statement: &mut DFStatement) {
                         uses_odbc_syntax: false,
                     });
                 }
+                match expr {
+                    Expr::Cast { data_type, .. }
+                    | Expr::TypedString(TypedString { data_type, .. }) => {
+                        in_microseconds(data_type)
+                    }
+                    _ => {}
+                }
                 ControlFlow::<()>::Continue(())
             });
             let _ = inner.visit(&mut NameSubqueryItems);
         }
         DFStatement::Explain(explain) => apply(&mut explain.statement),
         _ => {}
+    }
+}
+
+/// `TIMESTAMP` without a precision as `TIMESTAMP(6)`.
+fn in_microseconds(data_type: &mut DataType) {
+    if let DataType::Timestamp(precision @ None, _) = data_type {
+        *precision = Some(6);
     }
 }
 
