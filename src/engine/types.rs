@@ -7,8 +7,9 @@ use super::EngineError;
 
 /// The Arrow type a declared SQL column type is stored as.
 ///
-/// `FLOAT` and `REAL` are 64-bit (as in SQLite and MySQL's `REAL`); `VARCHAR(n)` lengths are
-/// accepted but not enforced; `TIMESTAMP` is a timestamp without time zone, in microseconds.
+/// As in PostgreSQL, `REAL` (`FLOAT4`, `FLOAT(1)`…`FLOAT(24)`) is 32-bit and `FLOAT` (`DOUBLE`,
+/// `FLOAT(25)`…`FLOAT(53)`) 64-bit; `VARCHAR(n)` lengths are accepted but not enforced;
+/// `TIMESTAMP` is a timestamp without time zone, in microseconds.
 pub fn column_type(sql: &ast::DataType) -> Result<DataType, EngineError> {
     use ast::DataType as T;
     Ok(match sql {
@@ -16,14 +17,11 @@ pub fn column_type(sql: &ast::DataType) -> Result<DataType, EngineError> {
         T::SmallInt(_) | T::Int2(_) | T::Int16 => DataType::Int16,
         T::Int(_) | T::Integer(_) | T::Int4(_) | T::Int32 | T::MediumInt(_) => DataType::Int32,
         T::BigInt(_) | T::Int8(_) | T::Int64 => DataType::Int64,
-        T::Float(_)
-        | T::Real
-        | T::Double(_)
-        | T::DoublePrecision
-        | T::Float4
-        | T::Float8
-        | T::Float32
-        | T::Float64 => DataType::Float64,
+        T::Real | T::Float4 | T::Float32 => DataType::Float32,
+        T::Float(ExactNumberInfo::Precision(bits)) if *bits <= 24 => DataType::Float32,
+        T::Float(_) | T::Double(_) | T::DoublePrecision | T::Float8 | T::Float64 => {
+            DataType::Float64
+        }
         T::Decimal(info) | T::Numeric(info) | T::Dec(info) => decimal(info)?,
         T::Varchar(_)
         | T::Char(_)
