@@ -131,6 +131,16 @@ struct ServeArgs {
     /// Parquet (`4GiB`…; `0` turns it off). Default: a quarter of the memory the server may use.
     #[arg(long, env = "MINIDB_COLUMN_CACHE", value_parser = byte_size)]
     column_cache: Option<u64>,
+    /// Memory all running statements may hold together in their operators (`8GiB`…). Sorts,
+    /// aggregations and joins spill to --spill-dir at their share; a statement that cannot fit
+    /// fails with "resources exhausted" and the others go on. Default: half of the memory the
+    /// server may use.
+    #[arg(long, env = "MINIDB_MEMORY_LIMIT", value_parser = byte_size)]
+    memory_limit: Option<u64>,
+    /// Directory for the spill files of statements over their memory share. Default: the
+    /// system's temporary directory.
+    #[arg(long, env = "MINIDB_SPILL_DIR")]
+    spill_dir: Option<PathBuf>,
 }
 
 /// A size in bytes: a number, optionally with a unit (`KiB`, `MiB`, `GiB`, `KB`, `MB`…).
@@ -235,6 +245,13 @@ fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         engine: EngineOptions {
             concurrency,
             engine_settings: args.engine_settings,
+            memory_limit: Some(
+                args.memory_limit
+                    .unwrap_or_else(minidb::server::default_memory_limit)
+                    .try_into()
+                    .unwrap_or(usize::MAX),
+            ),
+            spill_dir: args.spill_dir,
         },
         compaction: CompactionOptions {
             interval: (args.compaction_interval_ms > 0)

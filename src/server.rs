@@ -64,9 +64,9 @@ pub struct ServerConfig {
     pub column_cache_bytes: u64,
 }
 
-/// The column cache's default size: a quarter of the memory this process may use (the
-/// machine's, or its control group's limit when lower), or 1 GiB where neither can be read.
-pub fn default_column_cache_bytes() -> u64 {
+/// The memory this process may use: the machine's, or its control group's limit when lower;
+/// `None` where neither can be read.
+fn memory_available() -> Option<u64> {
     let machine = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
@@ -82,10 +82,20 @@ pub fn default_column_cache_bytes() -> u64 {
     .iter()
     .find_map(|path| std::fs::read_to_string(path).ok())
     .and_then(|text| text.trim().parse::<u64>().ok());
-    match machine.into_iter().chain(group).min() {
-        Some(bytes) => bytes / 4,
-        None => 1 << 30,
-    }
+    machine.into_iter().chain(group).min()
+}
+
+/// The column cache's default size: a quarter of the memory this process may use, or 1 GiB
+/// where that cannot be read.
+pub fn default_column_cache_bytes() -> u64 {
+    memory_available().map_or(1 << 30, |bytes| bytes / 4)
+}
+
+/// The default memory limit of running statements: half of the memory this process may use
+/// (the column cache takes a quarter, the rest is left to buffers, Arrow batches in flight and
+/// the system), or 4 GiB where that cannot be read.
+pub fn default_memory_limit() -> u64 {
+    memory_available().map_or(4 << 30, |bytes| bytes / 2)
 }
 
 /// PEM files of the gRPC listener's TLS identity.

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Conflict,
     /// Valid SQL that MiniDB does not implement.
     NotSupported,
+    /// The statement needed more memory than the server's limit leaves it.
+    ResourcesExhausted,
     /// A fault of the server or its storage.
     Internal,
 }
@@ -111,6 +113,7 @@ fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
             }
         }
         DataFusionError::NotImplemented(_) => ErrorKind::NotSupported,
+        DataFusionError::ResourcesExhausted(_) => ErrorKind::ResourcesExhausted,
         DataFusionError::SQL(..)
         | DataFusionError::Plan(_)
         | DataFusionError::SchemaError(..)
@@ -128,8 +131,15 @@ fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
 /// stay, they help; backtraces and nested "External error:" wrappers go).
 fn describe_datafusion(e: &DataFusionError) -> String {
     match e {
-        DataFusionError::External(inner) => inner.to_string(),
+        DataFusionError::External(inner) => match inner.downcast_ref::<DataFusionError>() {
+            Some(e) => describe_datafusion(e),
+            None => inner.to_string(),
+        },
         DataFusionError::NotImplemented(msg) => format!("not supported: {msg}"),
+        DataFusionError::ResourcesExhausted(msg) => format!(
+            "resources exhausted: {msg} (the server's memory limit is shared by the statements \
+             running; raise --memory-limit or narrow the query)"
+        ),
         DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
             describe_datafusion(inner)
         }

@@ -1,11 +1,14 @@
 //! [`Engine`]: one catalog and one DataFusion configuration, shared by every session.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
@@ -77,6 +80,12 @@ pub struct EngineOptions {
     /// DataFusion configuration settings (`datafusion.execution.batch_size`, `8192`), applied
     /// over MiniDB's defaults in order; an unknown key or a bad value fails the open.
     pub engine_settings: Vec<(String, String)>,
+    /// Bytes all running statements may hold together in their operators (hash tables, sort
+    /// buffers, aggregates); `None` sets no limit. Sorts, aggregations and joins that can spill
+    /// to disk do so when they reach their share; others fail with "resources exhausted".
+    pub memory_limit: Option<usize>,
+    /// Directory for spill files; `None` uses the system's temporary directory.
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -86,6 +95,8 @@ impl Default for EngineOptions {
                 lock_timeout: std::time::Duration::from_secs(10),
             },
             engine_settings: Vec::new(),
+            memory_limit: None,
+            spill_dir: None,
         }
     }
 }
@@ -113,7 +124,23 @@ impl Engine {
 
     /// Opens the catalog in `store` and prepares DataFusion to read it.
     pub async fn open_with(store: DataStore, options: EngineOptions) -> Result<Self, EngineError> {
-        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = options.memory_limit {
+            // Fair shares among the operators that can spill; the error names the largest
+            // holders when a statement cannot get what it asks for.
+            let pool = TrackConsumersPool::new(
+                FairSpillPool::new(limit),
+                NonZeroUsize::new(3).expect("nonzero"),
+            );
+            runtime = runtime.with_memory_pool(Arc::new(pool));
+        }
+        if let Some(dir) = &options.spill_dir {
+            runtime = runtime.with_disk_manager_builder(
+                DiskManagerBuilder::default()
+                    .with_mode(DiskManagerMode::Directories(vec![dir.clone()])),
+            );
+        }
+        let runtime = runtime.build_arc()?;
         let engine_url = url::Url::parse(store.engine_url())
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         runtime.register_object_store(&engine_url, Arc::clone(store.object_store()));

@@ -24,7 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use super::status::to_status;
+use super::status::{stream_error, to_status};
 use crate::engine::PlannedQuery;
 use crate::metrics::{Protocol, SessionGuard, metrics};
 
@@ -215,7 +215,7 @@ impl Running {
         } = self.started.take()?;
         self._task = Some(task);
         let stream = ReceiverStream::new(batches)
-            .map(|batch| batch.map_err(|e| FlightError::ExternalError(Box::new(e))))
+            .map(|batch| batch.map_err(stream_error))
             .boxed();
         Some((schema, stream))
     }

@@ -44,7 +44,7 @@ use super::metadata::CatalogCommand;
 use super::queries::{self, Cancelled, Queries, Running};
 use super::session;
 use super::sql_info;
-use super::status::to_status;
+use super::status::{stream_error, to_status};
 use super::wire::FlightOptions;
 use crate::auth::Authenticator;
 use crate::engine::{
@@ -488,12 +488,9 @@ impl FlightSqlServer {
                 let mut session = self.session(&handle)?;
                 let sql = self.statement(&mut handle)?;
                 match self.execute(&mut session, &sql).await? {
-                    Outcome::Rows(stream) => (
-                        stream.schema(),
-                        stream
-                            .map_err(|e| FlightError::ExternalError(Box::new(e)))
-                            .boxed(),
-                    ),
+                    Outcome::Rows(stream) => {
+                        (stream.schema(), stream.map_err(stream_error).boxed())
+                    }
                     Outcome::Listing(_, batch) => (
                         batch.schema(),
                         futures::stream::once(async move { Ok(batch) }).boxed(),

@@ -1,5 +1,7 @@
 //! Engine errors as gRPC statuses: one exhaustive mapping, so every new kind gets a decision.
 
+use arrow_flight::error::FlightError;
+use datafusion::error::DataFusionError;
 use tonic::Status;
 use tracing::error;
 
@@ -13,9 +15,16 @@ pub fn to_status(e: EngineError) -> Status {
         ErrorKind::AlreadyExists => Status::already_exists(message),
         ErrorKind::Conflict => Status::aborted(message),
         ErrorKind::NotSupported => Status::unimplemented(message),
+        ErrorKind::ResourcesExhausted => Status::resource_exhausted(message),
         ErrorKind::Internal => {
             error!(error = %message, "statement failed with an internal error");
             Status::internal(message)
         }
     }
+}
+
+/// An error a query's stream of rows ends with, as the status DoGet ends with: the same
+/// mapping as a statement's error.
+pub fn stream_error(e: DataFusionError) -> FlightError {
+    FlightError::Tonic(Box::new(to_status(EngineError::DataFusion(e))))
 }
