@@ -117,6 +117,10 @@ spec:
           value: {{ .Values.server.compactionDeletedRatio | quote }}
         - name: MINIDB_FLIGHT_PLAIN_STRINGS
           value: {{ .Values.server.flightPlainStrings | quote }}
+        {{- if .Values.server.memoryLimit }}
+        - name: MINIDB_MEMORY_LIMIT
+          value: {{ .Values.server.memoryLimit | quote }}
+        {{- end }}
         - name: RUST_LOG
           value: {{ .Values.server.logLevel | quote }}
         {{- if .Values.auth.enabled }}
