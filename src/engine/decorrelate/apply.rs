@@ -208,28 +208,65 @@ fn deep_outer_references(plan: &LogicalPlan, found: &mut dyn FnMut(&Column)) {
     });
 }
 
-/// Whether a subquery nested inside `subquery` reads a column of `input`, two queries out: no
-/// unnesting of one level at a time can take that.
-pub(super) fn reaches_through(subquery: &Subquery, input: &DFSchema) -> bool {
-    let mut reaches = false;
-    let _ = subquery.subquery.apply_with_subqueries(|node| {
+/// Where the outer columns a subquery reads come from, seen from the plan it is in.
+pub(super) struct Reach {
+    /// Every column it reads from outside itself, at any depth, is a column of that plan.
+    pub home: bool,
+    /// A subquery nested inside it reads a column of that plan: two queries out, which no
+    /// unnesting of one level at a time can take.
+    pub through: bool,
+}
+
+/// Where the outer columns `subquery` reads come from, seen from a plan whose rows are `input`.
+pub(super) fn reach(subquery: &Subquery, input: &DFSchema) -> Reach {
+    let mut reach = Reach {
+        home: true,
+        through: false,
+    };
+    let mut scopes = Vec::new();
+    escaping(&subquery.subquery, &mut scopes, &mut |column, depth| {
+        let here = input.has_column(column);
+        reach.home &= here;
+        reach.through |= here && depth > 0;
+    });
+    reach
+}
+
+/// Calls `found` with each outer column `plan` reads that no scope in `scopes` (the rows of the
+/// queries around it, inside the subquery being looked at) has, and the depth of the subquery
+/// that reads it (0: `plan` itself).
+fn escaping(
+    plan: &LogicalPlan,
+    scopes: &mut Vec<DFSchemaRef>,
+    found: &mut dyn FnMut(&Column, usize),
+) {
+    let depth = scopes.len();
+    let _ = plan.apply(|node| {
         node.apply_expressions(|e| {
             e.apply(|e| {
                 let nested = match e {
-                    Expr::ScalarSubquery(s) => Some(s),
-                    Expr::Exists(e) => Some(&e.subquery),
-                    Expr::InSubquery(i) => Some(&i.subquery),
-                    _ => None,
+                    Expr::OuterReferenceColumn(_, column) => {
+                        if !scopes.iter().any(|s| s.has_column(column)) {
+                            found(column, depth);
+                        }
+                        return Ok(TreeNodeRecursion::Continue);
+                    }
+                    Expr::ScalarSubquery(s) => s,
+                    Expr::Exists(e) => &e.subquery,
+                    Expr::InSubquery(i) => &i.subquery,
+                    _ => return Ok(TreeNodeRecursion::Continue),
                 };
-                if let Some(nested) = nested {
-                    let mut add = |c: &Column| reaches |= input.has_column(c);
-                    deep_outer_references(&nested.subquery, &mut add);
+                // The nested subquery sees the rows of this node's inputs.
+                let pushed = node.inputs().len();
+                for input in node.inputs() {
+                    scopes.push(Arc::clone(input.schema()));
                 }
+                escaping(&nested.subquery, scopes, found);
+                scopes.truncate(scopes.len() - pushed);
                 Ok(TreeNodeRecursion::Continue)
             })
         })
     });
-    reaches
 }
 
 /// Plans [`Apply`] nodes, and everything else as DataFusion does.

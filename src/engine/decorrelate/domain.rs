@@ -36,7 +36,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
-use super::apply::{self, Apply, reaches_through};
+use super::apply::{self, Apply, Reach, reach};
 use super::{column_exprs, has_subquery, holds_subquery};
 
 /// The rule; see the module documentation.
@@ -215,11 +215,9 @@ fn candidates(exprs: &[Expr], skip: &[&Expr], input: &DFSchema, mode: Mode) -> V
                 Expr::InSubquery(InSubquery { subquery, .. }) => subquery,
                 _ => return Ok(TreeNodeRecursion::Continue),
             };
-            let home = subquery.outer_ref_columns.iter().all(|c| match c {
-                Expr::OuterReferenceColumn(_, column) => input.has_column(column),
-                _ => false,
-            });
-            let applied = mode == Mode::Apply || reaches_through(subquery, input);
+            // A subquery reading a row further out is left to the query that row is in.
+            let Reach { home, through } = reach(subquery, input);
+            let applied = mode == Mode::Apply || through;
             // DataFusion runs an uncorrelated scalar subquery itself, once.
             let uncorrelated_scalar =
                 matches!(e, Expr::ScalarSubquery(_)) && subquery.outer_ref_columns.is_empty();
