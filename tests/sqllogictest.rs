@@ -118,7 +118,7 @@ fn render(
                 .value(0),
         )
     };
-    let text = ArrayFormatter::try_new(column, &FormatOptions::default())?
+    let text = ArrayFormatter::try_new(column, &FormatOptions::default().with_null("NULL"))?
         .value(row)
         .to_string();
     let is_text = matches!(
@@ -148,7 +148,7 @@ fn render_text(column: &dyn Array, row: usize) -> Result<String, arrow::error::A
     if column.is_null(row) {
         return Ok("NULL".into());
     }
-    let text = ArrayFormatter::try_new(column, &FormatOptions::default())?
+    let text = ArrayFormatter::try_new(column, &FormatOptions::default().with_null("NULL"))?
         .value(row)
         .to_string();
     Ok(if text.is_empty() {

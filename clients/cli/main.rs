@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::util::pretty::pretty_format_batches;
+use arrow::util::display::FormatOptions;
+use arrow::util::pretty::pretty_format_batches_with_options;
 use arrow_flight::HandshakeRequest;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::client::FlightSqlServiceClient;
@@ -368,7 +369,10 @@ impl Shell {
             let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             return Ok(format!("{}\n(0 rows)", names.join(" | ")));
         }
-        let table = pretty_format_batches(&batches).map_err(|e| e.to_string())?;
+        // NULL is spelled out, as over :7205, so `[NULL]` and `[]` differ.
+        let options = FormatOptions::default().with_null("NULL");
+        let table =
+            pretty_format_batches_with_options(&batches, &options).map_err(|e| e.to_string())?;
         Ok(format!(
             "{table}\n({rows} row{})",
             if rows == 1 { "" } else { "s" }

@@ -22,7 +22,7 @@ use super::{Catalog, CatalogError};
 use crate::table::partitioning::{Partitioner, partition_of, tagged_partition};
 use crate::table::statistics::{ColumnStats, analyzed};
 use crate::table::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, TableHandle, table_indexes};
-use crate::txlog::{Action, FileStats, Snapshot};
+use crate::txlog::{Action, FileStats, Snapshot, declared_length};
 
 /// The system database's name.
 pub const SYSTEM_DATABASE: &str = "sys";
@@ -43,7 +43,16 @@ pub fn system_tables() -> impl Iterator<Item = (&'static str, Schema)> {
     TABLES.into_iter().map(|name| (name, table_schema(name)))
 }
 
-/// How a stored type is shown by DESCRIBE and `sys.columns_metadata`.
+/// How a column's type is shown by DESCRIBE and `sys.columns_metadata`: its declared
+/// `VARCHAR(n)` / `CHAR(n)`, else its stored type.
+pub fn column_type_name(field: &Field) -> String {
+    match declared_length(field) {
+        Some(length) => length.sql_name(),
+        None => sql_type_name(field.data_type()),
+    }
+}
+
+/// How a stored type is shown.
 pub fn sql_type_name(data_type: &DataType) -> String {
     match data_type {
         DataType::Int8 => "TINYINT".into(),
@@ -59,6 +68,24 @@ pub fn sql_type_name(data_type: &DataType) -> String {
         DataType::Timestamp(_, None) => "TIMESTAMP".into(),
         DataType::Timestamp(_, Some(_)) => "TIMESTAMP WITH TIME ZONE".into(),
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BINARY".into(),
+        DataType::List(element) | DataType::LargeList(element) => {
+            format!("{}[]", sql_type_name(element.data_type()))
+        }
+        DataType::Struct(fields) => {
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|f| format!("{} {}", f.name(), sql_type_name(f.data_type())))
+                .collect();
+            format!("STRUCT<{}>", fields.join(", "))
+        }
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => format!(
+                "MAP({}, {})",
+                sql_type_name(kv[0].data_type()),
+                sql_type_name(kv[1].data_type())
+            ),
+            other => other.to_string(),
+        },
         other => other.to_string(),
     }
 }
@@ -171,7 +198,7 @@ impl SystemTables {
                         out.text("table_name", Some(table.clone()));
                         out.text("column_name", Some(name.clone()));
                         out.int32("ordinal_position", Some(i as i32 + 1));
-                        out.text("data_type", Some(sql_type_name(field.data_type())));
+                        out.text("data_type", Some(column_type_name(field)));
                         out.boolean("is_nullable", Some(field.is_nullable()));
                         out.text(
                             "column_default",

@@ -13,7 +13,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// A named database or table does not exist.
     NotFound,
-    /// A database or table being created exists already.
+    /// A database or table being created exists already, or rows appended to an existing
+    /// table do not match its schema (ADBC's code for an ingest whose schema differs).
     AlreadyExists,
     /// A concurrent commit won; running the statement again may succeed.
     Conflict,
@@ -32,6 +33,9 @@ pub enum EngineError {
     InvalidInput(String),
     #[error("not supported: {0}")]
     NotSupported(String),
+    /// Rows appended to an existing table do not match its columns.
+    #[error("{0}")]
+    SchemaMismatch(String),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error("{}", describe_datafusion(.0))]
@@ -46,6 +50,7 @@ impl EngineError {
         match self {
             EngineError::InvalidInput(_) => ErrorKind::InvalidInput,
             EngineError::NotSupported(_) => ErrorKind::NotSupported,
+            EngineError::SchemaMismatch(_) => ErrorKind::AlreadyExists,
             EngineError::Catalog(e) => catalog_kind(e),
             EngineError::DataFusion(e) => datafusion_kind(e),
             EngineError::RolledBack(e) => e.kind(),

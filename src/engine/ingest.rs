@@ -9,19 +9,27 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::{Array, AsArray};
+use arrow::compute::can_cast_types;
+use arrow::datatypes::{
+    DataType, Field, Fields, Schema, SchemaRef, TimeUnit, TimestampNanosecondType,
+};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::catalog::streaming::StreamingTable;
-use datafusion::common::{Column, ScalarValue, TableReference};
+use datafusion::common::{Column, DataFusionError, ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, lit};
 use datafusion::physical_plan::collect;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::sql::sqlparser::ast::Ident;
+use futures::StreamExt;
 
+use super::types::{list_of, map_of};
 use super::{Engine, EngineError, Session, insert};
-use crate::catalog::{CATALOG_NAME, CatalogError, Scope, StatementCatalog};
+use crate::catalog::{CATALOG_NAME, CatalogError, Scope, StatementCatalog, column_type_name};
 
 /// What to do when the table does not exist yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +181,7 @@ impl Engine {
             .ok_or_else(|| CatalogError::TableNotFound(format!("{database}.{table}")))?;
         let source_schema = rows.schema();
         let columns = matched_columns(&source_schema, &target.schema(), table)?;
+        let rows = exact_microseconds(rows);
         let source = OneShot {
             schema: Arc::clone(&source_schema),
             stream: Mutex::new(Some(rows)),
@@ -204,18 +213,25 @@ impl Engine {
 }
 
 /// One expression per table column: the incoming column of the same name cast to the column's
-/// type, or NULL when the rows do not have it. An incoming column the table does not have is an
-/// error, not something to drop silently.
+/// type, or NULL when the rows do not have it. An incoming column the table does not have, or
+/// one whose type cannot become the column's, is a schema mismatch, not something to drop or
+/// fail on row by row.
 fn matched_columns(rows: &Schema, table: &Schema, name: &str) -> Result<Vec<Expr>, EngineError> {
-    if let Some(extra) = rows
-        .fields()
-        .iter()
-        .find(|f| table.field_with_name(f.name()).is_err())
-    {
-        return Err(EngineError::InvalidInput(format!(
-            "table '{name}' has no column '{}'",
-            extra.name()
-        )));
+    for incoming in rows.fields() {
+        let Ok(column) = table.field_with_name(incoming.name()) else {
+            return Err(EngineError::SchemaMismatch(format!(
+                "table '{name}' has no column '{}'",
+                incoming.name()
+            )));
+        };
+        if !can_cast_types(incoming.data_type(), column.data_type()) {
+            return Err(EngineError::SchemaMismatch(format!(
+                "column '{}' of table '{name}' is {}; the rows carry {}",
+                incoming.name(),
+                column_type_name(column),
+                incoming.data_type()
+            )));
+        }
     }
     Ok(table
         .fields()
@@ -236,9 +252,9 @@ fn table_schema(rows: &Schema) -> Result<Schema, EngineError> {
         .fields()
         .iter()
         .map(|field| {
-            let stored = stored_type(field.data_type()).ok_or_else(|| {
+            let stored = stored_type(field.data_type()).map_err(|reason| {
                 EngineError::NotSupported(format!(
-                    "ingesting column '{}' of type {}",
+                    "ingesting column '{}' of type {}: {reason}",
                     field.name(),
                     field.data_type()
                 ))
@@ -249,10 +265,45 @@ fn table_schema(rows: &Schema) -> Result<Schema, EngineError> {
     Ok(Schema::new(fields))
 }
 
-/// The column type that stores values of Arrow type `incoming` without loss.
-fn stored_type(incoming: &DataType) -> Option<DataType> {
+/// `rows`, failing at the first nanosecond timestamp with a fraction of a microsecond, which a
+/// Delta timestamp cannot hold; whole microseconds convert without loss.
+fn exact_microseconds(rows: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let schema = rows.schema();
+    let checked = rows.map(|batch| {
+        let batch = batch?;
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            if !matches!(
+                field.data_type(),
+                DataType::Timestamp(TimeUnit::Nanosecond, _)
+            ) {
+                continue;
+            }
+            let nanos = column.as_primitive::<TimestampNanosecondType>();
+            if let Some(row) =
+                (0..nanos.len()).find(|&i| nanos.is_valid(i) && nanos.value(i) % 1000 != 0)
+            {
+                let shown = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?
+                    .value(row)
+                    .to_string();
+                return Err(DataFusionError::Execution(format!(
+                    "value {shown} of column '{}' has a fraction of a microsecond; Delta \
+                     timestamps hold microseconds (round the column first)",
+                    field.name()
+                )));
+            }
+        }
+        Ok(batch)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, checked))
+}
+
+/// The column type that stores values of Arrow type `incoming` without loss, or why there is
+/// none. Timestamps of any unit are stored in microseconds, Delta's unit (nanoseconds only
+/// when no value has a fraction of a microsecond: see [`exact_microseconds`]); lists, structs
+/// and maps nest the stored types of their parts.
+fn stored_type(incoming: &DataType) -> Result<DataType, String> {
     use DataType::*;
-    Some(match incoming {
+    Ok(match incoming {
         Boolean | Int8 | Int16 | Int32 | Int64 | Float32 | Float64 | Date32 | Binary | Utf8 => {
             incoming.clone()
         }
@@ -261,15 +312,43 @@ fn stored_type(incoming: &DataType) -> Option<DataType> {
         UInt32 => Int64,
         UInt64 => Decimal128(20, 0),
         Float16 => Float32,
+        Decimal32(p, s) | Decimal64(p, s) | Decimal128(p, s) if *s < 0 => {
+            return Err(format!(
+                "a negative scale has no Delta decimal (scale 0 to 38); cast it to DECIMAL({}, 0)",
+                (i16::from(*p) - i16::from(*s)).min(38)
+            ));
+        }
         Decimal128(..) => incoming.clone(),
         Decimal32(p, s) | Decimal64(p, s) => Decimal128(*p, *s),
+        Decimal256(..) => return Err("Delta decimals have at most 38 digits".into()),
         Date64 => Date32,
         LargeUtf8 | Utf8View => Utf8,
         LargeBinary | BinaryView | FixedSizeBinary(_) => Binary,
         Timestamp(_, None) => Timestamp(TimeUnit::Microsecond, None),
         Timestamp(_, Some(_)) => Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        Time32(_) | Time64(_) => {
+            return Err("Delta has no time-of-day type; send it as a string or a timestamp".into());
+        }
         Dictionary(_, values) => stored_type(values)?,
-        _ => return None,
+        List(element)
+        | LargeList(element)
+        | FixedSizeList(element, _)
+        | ListView(element)
+        | LargeListView(element) => list_of(stored_type(element.data_type())?),
+        Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| Ok(Field::new(f.name(), stored_type(f.data_type())?, true)))
+                .collect::<Result<Fields, String>>()?,
+        ),
+        Map(entries, _) => match entries.data_type() {
+            Struct(kv) if kv.len() == 2 => map_of(
+                stored_type(kv[0].data_type())?,
+                stored_type(kv[1].data_type())?,
+            ),
+            other => return Err(format!("map entries of type {other}")),
+        },
+        _ => return Err("no Delta type holds it".into()),
     })
 }
 
@@ -279,14 +358,14 @@ mod tests {
 
     #[test]
     fn incoming_types_map_to_stored_types_or_are_refused() {
-        assert_eq!(stored_type(&DataType::Utf8View), Some(DataType::Utf8));
-        assert_eq!(stored_type(&DataType::UInt32), Some(DataType::Int64));
+        assert_eq!(stored_type(&DataType::Utf8View), Ok(DataType::Utf8));
+        assert_eq!(stored_type(&DataType::UInt32), Ok(DataType::Int64));
         assert_eq!(
             stored_type(&DataType::Timestamp(
                 TimeUnit::Nanosecond,
                 Some("+02:00".into())
             )),
-            Some(DataType::Timestamp(
+            Ok(DataType::Timestamp(
                 TimeUnit::Microsecond,
                 Some("UTC".into())
             ))
@@ -296,8 +375,15 @@ mod tests {
                 Box::new(DataType::Int32),
                 Box::new(DataType::LargeUtf8)
             )),
-            Some(DataType::Utf8)
+            Ok(DataType::Utf8)
         );
-        assert_eq!(stored_type(&DataType::Time64(TimeUnit::Microsecond)), None);
+        assert!(stored_type(&DataType::Time64(TimeUnit::Microsecond)).is_err());
+        assert!(
+            stored_type(&DataType::Decimal128(5, -2))
+                .unwrap_err()
+                .contains("DECIMAL(7, 0)")
+        );
+        let tags = DataType::LargeList(Arc::new(Field::new("item", DataType::Utf8View, true)));
+        assert_eq!(stored_type(&tags), Ok(list_of(DataType::Utf8)));
     }
 }

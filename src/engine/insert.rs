@@ -9,11 +9,13 @@
 //! converted exactly when it can be, and otherwise rounded half away from zero to the column's
 //! scale — `2.5` into an INTEGER is 3, `-2.5` is -3, `1.005` into DECIMAL(10, 2) is 1.01 — as in
 //! PostgreSQL and DuckDB. A value whose rounded form is out of the column's range is refused.
+//! A string longer than its column's `VARCHAR(n)` / `CHAR(n)` is refused, unless the excess is
+//! spaces, which are cut (PostgreSQL's rule).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::compute::{CastOptions, cast, cast_with_options};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -25,6 +27,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::catalog::sql_type_name;
+use crate::txlog::{DeclaredLength, declared_length};
 
 /// Rewrites an INSERT plan so bad values fail with their column's name; other plans pass through.
 pub fn name_bad_values(plan: LogicalPlan) -> Result<LogicalPlan> {
@@ -88,6 +91,7 @@ pub(super) fn store(expr: Expr, field: &FieldRef) -> Expr {
         column: field.name().clone(),
         target: field.data_type().clone(),
         not_null: !field.is_nullable(),
+        length: declared_length(field),
         signature: Signature::any(1, Volatility::Immutable),
     });
     Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), vec![expr]))
@@ -172,6 +176,7 @@ struct StoreValue {
     column: String,
     target: DataType,
     not_null: bool,
+    length: Option<DeclaredLength>,
     signature: Signature,
 }
 
@@ -214,6 +219,49 @@ impl ScalarUDFImpl for StoreValue {
                 return exec_err!("column '{}' is NOT NULL: NULL not allowed", self.column);
             }
         }
+        let output = match self.length {
+            Some(length) => self.within(output, length)?,
+            None => output,
+        };
         Ok(ColumnarValue::Array(output))
+    }
+}
+
+impl StoreValue {
+    /// `strings` with each value checked against the column's declared length; a value whose
+    /// excess characters are all spaces is cut to the length.
+    fn within(&self, strings: ArrayRef, length: DeclaredLength) -> Result<ArrayRef> {
+        let values = strings.as_string::<i32>();
+        let fits = |value: &str| value.chars().nth(length.chars).is_none();
+        if values.iter().flatten().all(fits) {
+            return Ok(strings);
+        }
+        let mut cut = StringBuilder::with_capacity(values.len(), values.value_data().len());
+        for value in values.iter() {
+            let Some(value) = value else {
+                cut.append_null();
+                continue;
+            };
+            if fits(value) {
+                cut.append_value(value);
+                continue;
+            }
+            let end = value
+                .char_indices()
+                .nth(length.chars)
+                .map_or(value.len(), |(at, _)| at);
+            if !value[end..].chars().all(|c| c == ' ') {
+                let chars = value.chars().count();
+                let start: String = value.chars().take(40).collect();
+                let shown = if chars > 40 { start + "…" } else { start };
+                return exec_err!(
+                    "value '{shown}' is too long for column '{}' ({}): {chars} characters",
+                    self.column,
+                    length.sql_name()
+                );
+            }
+            cut.append_value(&value[..end]);
+        }
+        Ok(Arc::new(cut.finish()))
     }
 }

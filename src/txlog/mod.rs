@@ -30,5 +30,8 @@ pub use actions::{
 pub use dv::{DeletionVectorDescriptor, write_deletion_vector};
 pub use error::TxLogError;
 pub use log::{CommitFile, DeltaLog, MIN_READABLE_VERSION, Operation, VACUUM_OPERATION};
-pub use schema::{arrow_schema_from_delta, delta_schema_string};
+pub use schema::{
+    CHAR_VARCHAR_TYPE, DeclaredLength, arrow_schema_from_delta, declared_length,
+    delta_schema_string,
+};
 pub use snapshot::{FileStats, Snapshot};

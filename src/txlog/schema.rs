@@ -10,13 +10,57 @@
 //! | timestamp        | Timestamp(µs, "UTC")          |
 //! | timestamp_ntz    | Timestamp(µs, none)           |
 //! | struct/array/map | Struct/List/Map               |
+//!
+//! A field's string-valued `metadata` entries are kept as Arrow field metadata, among them
+//! [`CHAR_VARCHAR_TYPE`], the declared `char(n)` / `varchar(n)` of a `string` column as Spark
+//! records it (and enforces it).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
 use serde_json::{Value, json};
 
 use super::TxLogError;
+
+/// The field metadata key holding a string column's declared `char(n)` or `varchar(n)`.
+pub const CHAR_VARCHAR_TYPE: &str = "__CHAR_VARCHAR_TYPE_STRING";
+
+/// The declared length of a `CHAR(n)` or `VARCHAR(n)` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeclaredLength {
+    /// `CHAR(n)` rather than `VARCHAR(n)`.
+    pub fixed: bool,
+    /// The most characters a value may have.
+    pub chars: usize,
+}
+
+impl DeclaredLength {
+    /// The metadata value recording this length (`varchar(20)`).
+    pub fn metadata_value(&self) -> String {
+        let kind = if self.fixed { "char" } else { "varchar" };
+        format!("{kind}({})", self.chars)
+    }
+
+    /// The SQL spelling (`VARCHAR(20)`).
+    pub fn sql_name(&self) -> String {
+        self.metadata_value().to_uppercase()
+    }
+}
+
+/// The declared length `field`'s metadata records, if any.
+pub fn declared_length(field: &Field) -> Option<DeclaredLength> {
+    let text = field
+        .metadata()
+        .get(CHAR_VARCHAR_TYPE)?
+        .to_ascii_lowercase();
+    let (fixed, rest) = match text.strip_prefix("varchar(") {
+        Some(rest) => (false, rest),
+        None => (true, text.strip_prefix("char(")?),
+    };
+    let chars = rest.strip_suffix(')')?.trim().parse().ok()?;
+    Some(DeclaredLength { fixed, chars })
+}
 
 /// Parses `schemaString` into an Arrow schema.
 pub fn arrow_schema_from_delta(schema_string: &str) -> Result<Schema, TxLogError> {
@@ -55,7 +99,14 @@ fn struct_fields(value: &Value) -> Result<Fields, TxLogError> {
                 .as_str()
                 .ok_or_else(|| corrupt("field without name"))?;
             let nullable = f["nullable"].as_bool().unwrap_or(true);
-            Ok(Arc::new(Field::new(name, data_type(&f["type"])?, nullable)))
+            let metadata: HashMap<String, String> = f["metadata"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string())))
+                .collect();
+            let field = Field::new(name, data_type(&f["type"])?, nullable).with_metadata(metadata);
+            Ok(Arc::new(field))
         })
         .collect()
 }
@@ -127,7 +178,7 @@ fn field_json(field: &Field) -> Result<Value, TxLogError> {
         "name": field.name(),
         "type": type_json(field.data_type())?,
         "nullable": field.is_nullable(),
-        "metadata": {},
+        "metadata": field.metadata(),
     }))
 }
 
@@ -160,6 +211,20 @@ fn type_json(data_type: &DataType) -> Result<Value, TxLogError> {
                 "containsNull": element.is_nullable(),
             }));
         }
+        DataType::Map(entries, _) => {
+            let DataType::Struct(kv) = entries.data_type() else {
+                return Err(TxLogError::Unsupported(format!("map type {data_type}")));
+            };
+            let [key, value] = kv.iter().collect::<Vec<_>>()[..] else {
+                return Err(TxLogError::Unsupported(format!("map type {data_type}")));
+            };
+            return Ok(json!({
+                "type": "map",
+                "keyType": type_json(key.data_type())?,
+                "valueType": type_json(value.data_type())?,
+                "valueContainsNull": value.is_nullable(),
+            }));
+        }
         other => {
             return Err(TxLogError::Unsupported(format!(
                 "column type {other} in a Delta table"
@@ -180,9 +245,62 @@ mod tests {
             Field::new("price", DataType::Decimal128(10, 2), true),
             Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, None), true),
             Field::new("day", DataType::Date32, true),
+            Field::new("code", DataType::Utf8, true).with_metadata(HashMap::from([(
+                CHAR_VARCHAR_TYPE.to_string(),
+                "varchar(3)".to_string(),
+            )])),
+            Field::new(
+                "tags",
+                DataType::List(Arc::new(Field::new("element", DataType::Utf8, true))),
+                true,
+            ),
+            Field::new(
+                "point",
+                DataType::Struct(Fields::from(vec![
+                    Field::new("x", DataType::Float64, false),
+                    Field::new("y", DataType::Float64, true),
+                ])),
+                true,
+            ),
+            Field::new(
+                "attrs",
+                DataType::Map(
+                    Arc::new(Field::new(
+                        "key_value",
+                        DataType::Struct(Fields::from(vec![
+                            Field::new("key", DataType::Utf8, false),
+                            Field::new(
+                                "value",
+                                DataType::List(Arc::new(Field::new(
+                                    "element",
+                                    DataType::Int64,
+                                    false,
+                                ))),
+                                true,
+                            ),
+                        ])),
+                        false,
+                    )),
+                    false,
+                ),
+                true,
+            ),
         ]);
         let text = delta_schema_string(&schema).unwrap();
         assert!(text.contains(r#""type":"decimal(10,2)""#), "{text}");
-        assert_eq!(arrow_schema_from_delta(&text).unwrap(), schema);
+        assert!(text.contains(r#""keyType":"string""#), "{text}");
+        assert!(
+            text.contains(r#""metadata":{"__CHAR_VARCHAR_TYPE_STRING":"varchar(3)"}"#),
+            "{text}"
+        );
+        let read = arrow_schema_from_delta(&text).unwrap();
+        assert_eq!(read, schema);
+        assert_eq!(
+            declared_length(read.field_with_name("code").unwrap()),
+            Some(DeclaredLength {
+                fixed: false,
+                chars: 3
+            })
+        );
     }
 }

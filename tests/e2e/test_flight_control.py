@@ -13,6 +13,7 @@ import os
 import threading
 import time
 
+import adbc_driver_manager
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
@@ -267,8 +268,9 @@ def test_session_options_move_the_current_database(server, conn):
         cur.execute("SELECT v FROM items")
         assert cur.fetchall() == [(7,)]
 
-    with pytest.raises(Exception, match="schema"):
+    with pytest.raises(adbc_driver_manager.ProgrammingError, match="'nope' does not exist") as err:
         conn.adbc_current_db_schema = "nope"
+    assert err.value.status_code == adbc_driver_manager.AdbcStatusCode.NOT_FOUND
     assert conn.adbc_current_db_schema == "shop"
     conn.adbc_current_catalog = "minidb"
     with pytest.raises(Exception, match="catalog"):

@@ -9,10 +9,10 @@ use datafusion::common::DFSchema;
 use datafusion::sql::sqlparser::ast::{self, ColumnOption};
 
 use super::{Engine, EngineError, Outcome, Session, drop_outcome};
-use crate::catalog::{CatalogError, sql_type_name};
+use crate::catalog::{CatalogError, column_type_name};
 use crate::engine::Listing;
 use crate::engine::sql::{TableName, normalize, table_name};
-use crate::engine::types::column_type;
+use crate::engine::types::column_field;
 use crate::table::partitioning::{PARTITIONING_PROPERTY, Partitioner, Partitioning};
 use crate::table::{
     DEFAULTS_PROPERTY, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY,
@@ -114,11 +114,7 @@ impl Engine {
                     }
                 }
             }
-            fields.push(Field::new(
-                column_name,
-                column_type(&column.data_type)?,
-                nullable,
-            ));
+            fields.push(column_field(&column_name, &column.data_type, nullable)?);
         }
         for key in unique.iter().flatten() {
             if !fields.iter().any(|f| f.name() == key) {
@@ -237,7 +233,7 @@ impl Engine {
                     fields.iter().map(|f| f.name()),
                 )),
                 Arc::new(StringArray::from_iter_values(
-                    fields.iter().map(|f| sql_type_name(f.data_type())),
+                    fields.iter().map(|f| column_type_name(f)),
                 )),
                 Arc::new(StringArray::from_iter_values(
                     fields

@@ -153,6 +153,8 @@ pub fn literal(value: &ScalarValue) -> Result<String, EngineError> {
     Ok(match value {
         // Clients that send a parameter of any type (flightsql-dbapi) send a union.
         ScalarValue::Union(Some((_, inner)), _, _) => literal(inner)?,
+        // A dictionary-encoded column binds its values.
+        ScalarValue::Dictionary(_, inner) => literal(inner)?,
         ScalarValue::Boolean(Some(b)) => if *b { "TRUE" } else { "FALSE" }.into(),
         ScalarValue::Int8(_)
         | ScalarValue::Int16(_)
@@ -162,6 +164,8 @@ pub fn literal(value: &ScalarValue) -> Result<String, EngineError> {
         | ScalarValue::UInt16(_)
         | ScalarValue::UInt32(_)
         | ScalarValue::UInt64(_) => value.to_string(),
+        // Every half-precision value is exactly a REAL.
+        ScalarValue::Float16(Some(f)) => float(f.to_f64(), "REAL"),
         ScalarValue::Float32(Some(f)) => float(f64::from(*f), "REAL"),
         ScalarValue::Float64(Some(f)) => float(*f, "DOUBLE"),
         ScalarValue::Decimal128(Some(_), precision, scale) => {
@@ -193,12 +197,60 @@ pub fn literal(value: &ScalarValue) -> Result<String, EngineError> {
                 None => cast(text, "TIMESTAMP"),
             }
         }
+        ScalarValue::List(_)
+        | ScalarValue::LargeList(_)
+        | ScalarValue::FixedSizeList(_)
+        | ScalarValue::Struct(_)
+        | ScalarValue::Map(_) => {
+            // Built from its parts, then cast to exactly the bound type (whose Arrow name
+            // `arrow_cast` reads back), so empty lists and NULL fields keep their types.
+            let arrow_type = quoted(value.data_type().to_string());
+            format!("arrow_cast({}, {arrow_type})", nested(value)?)
+        }
         other => {
             return Err(EngineError::NotSupported(format!(
                 "parameters of type {}",
                 other.data_type()
             )));
         }
+    })
+}
+
+/// A list, struct or map value built by SQL functions from the literals of its parts.
+fn nested(value: &ScalarValue) -> Result<String, EngineError> {
+    let parts = |array: &dyn Array| -> Result<Vec<String>, EngineError> {
+        (0..array.len())
+            .map(|i| literal(&ScalarValue::try_from_array(array, i)?))
+            .collect()
+    };
+    Ok(match value {
+        ScalarValue::List(list) => format!("make_array({})", parts(&list.value(0))?.join(", ")),
+        ScalarValue::LargeList(list) => {
+            format!("make_array({})", parts(&list.value(0))?.join(", "))
+        }
+        ScalarValue::FixedSizeList(list) => {
+            format!("make_array({})", parts(&list.value(0))?.join(", "))
+        }
+        ScalarValue::Struct(fields) => {
+            let mut args = Vec::with_capacity(fields.num_columns() * 2);
+            for (field, column) in fields.fields().iter().zip(fields.columns()) {
+                args.push(Value::SingleQuotedString(field.name().clone()).to_string());
+                args.push(literal(&ScalarValue::try_from_array(column.as_ref(), 0)?)?);
+            }
+            format!("named_struct({})", args.join(", "))
+        }
+        ScalarValue::Map(map) => {
+            let entries = map.value(0);
+            let keys = parts(entries.column(0).as_ref())?;
+            let values = parts(entries.column(1).as_ref())?;
+            let pairs: Vec<String> = keys
+                .iter()
+                .zip(&values)
+                .map(|(key, value)| format!("{key}: {value}"))
+                .collect();
+            format!("MAP {{{}}}", pairs.join(", "))
+        }
+        other => literal(other)?,
     })
 }
 
@@ -263,6 +315,10 @@ pub fn has_values(batch: &RecordBatch) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::ArrayRef;
+
     use super::*;
 
     #[test]
@@ -337,5 +393,42 @@ mod tests {
             literal(&ScalarValue::Float64(Some(f64::NAN))).unwrap(),
             "CAST('NaN' AS DOUBLE)"
         );
+    }
+
+    #[test]
+    fn nested_values_bind_as_constructors_cast_to_their_type() {
+        use arrow::array::{Int32Builder, ListBuilder};
+        let mut builder = ListBuilder::new(Int32Builder::new());
+        builder.values().append_value(1);
+        builder.values().append_null();
+        builder.append(true);
+        let list = ScalarValue::List(Arc::new(builder.finish()));
+        assert_eq!(
+            literal(&list).unwrap(),
+            "arrow_cast(make_array(1, NULL), 'List(Int32)')"
+        );
+        let point = ScalarValue::Struct(Arc::new(
+            arrow::array::StructArray::try_from(vec![(
+                "it's",
+                Arc::new(arrow::array::Int64Array::from(vec![2])) as ArrayRef,
+            )])
+            .unwrap(),
+        ));
+        assert_eq!(
+            literal(&point).unwrap(),
+            r#"arrow_cast(named_struct('it''s', 2), 'Struct("it''s": non-null Int64)')"#
+        );
+        let dictionary = ScalarValue::Dictionary(
+            Box::new(DataType::Int32),
+            Box::new(ScalarValue::Utf8(Some("x".into()))),
+        );
+        assert_eq!(literal(&dictionary).unwrap(), "'x'");
+        let halves = arrow::compute::cast(
+            &arrow::array::Float32Array::from(vec![1.5]),
+            &DataType::Float16,
+        )
+        .unwrap();
+        let half = ScalarValue::try_from_array(&halves, 0).unwrap();
+        assert_eq!(literal(&half).unwrap(), "CAST('1.5' AS REAL)");
     }
 }

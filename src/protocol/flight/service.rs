@@ -255,6 +255,14 @@ fn batch_stream(batch: RecordBatch) -> DoGetStream {
     Box::pin(stream)
 }
 
+/// Why a query bound to `rows` parameter rows does not run: a query answers one row set.
+fn several_rows_on_a_query(rows: usize) -> String {
+    format!(
+        "a query runs with one row of parameters; {rows} rows were bound (execute it once per \
+         row, or pass the values in an IN (…) list or a VALUES table)"
+    )
+}
+
 /// A transaction id as Flight SQL sends it (opaque bytes; MiniDB's are UUID text).
 fn transaction_id(bytes: &[u8]) -> Result<String, Status> {
     String::from_utf8(bytes.to_vec())
@@ -349,9 +357,7 @@ impl FlightSqlServer {
         let mut statements = self.statements(handle)?;
         match statements.len() {
             1 => Ok(statements.remove(0)),
-            n => Err(Status::invalid_argument(format!(
-                "a query runs with one row of parameters; {n} were bound"
-            ))),
+            n => Err(Status::invalid_argument(several_rows_on_a_query(n))),
         }
     }
 
@@ -370,9 +376,11 @@ impl FlightSqlServer {
         for sql in statements {
             let outcome = self.execute(session, sql).await?;
             if matches!(outcome, Outcome::Rows(_) | Outcome::Listing(..)) {
-                return Err(Status::invalid_argument(
-                    "a statement that returns rows cannot run as an update",
-                ));
+                return Err(Status::invalid_argument(if statements.len() > 1 {
+                    several_rows_on_a_query(statements.len())
+                } else {
+                    "a statement that returns rows cannot run as an update".into()
+                }));
             }
             affected += outcome.affected_rows();
         }
@@ -1139,7 +1147,7 @@ impl FlightSqlService for FlightSqlServer {
             SET_SESSION_OPTIONS => {
                 let options = session::SetSessionOptionsRequest::decode(action.body)
                     .map_err(|e| Status::invalid_argument(format!("bad SetSessionOptions: {e}")))?;
-                let result = session::set_options(&self.engine, &mut session, options).await;
+                let result = session::set_options(&self.engine, &mut session, options).await?;
                 session::remember(&mut metadata, &session);
                 result.encode_to_vec()
             }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use tonic::Status;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::engine::{CATALOG_NAME, DEFAULT_DATABASE, Engine, Session};
@@ -149,12 +150,23 @@ pub fn options(session: &Session) -> GetSessionOptionsResult {
 }
 
 /// Applies `request` to `session`: `schema` names an existing database (erasing it returns
-/// to `default`), `catalog` can only be `minidb`. Options not set are reported in the result.
+/// to `default`), `catalog` can only be `minidb`. Options not set are reported in the result;
+/// a `schema` naming no database fails the call with NOT_FOUND, as ADBC asks of an unknown
+/// current schema, and sets nothing.
 pub async fn set_options(
     engine: &Engine,
     session: &mut Session,
     request: SetSessionOptionsRequest,
-) -> SetSessionOptionsResult {
+) -> Result<SetSessionOptionsResult, Status> {
+    if let Some(SessionOptionValue {
+        option_value: Some(OptionValue::String(database)),
+    }) = request.session_options.get("schema")
+        && let Ok(false) = engine.database_exists(database).await
+    {
+        return Err(Status::not_found(format!(
+            "schema (database) '{database}' does not exist"
+        )));
+    }
     let mut errors = HashMap::new();
     for (name, value) in request.session_options {
         let outcome = match (name.as_str(), value.option_value) {
@@ -185,7 +197,7 @@ pub async fn set_options(
             );
         }
     }
-    SetSessionOptionsResult { errors }
+    Ok(SetSessionOptionsResult { errors })
 }
 
 #[cfg(test)]

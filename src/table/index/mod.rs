@@ -116,7 +116,10 @@ impl IndexDef {
                     .map_err(|_| format!("column '{column}' does not exist"))?;
                 let data_type = field.data_type();
                 if data_type.is_nested() || matches!(data_type, DataType::Binary) {
-                    return Err(format!("column '{column}' ({data_type}) cannot be indexed"));
+                    return Err(format!(
+                        "column '{column}' cannot be indexed: an index holds single values, not \
+                         lists, structs, maps or binary data"
+                    ));
                 }
                 Ok(data_type.clone())
             })
