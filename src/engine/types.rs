@@ -100,8 +100,24 @@ fn column_type(sql: &ast::DataType) -> Result<DataType, EngineError> {
         ) => list_of(column_type(element)?),
         T::Struct(fields, _) => DataType::Struct(struct_fields(fields)?),
         T::Map(key, value) => map_of(column_type(key)?, column_type(value)?),
+        T::Time(..) => {
+            return Err(refused(
+                sql,
+                "Delta has no time-of-day type; store a VARCHAR or a TIMESTAMP",
+            ));
+        }
+        T::Uuid => {
+            return Err(refused(
+                sql,
+                "Delta has no UUID type; store its text in a VARCHAR(36)",
+            ));
+        }
         other => return Err(EngineError::NotSupported(format!("column type {other}"))),
     })
+}
+
+fn refused(sql: &ast::DataType, reason: &str) -> EngineError {
+    EngineError::NotSupported(format!("column type {sql}: {reason}"))
 }
 
 /// The list type of a column whose elements are `element`s, as Delta's `array` reads back.

@@ -391,6 +391,13 @@ fn zorder_columns(snapshot: &Snapshot, names: &[String]) -> Result<Option<Vec<us
                 TableError::Invalid(format!("ZORDER BY names column '{name}' twice")).into(),
             );
         }
+        if schema.field(index).data_type().is_nested() {
+            return Err(TableError::Invalid(format!(
+                "ZORDER BY column '{name}' holds lists, structs or maps; Z-order clusters \
+                 single values (file statistics, which skipping reads, cover those only)"
+            ))
+            .into());
+        }
         columns.push(index);
     }
     Ok(Some(columns))

@@ -18,7 +18,7 @@ def run(cur, sql: str) -> pa.Table:
 
 
 ITEMS_DDL = (
-    "CREATE TABLE items (id INT NOT NULL, name VARCHAR(20), price DECIMAL(10,2), "
+    "CREATE TABLE items (id INT NOT NULL, name VARCHAR(40), price DECIMAL(10,2), "
     "sold DATE, at TIMESTAMP, ok BOOLEAN, weight DOUBLE, big BIGINT, small SMALLINT, "
     "tiny TINYINT, note TEXT, ratio FLOAT)"
 )
@@ -130,7 +130,7 @@ def test_describe_via_cursor(conn):
         rows = [tuple(r.values()) for r in t.to_pylist()]
         assert rows[:5] == [
             ("id", "INT", "NO"),
-            ("name", "VARCHAR", "YES"),
+            ("name", "VARCHAR(40)", "YES"),
             ("price", "DECIMAL(10,2)", "YES"),
             ("sold", "DATE", "YES"),
             ("at", "TIMESTAMP", "YES"),

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
+from adbc_driver_manager import AdbcStatusCode
 from adbc_driver_manager import dbapi as adbc_dbapi
 from flightsql import flightsql_pb2 as pb
 
@@ -99,6 +100,61 @@ def test_columns_match_by_name_and_bad_rows_change_nothing(conn):
         with pytest.raises(adbc_dbapi.Error, match="id"):
             cur.adbc_ingest("t", pa.table({"id": pa.array([5, None], pa.int64())}), mode="append")
         assert rows_of(cur, "SELECT count(*) AS n FROM t") == [{"n": 2}]
+
+
+def test_what_delta_cannot_hold_is_refused_and_mismatches_are_already_exists(conn):
+    with conn.cursor() as cur:
+        nested = pa.table(
+            {
+                "k": pa.array([1], pa.int64()),
+                "tags": pa.array([["a", None]], pa.large_list(pa.string_view())),
+                "pt": pa.array([{"x": 1.5, "y": None}], pa.struct([("x", pa.float64()), ("y", pa.uint32())])),
+                "attrs": pa.array([[("n", [1, 2])]], pa.map_(pa.string(), pa.list_(pa.int16()))),
+            }
+        )
+        cur.adbc_ingest("nested", nested, mode="create")
+        table = run(cur, "SELECT * FROM nested")
+        assert table.schema.types == [
+            pa.int64(),
+            pa.list_(pa.field("element", pa.utf8())),
+            pa.struct([("x", pa.float64()), ("y", pa.int64())]),
+            pa.map_(pa.utf8(), pa.list_(pa.field("element", pa.int16()))),
+        ]
+        assert table.to_pylist() == [
+            {"k": 1, "tags": ["a", None], "pt": {"x": 1.5, "y": None}, "attrs": [("n", [1, 2])]}
+        ]
+
+        # Nanoseconds convert when they are whole microseconds, and are refused otherwise.
+        exact = pa.array([1_700_000_000_123_456_000], pa.timestamp("ns"))
+        cur.adbc_ingest("nanos", pa.table({"at": exact}), mode="create")
+        assert rows_of(cur, "SELECT at FROM nanos") == [
+            {"at": dt.datetime(2023, 11, 14, 22, 13, 20, 123456)}
+        ]
+        finer = pa.array([1_700_000_000_123_456_789], pa.timestamp("ns"))
+        with pytest.raises(adbc_dbapi.Error, match="fraction of a microsecond") as err:
+            cur.adbc_ingest("nanos", pa.table({"at": finer}), mode="append")
+        assert err.value.status_code == AdbcStatusCode.INVALID_ARGUMENT
+        with pytest.raises(adbc_dbapi.Error, match="fraction of a microsecond"):
+            cur.adbc_ingest("finer", pa.table({"at": finer}), mode="create")
+        assert rows_of(cur, "SELECT count(*) AS n FROM nanos") == [{"n": 1}]
+
+        with pytest.raises(adbc_dbapi.Error, match=r"negative scale .* DECIMAL\(7, 0\)") as err:
+            cur.adbc_ingest("scaled", pa.table({"d": pa.array([Decimal("12300")], pa.decimal128(5, -2))}), mode="create")
+        assert err.value.status_code == AdbcStatusCode.NOT_IMPLEMENTED
+        with pytest.raises(adbc_dbapi.Error, match="Delta has no time-of-day type"):
+            cur.adbc_ingest("clock", pa.table({"t": pa.array([1], pa.time32("s"))}), mode="create")
+        for name in ("finer", "scaled", "clock"):
+            with pytest.raises(adbc_dbapi.Error, match="not found|does not exist"):
+                run(cur, f"SELECT * FROM {name}")
+
+        # Appending rows whose columns do not match is ADBC's ALREADY_EXISTS.
+        with pytest.raises(adbc_dbapi.Error, match="has no column 'extra'") as err:
+            cur.adbc_ingest("nested", pa.table({"k": [2], "extra": [1]}), mode="append")
+        assert err.value.status_code == AdbcStatusCode.ALREADY_EXISTS
+        with pytest.raises(adbc_dbapi.Error, match=r"column 'pt' of table 'nested' is STRUCT<x DOUBLE, y BIGINT>; the rows carry Int64") as err:
+            cur.adbc_ingest("nested", pa.table({"k": [2], "pt": [1]}), mode="append")
+        assert err.value.status_code == AdbcStatusCode.ALREADY_EXISTS
+        assert rows_of(cur, "SELECT count(*) AS n FROM nested") == [{"n": 1}]
 
 
 def ingest_command(table: str, schema: str, transaction: bytes, if_missing: int, if_exists: int) -> bytes:

@@ -104,6 +104,51 @@ def test_wrong_parameter_counts_fail_clearly(conn):
         assert cur.fetchall() == [(42,)]
 
 
+def test_parameters_of_every_type_bind(conn):
+    """Dictionary-encoded, half-precision and nested parameters bind as the values they hold,
+    in queries and in writes."""
+    batch = pa.record_batch(
+        [
+            pa.array(["red", "red"]).dictionary_encode(),
+            pa.array([1.5, -0.25], pa.float16()),
+            pa.array([[1, None], []], pa.list_(pa.int32())),
+            pa.array([{"x": 1, "y": None}, None], pa.struct([("x", pa.int8()), ("y", pa.string())])),
+            pa.array([[("k", 2)], []], pa.map_(pa.string(), pa.int64())),
+        ],
+        ["color", "half", "list", "point", "attrs"],
+    )
+    with conn.cursor() as cur:
+        cur.execute("SELECT ? AS c, ? AS h, ? AS l, ? AS p, ? AS m", parameters=batch.slice(0, 1))
+        got = cur.fetch_arrow_table()
+        assert got.schema.types == [
+            pa.utf8(),
+            pa.float32(),
+            pa.list_(pa.int32()),
+            pa.struct([("x", pa.int8()), ("y", pa.utf8())]),
+            pa.map_(pa.utf8(), pa.int64()),
+        ]
+        assert got.to_pylist() == [
+            {"c": "red", "h": 1.5, "l": [1, None], "p": {"x": 1, "y": None}, "m": [("k", 2)]}
+        ]
+        run(cur, "CREATE TABLE kinds (color VARCHAR(5), half REAL, list INT[], point STRUCT<x INT, y VARCHAR>, attrs MAP(VARCHAR, BIGINT))")
+        cur.executemany("INSERT INTO kinds VALUES (?, ?, ?, ?, ?)", batch)
+        assert run(cur, "SELECT * FROM kinds ORDER BY half").to_pylist() == [
+            {"color": "red", "half": -0.25, "list": [], "point": None, "attrs": []},
+            {"color": "red", "half": 1.5, "list": [1, None], "point": {"x": 1, "y": None}, "attrs": [("k", 2)]},
+        ]
+
+
+def test_a_query_bound_to_several_rows_is_refused_clearly(conn):
+    rows = pa.record_batch([pa.array([1, 2, 3])], ["v"])
+    with conn.cursor() as cur:
+        with pytest.raises(adbc_dbapi.ProgrammingError, match="a query runs with one row of parameters; 3 rows were bound"):
+            cur.execute("SELECT ? + 1 AS v", parameters=rows)
+        with pytest.raises(adbc_dbapi.ProgrammingError, match="a query runs with one row of parameters; 3 rows were bound"):
+            cur.executemany("SELECT ? + 1 AS v", rows)
+        cur.execute("SELECT ? + 1 AS v", parameters=rows.slice(1, 1))
+        assert cur.fetchall() == [(3,)]
+
+
 def test_flightsql_dbapi_binds_to_the_original_handle(server, conn):
     from flightsql import FlightSQLClient, connect
 
