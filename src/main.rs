@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use minidb::auth::Authenticator;
-use minidb::engine::{CompactionOptions, EngineOptions};
+use minidb::engine::{AdmissionLimits, CompactionOptions, EngineOptions};
 use minidb::protocol::flight::FlightOptions;
 use minidb::server::{RunningServer, ServerConfig, TlsFiles};
 use minidb::storage::{CacheSettings, S3Settings};
@@ -141,6 +141,24 @@ struct ServeArgs {
     /// system's temporary directory.
     #[arg(long, env = "MINIDB_SPILL_DIR")]
     spill_dir: Option<PathBuf>,
+    /// Milliseconds a statement may run (a query until its rows are read) before it is stopped
+    /// with "canceling statement due to statement timeout"; 0 for no limit. A session changes
+    /// its own with `SET statement_timeout`.
+    #[arg(long, env = "MINIDB_STATEMENT_TIMEOUT_MS", default_value_t = 0)]
+    statement_timeout_ms: u64,
+    /// Statements that run at once, over both protocols (a query until its rows are read);
+    /// more wait in a queue. 0 for no limit.
+    #[arg(long, env = "MINIDB_MAX_CONCURRENT_QUERIES", default_value_t = 64)]
+    max_concurrent_queries: usize,
+    /// Statements that may wait for a turn; one more is refused with "server busy".
+    #[arg(long, env = "MINIDB_MAX_QUEUED_QUERIES", default_value_t = 256)]
+    max_queued_queries: usize,
+    /// Milliseconds a statement waits for a turn before it is refused with "server busy".
+    #[arg(long, env = "MINIDB_QUEUE_TIMEOUT_MS", default_value_t = 60_000)]
+    queue_timeout_ms: u64,
+    /// Open :7205 sessions at once; one more is told so and closed. 0 for no limit.
+    #[arg(long, env = "MINIDB_MAX_SESSIONS", default_value_t = 1024)]
+    max_sessions: usize,
 }
 
 /// A size in bytes: a number, optionally with a unit (`KiB`, `MiB`, `GiB`, `KB`, `MB`…).
@@ -252,6 +270,12 @@ fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
                     .unwrap_or(usize::MAX),
             ),
             spill_dir: args.spill_dir,
+            statement_timeout: Some(Duration::from_millis(args.statement_timeout_ms)),
+            admission: AdmissionLimits {
+                running: args.max_concurrent_queries,
+                queued: args.max_queued_queries,
+                wait: Duration::from_millis(args.queue_timeout_ms),
+            },
         },
         compaction: CompactionOptions {
             interval: (args.compaction_interval_ms > 0)
@@ -276,6 +300,7 @@ fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         column_cache_bytes: args
             .column_cache
             .unwrap_or_else(minidb::server::default_column_cache_bytes),
+        max_sessions: args.max_sessions,
     })
 }
 

@@ -77,6 +77,9 @@ pub struct Metrics {
     cache_misses: Family<TierLabels, Counter>,
     cache_evictions: Family<TierLabels, Counter>,
     cache_used: Family<TierLabels, Gauge>,
+    statements_running: Gauge,
+    statements_queued: Gauge,
+    statements_refused: Counter,
 }
 
 /// The process's metrics.
@@ -159,7 +162,26 @@ impl Metrics {
             "Bytes of blocks the read cache holds, by tier",
             cache_used.clone(),
         );
+        let statements_running = Gauge::default();
+        let statements_queued = Gauge::default();
+        let statements_refused = Counter::default();
+        registry.register(
+            "statements_running",
+            "Statements holding one of --max-concurrent-queries' slots",
+            statements_running.clone(),
+        );
+        registry.register(
+            "statements_queued",
+            "Statements waiting for a slot of --max-concurrent-queries",
+            statements_queued.clone(),
+        );
         for (name, help, counter) in [
+            (
+                "statements_refused",
+                "Statements refused because every slot was taken and the queue was full or \
+                 the wait too long",
+                &statements_refused,
+            ),
             ("commits", "Delta log commits written", &commits),
             (
                 "commit_conflicts",
@@ -202,7 +224,26 @@ impl Metrics {
             cache_misses,
             cache_evictions,
             cache_used,
+            statements_running,
+            statements_queued,
+            statements_refused,
         }
+    }
+
+    /// Counts a statement holding a slot until the guard drops.
+    pub fn statement_running(&self) -> SessionGuard {
+        self.statements_running.inc();
+        SessionGuard(self.statements_running.clone())
+    }
+
+    /// Counts a statement waiting for a slot until the guard drops.
+    pub fn statement_queued(&self) -> SessionGuard {
+        self.statements_queued.inc();
+        SessionGuard(self.statements_queued.clone())
+    }
+
+    pub fn statement_refused(&self) {
+        self.statements_refused.inc();
     }
 
     /// A statement finished after `elapsed`.
@@ -295,7 +336,8 @@ impl Metrics {
     }
 }
 
-/// Keeps a session counted while it lives.
+/// Keeps a session (or a running or queued statement) counted while it lives.
+#[derive(Debug)]
 pub struct SessionGuard(Gauge);
 
 impl Drop for SessionGuard {

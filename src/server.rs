@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub cache: CacheSettings,
     /// Bytes of decoded column chunks kept in memory for scans (0 keeps none).
     pub column_cache_bytes: u64,
+    /// Open :7205 sessions at once; 0 for no limit.
+    pub max_sessions: usize,
 }
 
 /// The memory this process may use: the machine's, or its control group's limit when lower;
@@ -218,6 +220,7 @@ impl RunningServer {
             text_listener,
             engine,
             config.auth.clone(),
+            config.max_sessions,
             shutdown.clone(),
         ));
         let compactor = compactor.spawn(shutdown.clone());

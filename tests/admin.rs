@@ -30,6 +30,7 @@ fn local_config(data: &tempfile::TempDir) -> ServerConfig {
         metrics_addr: None,
         cache: Default::default(),
         column_cache_bytes: 1 << 30,
+        max_sessions: 0,
     }
 }
 

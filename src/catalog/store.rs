@@ -9,9 +9,10 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde_json::json;
 
-use super::{CatalogError, DEFAULT_DATABASE, MaintenanceLog, validate_name};
+use super::{CatalogError, DEFAULT_DATABASE, MaintenanceLog, RunningStatements, validate_name};
 use crate::storage::DataStore;
 use crate::table::{Concurrency, TableHandle};
+use crate::txlog::commit_point;
 use crate::txlog::{
     Action, DeltaLog, ENABLE_DELETION_VECTORS, Format, Metadata, Operation, Protocol, TxLogError,
     delta_schema_string,
@@ -27,6 +28,7 @@ pub struct Catalog {
     concurrency: Concurrency,
     tables: Mutex<HashMap<(String, String), Arc<TableHandle>>>,
     maintenance: MaintenanceLog,
+    statements: Arc<RunningStatements>,
 }
 
 impl Catalog {
@@ -38,6 +40,7 @@ impl Catalog {
             concurrency,
             tables: Mutex::new(HashMap::new()),
             maintenance: MaintenanceLog::default(),
+            statements: Arc::default(),
         };
         match catalog.create_database(DEFAULT_DATABASE).await {
             Ok(()) | Err(CatalogError::DatabaseExists(_)) => Ok(catalog),
@@ -107,6 +110,7 @@ impl Catalog {
             mode: PutMode::Create,
             ..Default::default()
         };
+        commit_point::reached();
         match self
             .store
             .object_store()
@@ -276,6 +280,11 @@ impl Catalog {
                 }
             }
         }
+    }
+
+    /// The statements running on this server.
+    pub fn statements(&self) -> &Arc<RunningStatements> {
+        &self.statements
     }
 
     /// What background maintenance did recently.

@@ -27,7 +27,7 @@ use crate::txlog::{Action, FileStats, Snapshot, declared_length};
 /// The system database's name.
 pub const SYSTEM_DATABASE: &str = "sys";
 
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "db_metadata",
     "table_metadata",
     "columns_metadata",
@@ -36,6 +36,7 @@ const TABLES: [&str; 8] = [
     "table_files",
     "compactions",
     "cache",
+    "queries",
 ];
 
 /// The system tables with their columns.
@@ -388,6 +389,24 @@ impl SystemTables {
                     out.int("evictions", int(tier.evictions));
                 }
             }
+            "queries" => {
+                for statement in self.catalog.statements().list() {
+                    let state = match (statement.is_committing(), statement.stop_reason()) {
+                        (true, _) => "committing",
+                        (false, Some(_)) => "stopping",
+                        (false, None) if !statement.is_admitted() => "queued",
+                        (false, None) => "running",
+                    };
+                    out.int("query_id", Some(statement.id as i64));
+                    out.text("protocol", Some(statement.protocol.into()));
+                    out.text("user_name", statement.user.clone());
+                    out.text("db_name", Some(statement.database.clone()));
+                    out.time("started_at", Some(statement.started_at_ms));
+                    out.int("elapsed_ms", Some(statement.elapsed_ms()));
+                    out.text("state", Some(state.into()));
+                    out.text("query_text", Some(statement.text.clone()));
+                }
+            }
             _ => return Ok(None),
         }
         Ok(Some(out))
@@ -605,6 +624,16 @@ fn table_schema(table: &str) -> Schema {
             int("misses"),
             int("hit_bytes"),
             int("evictions"),
+        ],
+        "queries" => vec![
+            int("query_id"),
+            text("protocol"),
+            text("user_name"),
+            text("db_name"),
+            time("started_at"),
+            int("elapsed_ms"),
+            text("state"),
+            text("query_text"),
         ],
         "compactions" => vec![
             text("db_name"),

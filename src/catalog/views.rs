@@ -12,6 +12,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::{Catalog, CatalogError, validate_name};
+use crate::txlog::commit_point;
 
 /// Folder of a database holding its views.
 const VIEWS_FOLDER: &str = "_views";
@@ -63,6 +64,7 @@ impl Catalog {
             mode,
             ..Default::default()
         };
+        commit_point::reached();
         match self
             .store
             .object_store()

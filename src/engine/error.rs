@@ -2,7 +2,7 @@
 
 use datafusion::common::DataFusionError;
 
-use crate::catalog::CatalogError;
+use crate::catalog::{CatalogError, StopReason};
 use crate::table::TableError;
 use crate::txlog::TxLogError;
 
@@ -22,6 +22,10 @@ pub enum ErrorKind {
     NotSupported,
     /// The statement needed more memory than the server's limit leaves it.
     ResourcesExhausted,
+    /// `CANCEL QUERY` stopped the statement.
+    Cancelled,
+    /// The statement ran past its statement timeout.
+    TimedOut,
     /// A fault of the server or its storage.
     Internal,
 }
@@ -36,6 +40,12 @@ pub enum EngineError {
     /// Rows appended to an existing table do not match its columns.
     #[error("{0}")]
     SchemaMismatch(String),
+    /// The statement was stopped before its commit, and left nothing behind.
+    #[error("{1}")]
+    Stopped(StopReason, String),
+    /// Every slot for running statements was taken and the statement could not wait for one.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error("{}", describe_datafusion(.0))]
@@ -51,6 +61,9 @@ impl EngineError {
             EngineError::InvalidInput(_) => ErrorKind::InvalidInput,
             EngineError::NotSupported(_) => ErrorKind::NotSupported,
             EngineError::SchemaMismatch(_) => ErrorKind::AlreadyExists,
+            EngineError::Stopped(StopReason::Cancelled, _) => ErrorKind::Cancelled,
+            EngineError::Stopped(StopReason::TimedOut, _) => ErrorKind::TimedOut,
+            EngineError::Busy(_) => ErrorKind::ResourcesExhausted,
             EngineError::Catalog(e) => catalog_kind(e),
             EngineError::DataFusion(e) => datafusion_kind(e),
             EngineError::RolledBack(e) => e.kind(),
@@ -113,6 +126,8 @@ fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
                 txlog_kind(e)
             } else if let Some(e) = inner.downcast_ref::<DataFusionError>() {
                 datafusion_kind(e)
+            } else if let Some(e) = inner.downcast_ref::<EngineError>() {
+                e.kind()
             } else {
                 ErrorKind::Internal
             }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -21,10 +21,14 @@ use datafusion::prelude::SessionConfig;
 
 use super::decorrelate::{self, SubqueryPlanner};
 use super::exec::query::client_schema;
+use super::running::{Admission, AdmissionLimits, Watch};
 use super::selectivity::EstimateFilterSelectivity;
 use super::sql::{self, Answer, Statement, parameters};
 use super::{EngineError, ErrorKind, Outcome, Session};
-use crate::catalog::{CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, ReadSet};
+use crate::catalog::{
+    CATALOG_NAME, Catalog, CatalogError, DEFAULT_DATABASE, ReadSet, RunningStatements,
+    StatementOrigin,
+};
 use crate::storage::DataStore;
 use crate::table::{Concurrency, Transaction};
 
@@ -36,6 +40,11 @@ pub struct Engine {
     /// The same state, shared with each statement's catalog to plan the views it reads.
     pub(super) view_state: Arc<SessionState>,
     started: Instant,
+    /// `--statement-timeout-ms`: how long a statement may run unless its session says
+    /// otherwise.
+    pub(super) default_statement_timeout: Option<Duration>,
+    /// Slots for running statements (`--max-concurrent-queries`); `None` for no limit.
+    admission: Option<Arc<Admission>>,
 }
 
 /// A query planned by [`Engine::plan_query`], ready to run.
@@ -44,6 +53,18 @@ pub struct PlannedQuery {
     plan: Arc<dyn ExecutionPlan>,
     context: Arc<TaskContext>,
     reads: ReadSet,
+    /// Registers the query among the running statements when it starts.
+    watch: WatchPlan,
+}
+
+/// What a [`PlannedQuery`] needs to register and watch itself once it runs.
+#[derive(Debug)]
+struct WatchPlan {
+    registry: Arc<RunningStatements>,
+    admission: Option<Arc<Admission>>,
+    origin: StatementOrigin,
+    text: String,
+    timeout: Option<Duration>,
 }
 
 impl PlannedQuery {
@@ -52,9 +73,22 @@ impl PlannedQuery {
         self.plan.schema()
     }
 
-    /// Starts the query; its rows stream as they are produced.
+    /// Starts the query; its rows stream as they are produced. It is listed by `sys.queries`
+    /// until the stream ends or is dropped, and stopped by `CANCEL QUERY` or its timeout.
     pub fn execute(self) -> Result<SendableRecordBatchStream, EngineError> {
-        Ok(execute_stream(self.plan, self.context)?)
+        let WatchPlan {
+            registry,
+            admission,
+            origin,
+            text,
+            timeout,
+        } = self.watch;
+        let watch = Watch::start(&registry, origin, &text, timeout);
+        let (plan, context) = (self.plan, self.context);
+        let schema = plan.schema();
+        Ok(watch.stream_when_admitted(schema, admission, move || {
+            Ok(execute_stream(plan, context)?)
+        }))
     }
 }
 
@@ -86,6 +120,11 @@ pub struct EngineOptions {
     pub memory_limit: Option<usize>,
     /// Directory for spill files; `None` uses the system's temporary directory.
     pub spill_dir: Option<std::path::PathBuf>,
+    /// How long a statement may run before it is stopped, unless its session sets its own
+    /// (`SET statement_timeout`); `None` for no limit.
+    pub statement_timeout: Option<Duration>,
+    /// How many statements run at once and how many wait for a turn.
+    pub admission: AdmissionLimits,
 }
 
 impl Default for EngineOptions {
@@ -97,6 +136,12 @@ impl Default for EngineOptions {
             engine_settings: Vec::new(),
             memory_limit: None,
             spill_dir: None,
+            statement_timeout: None,
+            admission: AdmissionLimits {
+                running: 0,
+                queued: 0,
+                wait: Duration::ZERO,
+            },
         }
     }
 }
@@ -197,6 +242,9 @@ impl Engine {
             view_state: Arc::new(state.clone()),
             state,
             started: Instant::now(),
+            default_statement_timeout: options.statement_timeout.filter(|t| !t.is_zero()),
+            admission: (options.admission.running > 0)
+                .then(|| Arc::new(Admission::new(options.admission))),
         })
     }
 
@@ -224,10 +272,29 @@ impl Engine {
     ///
     /// A conflict inside a transaction rolls the transaction back: its snapshot is stale, so
     /// the only way forward is to run it again.
+    ///
+    /// The statement is listed by `sys.queries` while it runs (a query until its rows are read
+    /// or dropped) and stops with an error when `CANCEL QUERY` or its statement timeout asks.
     pub async fn execute(&self, session: &mut Session, sql: &str) -> Result<Outcome, EngineError> {
-        let result = match sql::parse(sql) {
-            Ok(statement) => self.run(session, statement).await,
-            Err(e) => Err(e),
+        let statement = sql::parse(sql);
+        // Statements that end transactions, change the session or stop others never wait for
+        // a slot: a full server must still let a session cancel, commit or roll back.
+        let admission = match &statement {
+            Ok(statement) if statement.skips_admission() => None,
+            _ => self.admission.as_deref(),
+        };
+        let watch = self.watch(session, sql).admitted(admission).await?;
+        let result = watch
+            .run(async {
+                match statement {
+                    Ok(statement) => self.run(session, statement).await,
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+        let result = match result {
+            Ok(Outcome::Rows(rows)) => Ok(Outcome::Rows(watch.stream(rows))),
+            other => other,
         };
         match result {
             Err(e) if e.kind() == ErrorKind::Conflict && session.transaction().is_some() => {
@@ -264,10 +331,16 @@ impl Engine {
         sql: &str,
     ) -> Result<Option<PlannedQuery>, EngineError> {
         let statement = sql::parse(sql)?;
+        let admitted_freely = statement.skips_admission();
         let (plan, reads) = match (statement.answer(), statement) {
             (_, Statement::Query(query)) => self.physical_plan(session, *query).await?,
             (Answer::Report(_), statement) => {
-                let Outcome::Listing(_, batch) = self.run(&mut session.clone(), statement).await?
+                let watch = self
+                    .watch(session, sql)
+                    .admitted(self.admission.as_deref())
+                    .await?;
+                let mut own = session.clone();
+                let Outcome::Listing(_, batch) = watch.run(self.run(&mut own, statement)).await?
                 else {
                     return Ok(None);
                 };
@@ -279,15 +352,44 @@ impl Engine {
             }
             _ => return Ok(None),
         };
-        Ok(Some(self.planned(plan, reads)))
+        Ok(Some(self.planned(
+            session,
+            sql,
+            (plan, reads),
+            admitted_freely,
+        )))
     }
 
-    fn planned(&self, plan: Arc<dyn ExecutionPlan>, reads: ReadSet) -> PlannedQuery {
+    /// `plan` ready to run: it will wait for a slot unless `admitted_freely`.
+    fn planned(
+        &self,
+        session: &Session,
+        sql: &str,
+        (plan, reads): (Arc<dyn ExecutionPlan>, ReadSet),
+        admitted_freely: bool,
+    ) -> PlannedQuery {
         PlannedQuery {
             plan,
             context: self.state.task_ctx(),
             reads,
+            watch: WatchPlan {
+                registry: Arc::clone(self.catalog.statements()),
+                admission: self.admission.clone().filter(|_| !admitted_freely),
+                origin: session.origin(),
+                text: sql.to_string(),
+                timeout: self.statement_timeout(session),
+            },
         }
+    }
+
+    /// Registers `sql` as running in `session`, under the session's statement timeout.
+    fn watch(&self, session: &Session, sql: &str) -> Watch {
+        Watch::start(
+            self.catalog.statements(),
+            session.origin(),
+            sql,
+            self.statement_timeout(session),
+        )
     }
 
     /// Whether `query` still reads what planning it again would: every table it reads is at
@@ -331,10 +433,12 @@ impl Engine {
     pub async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, EngineError> {
         let (sql, count) = parameters::number_placeholders(sql)?;
         if count == 0 {
-            let (schema, plan) = match sql::parse(&sql)? {
+            let statement = sql::parse(&sql)?;
+            let admitted_freely = statement.skips_admission();
+            let (schema, plan) = match statement {
                 Statement::Query(query) => {
                     let (plan, reads) = self.physical_plan(session, *query).await?;
-                    let query = self.planned(plan, reads);
+                    let query = self.planned(session, &sql, (plan, reads), admitted_freely);
                     (Some(query.schema()), Some(query))
                 }
                 _ => (self.output_schema(session, &sql).await?, None),

@@ -23,6 +23,7 @@ mod ingest;
 mod insert;
 mod instance;
 mod outcome;
+pub(crate) mod running;
 mod selectivity;
 mod session;
 mod sql;
@@ -34,6 +35,7 @@ pub use error::{EngineError, ErrorKind};
 pub use ingest::{IfExists, IfMissing};
 pub use instance::{Engine, EngineOptions, PlannedQuery, Prepared};
 pub use outcome::{Listing, Outcome};
+pub use running::{AdmissionLimits, parse_duration};
 pub use session::Session;
 pub use sql::parameters;
 

@@ -46,6 +46,10 @@ pub enum Outcome {
     TransactionRolledBack,
     /// An `IF [NOT] EXISTS` statement that had nothing to do.
     NothingToDo(String),
+    /// `CANCEL QUERY id` asked statement `id` to stop.
+    QueryCancelled(u64),
+    /// A session setting changed, shown as `name = value`.
+    SettingChanged(String),
 }
 
 /// Which catalog listing a [`Outcome::Listing`] holds.
@@ -175,6 +179,8 @@ impl std::fmt::Debug for Outcome {
             Outcome::TransactionCommitted => write!(f, "TransactionCommitted"),
             Outcome::TransactionRolledBack => write!(f, "TransactionRolledBack"),
             Outcome::NothingToDo(m) => write!(f, "NothingToDo({m})"),
+            Outcome::QueryCancelled(id) => write!(f, "QueryCancelled({id})"),
+            Outcome::SettingChanged(m) => write!(f, "SettingChanged({m})"),
         }
     }
 }

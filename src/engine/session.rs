@@ -1,15 +1,21 @@
 //! Per-connection state.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::catalog::DEFAULT_DATABASE;
+use crate::catalog::{DEFAULT_DATABASE, StatementOrigin};
 use crate::table::Transaction;
 
-/// What a connection carries between statements: its current database and open transaction.
+/// What a connection carries between statements: its current database, open transaction and
+/// statement timeout, and who it is (for `sys.queries`).
 #[derive(Debug, Clone)]
 pub struct Session {
     database: String,
     transaction: Option<Arc<Transaction>>,
+    /// Set by `SET statement_timeout`; `None` follows the server's setting, zero is none.
+    statement_timeout: Option<Duration>,
+    protocol: &'static str,
+    user: Option<String>,
 }
 
 impl Session {
@@ -18,6 +24,9 @@ impl Session {
         Self {
             database: database.into(),
             transaction: None,
+            statement_timeout: None,
+            protocol: "engine",
+            user: None,
         }
     }
 
@@ -30,8 +39,34 @@ impl Session {
         database.unwrap_or_else(|| self.database.clone())
     }
 
-    pub(crate) fn set_database(&mut self, database: String) {
+    /// Moves the session to `database` (which is not checked here).
+    pub fn set_database(&mut self, database: String) {
         self.database = database;
+    }
+
+    /// Names the protocol (`text`, `flight`) and user the session's statements are listed with.
+    pub fn with_origin(mut self, protocol: &'static str, user: Option<String>) -> Self {
+        self.protocol = protocol;
+        self.user = user;
+        self
+    }
+
+    pub(crate) fn origin(&self) -> StatementOrigin {
+        StatementOrigin {
+            protocol: self.protocol,
+            user: self.user.clone(),
+            database: self.database.clone(),
+        }
+    }
+
+    /// The session's own statement timeout (`SET statement_timeout`), if it set one.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
+    /// Sets the session's statement timeout; `None` follows the server's setting again.
+    pub fn set_statement_timeout(&mut self, timeout: Option<Duration>) {
+        self.statement_timeout = timeout;
     }
 
     /// The open transaction, if any.

@@ -596,6 +596,7 @@ impl DeltaLog {
     }
 
     async fn put_if_absent(&self, version: i64, body: PutPayload) -> Result<(), TxLogError> {
+        super::commit_point::reached();
         let options = PutOptions {
             mode: PutMode::Create,
             ..Default::default()

@@ -17,6 +17,7 @@
 
 mod actions;
 mod checkpoint;
+pub mod commit_point;
 mod dv;
 mod error;
 mod log;

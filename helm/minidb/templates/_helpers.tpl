@@ -121,6 +121,12 @@ spec:
         - name: MINIDB_MEMORY_LIMIT
           value: {{ .Values.server.memoryLimit | quote }}
         {{- end }}
+        - name: MINIDB_STATEMENT_TIMEOUT_MS
+          value: {{ .Values.server.statementTimeoutMs | quote }}
+        - name: MINIDB_MAX_CONCURRENT_QUERIES
+          value: {{ .Values.server.maxConcurrentQueries | quote }}
+        - name: MINIDB_MAX_QUEUED_QUERIES
+          value: {{ .Values.server.maxQueuedQueries | quote }}
         - name: RUST_LOG
           value: {{ .Values.server.logLevel | quote }}
         {{- if .Values.auth.enabled }}

@@ -1,6 +1,6 @@
 //! Running a parsed [`Statement`]: one dispatch ([`Engine::run`]) and one `impl Engine` per
 //! family of statements — databases, tables, views, indexes, maintenance, history,
-//! transactions, DML and queries.
+//! transactions, session settings, DML and queries.
 
 mod database;
 mod dml;
@@ -8,6 +8,7 @@ mod history;
 mod index;
 mod maintenance;
 pub(super) mod query;
+mod session;
 mod table;
 mod transaction;
 mod view;
@@ -90,6 +91,11 @@ impl Engine {
             Statement::Delete(delete) => self.delete(session, &delete).await,
             Statement::Insert(insert) => self.insert(session, *insert).await,
             Statement::Query(query) => self.query(session, *query).await,
+            Statement::CancelQuery(id) => self.cancel_query(id),
+            Statement::SetStatementTimeout(timeout) => {
+                Ok(self.set_statement_timeout(session, timeout))
+            }
+            Statement::ShowStatementTimeout => Ok(self.show_statement_timeout(session)),
         }
     }
 

@@ -9,6 +9,7 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use super::lexing::{Cursor, syntax};
 use super::statement::Statement;
 use crate::engine::EngineError;
+use crate::engine::running::parse_duration;
 
 /// The statement `cursor` holds when it is one of MiniDB's own; `None` for anything else.
 pub fn parse(mut cursor: Cursor<'_>) -> Result<Option<Statement>, EngineError> {
@@ -59,6 +60,46 @@ pub fn parse(mut cursor: Cursor<'_>) -> Result<Option<Statement>, EngineError> {
         }
     } else if cursor.keyword(USE) {
         Statement::Use(cursor.ident()?)
+    } else if cursor.word("CANCEL") {
+        if !cursor.keyword(QUERY) {
+            return Err(syntax(
+                "expected CANCEL QUERY <id> (the query_id of sys.queries)".into(),
+            ));
+        }
+        match cursor.next() {
+            Some(Token::Number(n, _)) => match n.parse() {
+                Ok(id) => Statement::CancelQuery(id),
+                Err(_) => return Err(syntax(format!("'{n}' is not a query id"))),
+            },
+            _ => {
+                return Err(syntax(
+                    "expected CANCEL QUERY <id> (the query_id of sys.queries)".into(),
+                ));
+            }
+        }
+    } else if cursor.keyword(RESET) {
+        if !cursor.word("statement_timeout") {
+            return Ok(None);
+        }
+        Statement::SetStatementTimeout(None)
+    } else if cursor.keyword(SET) {
+        if !cursor.word("statement_timeout") {
+            return Ok(None);
+        }
+        if !(cursor.token(&Token::Eq) || cursor.keyword(TO)) {
+            return Err(syntax("expected SET statement_timeout = <value>".into()));
+        }
+        let timeout = match cursor.next() {
+            Some(Token::Word(w)) if w.keyword == DEFAULT => None,
+            Some(Token::Number(n, _)) => Some(parse_duration(n)?),
+            Some(Token::SingleQuotedString(text)) => Some(parse_duration(text)?),
+            _ => {
+                return Err(syntax(
+                    "expected SET statement_timeout = <milliseconds> | '<n>s' | DEFAULT".into(),
+                ));
+            }
+        };
+        Statement::SetStatementTimeout(timeout)
     } else if cursor.keyword(SHOW) {
         match show(&mut cursor)? {
             Some(statement) => statement,
@@ -89,6 +130,9 @@ pub fn parse(mut cursor: Cursor<'_>) -> Result<Option<Statement>, EngineError> {
 /// `SHOW …` after `SHOW`.
 fn show(cursor: &mut Cursor<'_>) -> Result<Option<Statement>, EngineError> {
     use Keyword::*;
+    if cursor.word("statement_timeout") {
+        return Ok(Some(Statement::ShowStatementTimeout));
+    }
     if cursor.keyword(DATABASES) || cursor.keyword(SCHEMAS) {
         return Ok(Some(Statement::ShowDatabases));
     }

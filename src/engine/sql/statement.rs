@@ -6,7 +6,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
 
 use super::names::{TableName, table_name};
-use crate::engine::{EngineError, Outcome};
+use crate::engine::{EngineError, Outcome, SYSTEM_DATABASE};
 use crate::table::partitioning::Partitioning;
 
 /// One statement, by kind. MiniDB runs every kind itself except queries and INSERT, which
@@ -82,6 +82,13 @@ pub enum Statement {
     Rollback,
     Update(Box<ast::Update>),
     Delete(Box<ast::Delete>),
+    /// `CANCEL QUERY id`: stops a statement `sys.queries` lists.
+    CancelQuery(u64),
+    /// `SET statement_timeout = …` / `TO …`; `None` (`DEFAULT`, or `RESET statement_timeout`)
+    /// goes back to the server's `--statement-timeout-ms`, zero turns it off.
+    SetStatementTimeout(Option<std::time::Duration>),
+    /// `SHOW statement_timeout`.
+    ShowStatementTimeout,
     /// `INSERT`, planned by DataFusion.
     Insert(Box<DFStatement>),
     /// A query or `EXPLAIN`, planned by DataFusion.
@@ -174,6 +181,23 @@ impl Statement {
         )
     }
 
+    /// Whether the statement runs without waiting for a slot of `--max-concurrent-queries`:
+    /// it ends a transaction, changes the session, stops another statement, or is a query of
+    /// the `sys` tables only — so a full server can still be watched and relieved.
+    pub fn skips_admission(&self) -> bool {
+        match self {
+            Statement::CancelQuery(_)
+            | Statement::SetStatementTimeout(_)
+            | Statement::ShowStatementTimeout
+            | Statement::Use(_)
+            | Statement::Begin
+            | Statement::Commit
+            | Statement::Rollback => true,
+            Statement::Query(query) => reads_only_system_tables(query),
+            _ => false,
+        }
+    }
+
     /// The statement as DataFusion's parser gave it, for the kinds DataFusion plans (to learn
     /// the types of their parameters); `None` for the others.
     pub fn for_planning(&self) -> Option<DFStatement> {
@@ -196,7 +220,8 @@ impl Statement {
             Statement::ShowDatabases
             | Statement::ShowTables(_)
             | Statement::Describe(_)
-            | Statement::ShowIndexes(_) => Answer::Listing,
+            | Statement::ShowIndexes(_)
+            | Statement::ShowStatementTimeout => Answer::Listing,
             Statement::Optimize { .. } => Answer::Report(Outcome::optimize_schema()),
             Statement::Analyze { .. } => Answer::Report(Outcome::analyze_schema()),
             Statement::Vacuum { .. } => Answer::Report(Outcome::vacuum_schema()),
@@ -204,6 +229,29 @@ impl Statement {
             _ => Answer::Message,
         }
     }
+}
+
+/// Whether every table `query` names is in the `sys` schema (and it names at least one).
+fn reads_only_system_tables(query: &DFStatement) -> bool {
+    let DFStatement::Statement(statement) = query else {
+        return false;
+    };
+    let mut tables = 0;
+    let mut others = 0;
+    let _ = ast::visit_relations(statement.as_ref(), |name| {
+        tables += 1;
+        let parts: Vec<&str> = name
+            .0
+            .iter()
+            .filter_map(|part| part.as_ident().map(|ident| ident.value.as_str()))
+            .collect();
+        let schema = parts.len().checked_sub(2).map(|i| parts[i]);
+        if !schema.is_some_and(|s| s.eq_ignore_ascii_case(SYSTEM_DATABASE)) {
+            others += 1;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    tables > 0 && others == 0
 }
 
 /// The error for a statement MiniDB does not run, named by its first two words.

@@ -27,6 +27,9 @@ pub struct StatementHandle {
     /// runs it instead of planning again (and plans from `sql` if it is gone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
+    /// The statement timeout of the session that made the handle, when it set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 impl StatementHandle {
@@ -40,7 +43,16 @@ impl StatementHandle {
             id: None,
             executed: false,
             parameters: None,
+            timeout_ms: None,
         }
+    }
+
+    /// The handle with the statement timeout `session` set, if any.
+    pub fn in_session_of(mut self, session: &crate::engine::Session) -> Self {
+        self.timeout_ms = session
+            .statement_timeout()
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        self
     }
 
     pub fn encode(&self) -> Bytes {
@@ -67,6 +79,7 @@ mod tests {
             id: Some("p1".into()),
             executed: false,
             parameters: Some(vec![vec!["1".into(), "'x'".into()]]),
+            timeout_ms: Some(1500),
         };
         assert_eq!(StatementHandle::decode(&handle.encode()).unwrap(), handle);
         assert!(StatementHandle::decode(b"\x00garbage").is_err());

@@ -263,6 +263,21 @@ fn several_rows_on_a_query(rows: usize) -> String {
     )
 }
 
+/// The handle of `sql` sent with `metadata`: in the request's session (database, statement
+/// timeout) and transaction.
+fn statement_handle(
+    sql: String,
+    transaction: Option<&[u8]>,
+    metadata: &MetadataMap,
+) -> Result<StatementHandle, Status> {
+    let session = session::from_metadata(metadata);
+    let transaction = transaction.map(transaction_id).transpose()?;
+    Ok(
+        StatementHandle::new(sql, session.database().to_string(), transaction)
+            .in_session_of(&session),
+    )
+}
+
 /// A transaction id as Flight SQL sends it (opaque bytes; MiniDB's are UUID text).
 fn transaction_id(bytes: &[u8]) -> Result<String, Status> {
     String::from_utf8(bytes.to_vec())
@@ -317,7 +332,10 @@ impl FlightSqlServer {
 
     /// The session a statement handle runs in: its database and, if any, its transaction.
     fn session(&self, handle: &StatementHandle) -> Result<Session, Status> {
-        let session = Session::in_database(handle.database.clone());
+        let mut session = Session::in_database(handle.database.clone()).with_origin("flight", None);
+        if let Some(ms) = handle.timeout_ms {
+            session.set_statement_timeout(Some(Duration::from_millis(ms)));
+        }
         let Some(id) = &handle.transaction else {
             return Ok(session);
         };
@@ -446,11 +464,15 @@ impl FlightSqlServer {
             _ => (None, None),
         };
         let Some(schema) = schema else {
-            let (affected, using) = match sql {
+            let (affected, remember) = match sql {
                 Some(sql) => {
                     let outcome = self.execute(&mut session, sql).await?;
                     let affected = i64::try_from(outcome.affected_rows()).unwrap_or(i64::MAX);
-                    (affected, matches!(outcome, Outcome::UsingDatabase(_)))
+                    let changes_session = matches!(
+                        outcome,
+                        Outcome::UsingDatabase(_) | Outcome::SettingChanged(_)
+                    );
+                    (affected, changes_session)
                 }
                 None => (self.execute_all(&mut session, &statements).await?, false),
             };
@@ -464,7 +486,7 @@ impl FlightSqlServer {
                 .with_descriptor(descriptor)
                 .with_total_records(affected);
             let mut response = Response::new(info);
-            if using {
+            if remember {
                 session::remember(response.metadata_mut(), &session);
             }
             return Ok(response);
@@ -535,17 +557,11 @@ impl FlightSqlServer {
                 Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))
             })?;
         let handle = match command {
-            Command::CommandStatementQuery(query) => StatementHandle::new(
+            Command::CommandStatementQuery(query) => statement_handle(
                 query.query,
-                session::from_metadata(request.metadata())
-                    .database()
-                    .to_string(),
-                query
-                    .transaction_id
-                    .as_deref()
-                    .map(transaction_id)
-                    .transpose()?,
-            ),
+                query.transaction_id.as_deref(),
+                request.metadata(),
+            )?,
             Command::CommandPreparedStatementQuery(query) => {
                 StatementHandle::decode(&query.prepared_statement_handle)?
             }
@@ -681,16 +697,11 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let session = session::from_metadata(request.metadata());
-        let handle = StatementHandle::new(
+        let handle = statement_handle(
             query.query,
-            session.database().to_string(),
-            query
-                .transaction_id
-                .as_deref()
-                .map(transaction_id)
-                .transpose()?,
-        );
+            query.transaction_id.as_deref(),
+            request.metadata(),
+        )?;
         let ticket = |h: &StatementHandle| {
             let statement = TicketStatementQuery {
                 statement_handle: h.encode(),
@@ -940,16 +951,11 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         // The input stream is not drained: clients may wait for this answer before closing it.
-        let session = session::from_metadata(request.metadata());
-        self.update(StatementHandle::new(
+        self.update(statement_handle(
             ticket.query,
-            session.database().to_string(),
-            ticket
-                .transaction_id
-                .as_deref()
-                .map(transaction_id)
-                .transpose()?,
-        ))
+            ticket.transaction_id.as_deref(),
+            request.metadata(),
+        )?)
         .await
     }
 
@@ -1004,15 +1010,15 @@ impl FlightSqlService for FlightSqlServer {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let database = session::from_metadata(request.metadata())
-            .database()
-            .to_string();
+        let caller = session::from_metadata(request.metadata());
         let transaction = query
             .transaction_id
             .as_deref()
             .map(transaction_id)
             .transpose()?;
-        let mut handle = StatementHandle::new(query.query, database, transaction);
+        let mut handle =
+            StatementHandle::new(query.query, caller.database().to_string(), transaction)
+                .in_session_of(&caller);
         let session = self.session(&handle)?;
         let prepared = self
             .engine

@@ -8,47 +8,74 @@
 //! defines them.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tonic::Status;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
-use crate::engine::{CATALOG_NAME, DEFAULT_DATABASE, Engine, Session};
+use crate::engine::{CATALOG_NAME, DEFAULT_DATABASE, Engine, Session, parse_duration};
 
 /// Cookie set by `USE` and sent back by cookie-keeping clients.
 pub const DATABASE_COOKIE: &str = "minidb_database";
 /// Request header naming the database explicitly (wins over the cookie).
 pub const DATABASE_HEADER: &str = "x-minidb-database";
 
-/// The session a request runs in.
+/// Cookie set by `SET statement_timeout` (milliseconds) and sent back by cookie-keeping clients.
+pub const TIMEOUT_COOKIE: &str = "minidb_statement_timeout";
+/// Request header setting the statement timeout explicitly (`5s`, `1500`; wins over the cookie).
+pub const TIMEOUT_HEADER: &str = "x-minidb-statement-timeout";
+
+/// The session a request runs in: its database and statement timeout, from the request's
+/// headers, else its cookies.
 pub fn from_metadata(metadata: &MetadataMap) -> Session {
-    if let Some(db) = metadata.get(DATABASE_HEADER).and_then(|v| v.to_str().ok()) {
-        return Session::in_database(db.trim());
-    }
-    let from_cookie = metadata
+    let header = |name: &str| {
+        metadata
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string())
+    };
+    let cookies: HashMap<String, String> = metadata
         .get_all("cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|header| header.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == DATABASE_COOKIE)
-        .map(|(_, value)| value.to_string());
-    from_cookie.map(Session::in_database).unwrap_or_default()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    let database = header(DATABASE_HEADER).or_else(|| cookies.get(DATABASE_COOKIE).cloned());
+    let mut session = database
+        .map(Session::in_database)
+        .unwrap_or_default()
+        .with_origin("flight", None);
+    let timeout = header(TIMEOUT_HEADER).or_else(|| cookies.get(TIMEOUT_COOKIE).cloned());
+    // A value that does not read is ignored here; SET statement_timeout names the mistake.
+    if let Some(Ok(timeout)) = timeout.map(|t| parse_duration(&t)) {
+        session.set_statement_timeout(Some(timeout));
+    }
+    session
 }
 
-/// Adds the cookie that keeps the client in `session`'s database.
+/// Adds the cookies that keep the client in `session`'s database and statement timeout.
 pub fn remember(metadata: &mut MetadataMap, session: &Session) {
-    let cookie = format!("{DATABASE_COOKIE}={}; Path=/", session.database());
+    let mut cookies = vec![format!("{DATABASE_COOKIE}={}; Path=/", session.database())];
+    cookies.push(match session.statement_timeout() {
+        Some(timeout) => format!("{TIMEOUT_COOKIE}={}; Path=/", timeout.as_millis()),
+        None => format!("{TIMEOUT_COOKIE}=; Max-Age=0; Path=/"),
+    });
     // Database names are restricted to ASCII letters, digits and '_', always a valid header.
-    if let Ok(value) = MetadataValue::try_from(cookie) {
-        metadata.insert("set-cookie", value);
+    for cookie in cookies {
+        if let Ok(value) = MetadataValue::try_from(cookie) {
+            metadata.append("set-cookie", value);
+        }
     }
 }
 
 /// Ends the client's session: the cookie is cleared, so it is back in `default`.
 pub fn forget(metadata: &mut MetadataMap) {
-    let cookie = format!("{DATABASE_COOKIE}=; Max-Age=0; Path=/");
-    if let Ok(value) = MetadataValue::try_from(cookie) {
-        metadata.insert("set-cookie", value);
+    for name in [DATABASE_COOKIE, TIMEOUT_COOKIE] {
+        if let Ok(value) = MetadataValue::try_from(format!("{name}=; Max-Age=0; Path=/")) {
+            metadata.append("set-cookie", value);
+        }
     }
 }
 
@@ -136,21 +163,31 @@ pub enum CloseSessionStatus {
     NotClosable = 3,
 }
 
-/// The options of `session`: the catalog and the current database.
+/// The options of `session`: the catalog, the current database and, when the session set
+/// one, its statement timeout in milliseconds.
 pub fn options(session: &Session) -> GetSessionOptionsResult {
     let text = |s: &str| SessionOptionValue {
         option_value: Some(OptionValue::String(s.to_string())),
     };
-    GetSessionOptionsResult {
-        session_options: HashMap::from([
-            ("catalog".to_string(), text(CATALOG_NAME)),
-            ("schema".to_string(), text(session.database())),
-        ]),
+    let mut session_options = HashMap::from([
+        ("catalog".to_string(), text(CATALOG_NAME)),
+        ("schema".to_string(), text(session.database())),
+    ]);
+    if let Some(timeout) = session.statement_timeout() {
+        let ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        session_options.insert(
+            "statement_timeout".to_string(),
+            SessionOptionValue {
+                option_value: Some(OptionValue::Int64(ms)),
+            },
+        );
     }
+    GetSessionOptionsResult { session_options }
 }
 
 /// Applies `request` to `session`: `schema` names an existing database (erasing it returns
-/// to `default`), `catalog` can only be `minidb`. Options not set are reported in the result;
+/// to `default`), `catalog` can only be `minidb`, `statement_timeout` is milliseconds (a
+/// number) or text as `SET statement_timeout` takes it (erasing it follows the server's). Options not set are reported in the result;
 /// a `schema` naming no database fails the call with NOT_FOUND, as ADBC asks of an unknown
 /// current schema, and sets nothing.
 pub async fn set_options(
@@ -172,20 +209,33 @@ pub async fn set_options(
         let outcome = match (name.as_str(), value.option_value) {
             ("catalog", Some(OptionValue::String(catalog))) if catalog == CATALOG_NAME => Ok(()),
             ("schema", None) => {
-                *session = Session::in_database(DEFAULT_DATABASE);
+                session.set_database(DEFAULT_DATABASE.to_string());
                 Ok(())
             }
             ("schema", Some(OptionValue::String(database))) => {
                 match engine.database_exists(&database).await {
                     Ok(true) => {
-                        *session = Session::in_database(database);
+                        session.set_database(database);
                         Ok(())
                     }
                     Ok(false) => Err(SetOptionErrorValue::InvalidValue),
                     Err(_) => Err(SetOptionErrorValue::Error),
                 }
             }
-            ("catalog" | "schema", _) => Err(SetOptionErrorValue::InvalidValue),
+            ("statement_timeout", None) => {
+                session.set_statement_timeout(None);
+                Ok(())
+            }
+            ("statement_timeout", Some(OptionValue::Int64(ms))) if ms >= 0 => {
+                session.set_statement_timeout(Some(Duration::from_millis(ms.unsigned_abs())));
+                Ok(())
+            }
+            ("statement_timeout", Some(OptionValue::String(text))) => parse_duration(&text)
+                .map(|timeout| session.set_statement_timeout(Some(timeout)))
+                .map_err(|_| SetOptionErrorValue::InvalidValue),
+            ("catalog" | "schema" | "statement_timeout", _) => {
+                Err(SetOptionErrorValue::InvalidValue)
+            }
             _ => Err(SetOptionErrorValue::InvalidName),
         };
         if let Err(error) = outcome {

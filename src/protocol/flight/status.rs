@@ -16,6 +16,8 @@ pub fn to_status(e: EngineError) -> Status {
         ErrorKind::Conflict => Status::aborted(message),
         ErrorKind::NotSupported => Status::unimplemented(message),
         ErrorKind::ResourcesExhausted => Status::resource_exhausted(message),
+        ErrorKind::Cancelled => Status::cancelled(message),
+        ErrorKind::TimedOut => Status::deadline_exceeded(message),
         ErrorKind::Internal => {
             error!(error = %message, "statement failed with an internal error");
             Status::internal(message)

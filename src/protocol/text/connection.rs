@@ -26,11 +26,13 @@ const WIDTH_SAMPLE_ROWS: usize = 1000;
 const PROMPT: &str = "SQL> ";
 
 /// Serves connections from `listener` until `shutdown` fires, then waits for open sessions to
-/// finish their current statement and close.
+/// finish their current statement and close. Beyond `max_sessions` open sessions (0: no
+/// limit), a new connection is told why and closed.
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
     auth: Option<Arc<Authenticator>>,
+    max_sessions: usize,
     shutdown: CancellationToken,
 ) {
     let sessions = TaskTracker::new();
@@ -38,6 +40,17 @@ pub async fn serve(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
+                Ok((mut socket, peer)) if max_sessions > 0 && sessions.len() >= max_sessions => {
+                    debug!(%peer, "text session refused: too many sessions");
+                    let refusal = format!(
+                        "ERROR: too many sessions: {max_sessions} are open (--max-sessions); \
+                         try again later\n"
+                    );
+                    sessions.spawn(async move {
+                        let _ = socket.write_all(refusal.as_bytes()).await;
+                        let _ = socket.shutdown().await;
+                    });
+                }
                 Ok((socket, peer)) => {
                     debug!(%peer, "text session opened");
                     let engine = Arc::clone(&engine);
@@ -88,7 +101,7 @@ async fn run_session(
     );
     let mut login = Login::default();
     writer.write_all(greeting.as_bytes()).await?;
-    let mut session = Session::default();
+    let mut session = Session::default().with_origin("text", None);
     let mut splitter = StatementSplitter::default();
     let mut input = BytesMut::with_capacity(8 * 1024);
     let mut skipping_long_line = false;
@@ -126,6 +139,7 @@ async fn run_session(
                     return writer.shutdown().await;
                 }
                 if let Some(answer) = login.check(auth.as_deref(), &statement) {
+                    session = session.with_origin("text", login.user.clone());
                     writer.write_all(answer.as_bytes()).await?;
                     if login.failures >= MAX_LOGIN_FAILURES {
                         return writer.shutdown().await;

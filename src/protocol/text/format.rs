@@ -32,6 +32,8 @@ pub fn message(outcome: &Outcome) -> Option<String> {
         Outcome::TransactionCommitted => "Transaction committed".into(),
         Outcome::TransactionRolledBack => "Transaction rolled back".into(),
         Outcome::NothingToDo(text) => format!("{text}, nothing done"),
+        Outcome::QueryCancelled(id) => format!("Query {id} cancelled"),
+        Outcome::SettingChanged(setting) => format!("Set {setting}"),
         Outcome::Rows(_) | Outcome::Listing(..) => return None,
     })
 }
