@@ -79,8 +79,9 @@ impl Engine {
     /// Appends `rows` to `database.table` in `session`, creating or replacing the table as
     /// `if_missing`/`if_exists` say; returns the number of rows written.
     ///
-    /// A table this ingest created is dropped again when the rows fail to arrive, so a failed
-    /// ingest leaves nothing behind.
+    /// A table this ingest created is dropped again when the rows fail to arrive or the ingest
+    /// is stopped (`CANCEL QUERY`, the statement timeout), so a failed ingest leaves nothing
+    /// behind.
     pub async fn ingest(
         &self,
         session: &mut Session,
@@ -91,6 +92,11 @@ impl Engine {
     ) -> Result<u64, EngineError> {
         let database = session.database_or_current(database);
         let name = format!("{database}.{table}");
+        // Listed by sys.queries, admitted, timed and cancellable like a statement.
+        let watch = self
+            .watch(session, &format!("INGEST INTO {name}"))
+            .admitted(self.admission.as_deref())
+            .await?;
         let exists = match self.catalog.table(&database, table).await {
             Ok(_) => true,
             Err(CatalogError::TableNotFound(_)) => false,
@@ -117,11 +123,15 @@ impl Engine {
             (true, _, IfExists::Append | IfExists::Replace) => {}
         }
         let replace = exists && if_exists == IfExists::Replace;
-        let result = if replace {
-            self.replace(session, &database, table, rows).await
-        } else {
-            self.append(session, &database, table, rows).await
-        };
+        let result = watch
+            .run(async {
+                if replace {
+                    self.replace(session, &database, table, rows).await
+                } else {
+                    self.append(session, &database, table, rows).await
+                }
+            })
+            .await;
         if result.is_err() && created {
             let _ = self.catalog.drop_table(&database, table).await;
         }

@@ -44,7 +44,7 @@ pub struct Engine {
     /// otherwise.
     pub(super) default_statement_timeout: Option<Duration>,
     /// Slots for running statements (`--max-concurrent-queries`); `None` for no limit.
-    admission: Option<Arc<Admission>>,
+    pub(super) admission: Option<Arc<Admission>>,
 }
 
 /// A query planned by [`Engine::plan_query`], ready to run.
@@ -383,7 +383,7 @@ impl Engine {
     }
 
     /// Registers `sql` as running in `session`, under the session's statement timeout.
-    fn watch(&self, session: &Session, sql: &str) -> Watch {
+    pub(super) fn watch(&self, session: &Session, sql: &str) -> Watch {
         Watch::start(
             self.catalog.statements(),
             session.origin(),

@@ -158,10 +158,12 @@ def test_what_delta_cannot_hold_is_refused_and_mismatches_are_already_exists(con
 
 
 def ingest_command(table: str, schema: str, transaction: bytes, if_missing: int, if_exists: int) -> bytes:
-    """Any{CommandStatementIngest} (not in the protobufs flightsql-dbapi ships)."""
+    """Any{CommandStatementIngest} (not in the protobufs flightsql-dbapi ships); an empty
+    `transaction` sends none."""
     options = _field_bytes(1, bytes([0x08, if_missing, 0x10, if_exists]))
     body = options + _field_bytes(2, table.encode()) + _field_bytes(3, schema.encode())
-    body += _field_bytes(6, transaction)
+    if transaction:
+        body += _field_bytes(6, transaction)
     return _any("CommandStatementIngest", body)
 
 

@@ -12,10 +12,14 @@ import time
 import urllib.request
 
 import adbc_driver_manager
+import pyarrow as pa
+import pyarrow.flight as flight
 import pytest
 
 from conftest import parse_ascii_table
 from test_flight_control import wait_until_busy, wait_until_idle
+from test_flight_ingest import ingest_command
+from test_flight_pyarrow import FLIGHT_ERRORS
 
 #: A query that keeps two cores busy for minutes.
 HEAVY = "SELECT count(*) FROM generate_series(1, 5000000000) t WHERE value % 7 = 3"
@@ -255,3 +259,28 @@ def test_sessions_beyond_max_sessions_are_told_and_closed(start_server):
             pytest.fail("a session that closed never made room")
     finally:
         first.close()
+
+
+def test_an_ingest_is_listed_and_cancelling_it_leaves_no_table(server, text):
+    client = flight.FlightClient(server.flight_uri)
+    schema = pa.schema([("id", pa.int64())])
+    command = ingest_command("slow", "default", b"", 1, 1)  # create; fail if it exists
+    writer, reader = client.do_put(flight.FlightDescriptor.for_command(command), schema)
+    try:
+        writer.write_batch(pa.record_batch([pa.array([1, 2, 3])], schema=schema))
+        deadline = time.monotonic() + 10
+        while not (ids := running_ids(text, "INGEST INTO default.slow")):
+            assert time.monotonic() < deadline, "the ingest never showed in sys.queries"
+            time.sleep(0.1)
+        text.ok(f"CANCEL QUERY {ids[0]};")
+        # The table the ingest created goes with it.
+        deadline = time.monotonic() + 10
+        while "not found" not in text.query("SELECT * FROM slow;"):
+            assert time.monotonic() < deadline, "the cancelled ingest's table stayed"
+            time.sleep(0.1)
+        with pytest.raises(FLIGHT_ERRORS, match="canceling statement due to user request"):
+            writer.write_batch(pa.record_batch([pa.array([4])], schema=schema))
+            writer.close()
+    finally:
+        client.close()
+    assert running_ids(text, "INGEST") == []
