@@ -14,6 +14,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
@@ -144,10 +145,16 @@ pub struct RunningServer {
     metrics: Option<JoinHandle<std::io::Result<()>>>,
 }
 
+/// How old a staged, unfinished file must be before start-up deletes it.
+const STAGED_FILE_GRACE: Duration = Duration::from_secs(15 * 60);
+
 impl RunningServer {
     /// Opens the store, binds both listeners and starts serving.
     pub async fn start(config: &ServerConfig) -> Result<Self, ServerError> {
         let store = open_store(config)?;
+        // Staged files of puts a killed process never finished; young ones may be a put of
+        // another server on the same directory, still in progress.
+        store.remove_stale_staged_files(STAGED_FILE_GRACE).await?;
         let engine = Arc::new(Engine::open_with(store, config.engine.clone()).await?);
         let flight_listener = bind(&config.flight_addr).await?;
         let text_listener = bind(&config.text_addr).await?;

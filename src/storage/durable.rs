@@ -5,11 +5,16 @@
 //! crashed machine. [`SyncedLocalStore`] adds an fsync of the new file and of its directory after
 //! every put, so an acknowledged commit — and the data files written before it — survive power
 //! loss too. Everything else is passed through unchanged.
+//!
+//! A process killed in the middle of a put leaves its staged file behind (`name#123`, a name
+//! `LocalFileSystem`'s listings hide, so neither readers nor VACUUM ever see it);
+//! [`remove_stale_staged_files`] clears those.
 
 use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -49,6 +54,45 @@ fn sync_file_and_dir(file: PathBuf) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Deletes, under `root`, the files a put staged (`name#<digits>`) and never moved into place,
+/// last written more than `older_than` ago (younger ones may belong to a put in progress, of
+/// this process or another on the same directory). Returns the files deleted.
+pub fn remove_stale_staged_files(
+    root: &std::path::Path,
+    older_than: Duration,
+) -> std::io::Result<Vec<PathBuf>> {
+    let cutoff = SystemTime::now()
+        .checked_sub(older_than)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut removed = Vec::new();
+    let mut directories = vec![root.to_path_buf()];
+    while let Some(directory) = directories.pop() {
+        for entry in std::fs::read_dir(&directory)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                directories.push(entry.path());
+                continue;
+            }
+            let name = entry.file_name();
+            let staged = name
+                .to_str()
+                .and_then(|name| name.rsplit_once('#'))
+                .is_some_and(|(_, suffix)| {
+                    !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())
+                });
+            if kind.is_file() && staged && entry.metadata()?.modified()? < cutoff {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed.push(entry.path()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(removed)
 }
 
 fn generic(message: String) -> object_store::Error {

@@ -14,6 +14,7 @@
 //! share one bucket. Settings come from [`S3Settings`], then the standard `AWS_*` environment.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
@@ -118,6 +119,30 @@ impl DataStore {
     }
 
     /// Whether the data root is reached over the network (an S3 bucket), where a read cache pays.
+    /// Deletes the files puts staged and never finished (a process killed mid-write leaves
+    /// them) that are older than `older_than`, when the root is a local directory; returns how
+    /// many. Object stores have no such files.
+    pub async fn remove_stale_staged_files(
+        &self,
+        older_than: Duration,
+    ) -> Result<usize, StorageError> {
+        if self.root.scheme() != "file" {
+            return Ok(0);
+        }
+        let Ok(dir) = self.root.to_file_path() else {
+            return Ok(0);
+        };
+        let removed = tokio::task::spawn_blocking(move || {
+            super::durable::remove_stale_staged_files(&dir, older_than)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        for path in &removed {
+            tracing::info!(path = %path.display(), "removed a staged file a killed write left");
+        }
+        Ok(removed.len())
+    }
+
     pub fn is_remote(&self) -> bool {
         self.root.scheme() == "s3"
     }

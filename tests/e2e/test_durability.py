@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 import uuid
 
 from conftest import parse_ascii_table
@@ -197,3 +199,31 @@ def test_kill_9_during_concurrent_updates_and_deletes(server):
     expected = sorted((k, n, v) for n in range(clients) for k, v in got[n].items())
     for peer, rows in peer_rows(server.data_dir / "default" / "crash").items():
         assert sorted(rows) == expected, peer
+
+
+def test_staged_files_of_killed_writes_are_removed_at_start_once_old(server):
+    """A put killed mid-write leaves `name#<n>` behind (listings hide it, so VACUUM never sees
+    it); a start removes those older than 15 minutes and leaves young ones to a put that may
+    still be running."""
+    with server.text() as text:
+        text.ok("CREATE TABLE t (x INT);")
+        text.ok("INSERT INTO t VALUES (1), (2);")
+    table = server.data_dir / "default" / "t"
+    old_commit = table / "_delta_log" / "00000000000000000002.json#17"
+    old_data = table / f"part-00000-{uuid.uuid4()}-c000.snappy.parquet#3"
+    young = table / f"part-00001-{uuid.uuid4()}-c000.snappy.parquet#4"
+    not_staged = table / "notes#draft"
+    for path in (old_commit, old_data, young, not_staged):
+        path.write_bytes(b"half a write")
+    an_hour_ago = time.time() - 3600
+    for path in (old_commit, old_data, not_staged):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+
+    server.restart(hard=True)
+
+    assert not old_commit.exists() and not old_data.exists()
+    assert young.exists() and not_staged.exists()
+    with server.text() as text:
+        assert count(text, "t") == 2
+        text.ok("INSERT INTO t VALUES (3);")
+        assert count(text, "t") == 3
