@@ -91,6 +91,11 @@ pub fn sql_type_name(data_type: &DataType) -> String {
     }
 }
 
+/// A table that reads: database, name, handle, newest snapshot.
+type Readable = (String, String, Arc<TableHandle>, Arc<Snapshot>);
+/// A table that does not: database, name, why.
+type Unreadable = (String, String, String);
+
 /// The `sys` schema of one statement.
 #[derive(Debug)]
 pub struct SystemTables {
@@ -102,37 +107,51 @@ impl SystemTables {
         Self { catalog }
     }
 
-    /// Every table with its newest snapshot, by database.
+    /// Every readable table with its newest snapshot, by database.
     async fn tables(&self) -> Result<Vec<(String, String, Arc<TableHandle>, Arc<Snapshot>)>> {
-        let mut all = Vec::new();
+        Ok(self.listed().await?.0)
+    }
+
+    /// Every table: those that read, with their newest snapshots, and those that do not (a
+    /// corrupt or unreadable log), with why. One broken table must not take the system tables
+    /// down with it: `sys.table_metadata` lists it with its error, the others leave it out.
+    async fn listed(&self) -> Result<(Vec<Readable>, Vec<Unreadable>)> {
+        let (mut readable, mut unreadable) = (Vec::new(), Vec::new());
         for db in self.catalog.databases().await.map_err(external)? {
             for table in self.catalog.tables(&db).await.map_err(external)? {
                 let handle = match self.catalog.table(&db, &table).await {
                     Ok(handle) => handle,
                     // Dropped since it was listed.
                     Err(CatalogError::TableNotFound(_)) => continue,
-                    Err(e) => return Err(external(e)),
+                    Err(e) => {
+                        unreadable.push((db.clone(), table, e.to_string()));
+                        continue;
+                    }
                 };
-                let snapshot = handle.refresh().await.map_err(external)?;
-                all.push((db.clone(), table, handle, snapshot));
+                match handle.refresh().await {
+                    Ok(snapshot) => readable.push((db.clone(), table, handle, snapshot)),
+                    Err(e) => unreadable.push((db.clone(), table, e.to_string())),
+                }
             }
         }
-        Ok(all)
+        Ok((readable, unreadable))
     }
 
     async fn build(&self, name: &str) -> Result<Option<Columns>> {
         let mut out = Columns::default();
         match name {
             "db_metadata" => {
-                let tables = self.tables().await?;
+                let (readable, unreadable) = self.listed().await?;
                 for db in self.catalog.databases().await.map_err(external)? {
-                    let count = tables.iter().filter(|(d, ..)| *d == db).count();
+                    let count = readable.iter().filter(|(d, ..)| *d == db).count()
+                        + unreadable.iter().filter(|(d, ..)| *d == db).count();
                     out.text("db_name", Some(db));
                     out.int("table_count", Some(count as i64));
                 }
             }
             "table_metadata" => {
-                for (db, table, _, snapshot) in self.tables().await? {
+                let (readable, unreadable) = self.listed().await?;
+                for (db, table, _, snapshot) in readable {
                     let metadata = snapshot.metadata();
                     let (mut rows, mut bytes) = (Some(0i64), 0i64);
                     for (add, stats) in snapshot.files_with_stats() {
@@ -157,6 +176,23 @@ impl SystemTables {
                     out.time("created_time", metadata.created_time);
                     out.text("properties", Some(json(&configuration)));
                     out.text("view_definition", None);
+                    out.text("error", None);
+                }
+                for (db, table, error) in unreadable {
+                    out.text("db_name", Some(db));
+                    out.text("table_name", Some(table));
+                    out.text("table_type", Some("TABLE".into()));
+                    for column in ["table_id", "schema_json", "partition_columns"] {
+                        out.text(column, None);
+                    }
+                    out.text("partitioning", None);
+                    for column in ["version", "num_files", "num_rows", "size_bytes"] {
+                        out.int(column, None);
+                    }
+                    out.time("created_time", None);
+                    out.text("properties", None);
+                    out.text("view_definition", None);
+                    out.text("error", Some(error));
                 }
                 for db in self.catalog.databases().await.map_err(external)? {
                     for name in self.catalog.views(&db).await.map_err(external)? {
@@ -177,6 +213,7 @@ impl SystemTables {
                         out.time("created_time", Some(view.created_time));
                         out.text("properties", None);
                         out.text("view_definition", Some(view.query));
+                        out.text("error", None);
                     }
                 }
             }
@@ -573,6 +610,7 @@ fn table_schema(table: &str) -> Schema {
             time("created_time"),
             text("properties"),
             text("view_definition"),
+            text("error"),
         ],
         "columns_metadata" => vec![
             text("db_name"),

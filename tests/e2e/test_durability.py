@@ -227,3 +227,41 @@ def test_staged_files_of_killed_writes_are_removed_at_start_once_old(server):
         assert count(text, "t") == 2
         text.ok("INSERT INTO t VALUES (3);")
         assert count(text, "t") == 3
+
+
+def test_a_corrupt_table_fails_alone_and_system_tables_name_it(server):
+    """A garbage commit breaks its own table, clearly, and nothing else: the other tables, the
+    system tables (sys.table_metadata lists it with its error) and the catalog RPCs go on."""
+    with server.text() as text:
+        text.ok("CREATE TABLE broken (x INT);")
+        text.ok("INSERT INTO broken VALUES (1);")
+        text.ok("CREATE TABLE fine (x INT);")
+        text.ok("INSERT INTO fine VALUES (7);")
+    commit = server.data_dir / "default" / "broken" / "_delta_log" / "00000000000000000002.json"
+    commit.write_bytes(b'{"add": garbage')
+    with server.text() as text:
+        answer = text.query("SELECT * FROM broken;")
+        assert answer.startswith(
+            "ERROR: corrupt Delta log at 'default/broken/_delta_log/00000000000000000002.json'"
+        ), answer
+        assert parse_ascii_table(text.query("SELECT x FROM fine;"))[1] == [["7"]]
+        header, rows = parse_ascii_table(
+            text.query("SELECT table_name, version, error FROM sys.table_metadata ORDER BY table_name;")
+        )
+        assert rows[0][0] == "broken" and rows[0][1] == "NULL"
+        assert rows[0][2].startswith("corrupt Delta log at 'default/broken/_delta_log/")
+        assert rows[1] == ["fine", "1", "NULL"]
+        columns = parse_ascii_table(text.query("SELECT table_name FROM sys.columns_metadata;"))[1]
+        assert columns == [["fine"]]
+    conn = server.adbc()
+    try:
+        objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+        tables = {
+            t["table_name"]: len(t["table_columns"] or [])
+            for s in objects[0]["catalog_db_schemas"]
+            if s["db_schema_name"] == "default"
+            for t in s["db_schema_tables"] or []
+        }
+        assert tables == {"broken": 0, "fine": 1}
+    finally:
+        conn.close()

@@ -92,11 +92,14 @@ impl CatalogCommand {
                     }
                     let tables = engine.tables(&database).await.map_err(to_status)?;
                     for table in tables {
+                        // A table whose log does not read (corrupt) is still listed, with no
+                        // columns; reading it says why it fails.
                         let schema = if include_schema {
-                            engine
-                                .table_schema(&database, &table)
-                                .await
-                                .map_err(to_status)?
+                            match engine.table_schema(&database, &table).await {
+                                Ok(schema) => schema,
+                                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                                Err(_) => Schema::empty(),
+                            }
                         } else {
                             Schema::empty()
                         };
