@@ -182,13 +182,7 @@ impl SystemTables {
                     out.text("db_name", Some(db));
                     out.text("table_name", Some(table));
                     out.text("table_type", Some("TABLE".into()));
-                    for column in ["table_id", "schema_json", "partition_columns"] {
-                        out.text(column, None);
-                    }
-                    out.text("partitioning", None);
-                    for column in ["version", "num_files", "num_rows", "size_bytes"] {
-                        out.int(column, None);
-                    }
+                    out.no_table_figures();
                     out.time("created_time", None);
                     out.text("properties", None);
                     out.text("view_definition", None);
@@ -203,13 +197,7 @@ impl SystemTables {
                         out.text("db_name", Some(db.clone()));
                         out.text("table_name", Some(name));
                         out.text("table_type", Some("VIEW".into()));
-                        for column in ["table_id", "schema_json", "partition_columns"] {
-                            out.text(column, None);
-                        }
-                        out.text("partitioning", None);
-                        for column in ["version", "num_files", "num_rows", "size_bytes"] {
-                            out.int(column, None);
-                        }
+                        out.no_table_figures();
                         out.time("created_time", Some(view.created_time));
                         out.text("properties", None);
                         out.text("view_definition", Some(view.query));
@@ -515,6 +503,22 @@ impl Values {
 }
 
 impl Columns {
+    /// NULLs in the `sys.table_metadata` columns only a readable table has (a view, a
+    /// corrupt table).
+    fn no_table_figures(&mut self) {
+        for column in [
+            "table_id",
+            "schema_json",
+            "partition_columns",
+            "partitioning",
+        ] {
+            self.text(column, None);
+        }
+        for column in ["version", "num_files", "num_rows", "size_bytes"] {
+            self.int(column, None);
+        }
+    }
+
     fn text(&mut self, name: &'static str, value: Option<String>) {
         if let Values::Text(v) = self.values.entry(name).or_insert(Values::Text(Vec::new())) {
             v.push(value);
