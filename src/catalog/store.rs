@@ -241,8 +241,12 @@ impl Catalog {
         if !log.exists().await? {
             return Err(CatalogError::TableNotFound(format!("{db}.{table}")));
         }
-        self.cache().remove(&(db.to_string(), table.to_string()));
+        let key = (db.to_string(), table.to_string());
+        self.cache().remove(&key);
         log.delete_table().await?;
+        // A statement that looked the table up while its log was being deleted may have
+        // cached it again; refreshing only probes the next version, so forget it once more.
+        self.cache().remove(&key);
         Ok(())
     }
 

@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Cancelled,
     /// The statement ran past its statement timeout.
     TimedOut,
+    /// What storage holds is not what the table's log describes: a corrupt commit, a
+    /// missing or damaged data file or deletion vector.
+    DataLoss,
     /// A fault of the server or its storage.
     Internal,
 }
@@ -82,7 +85,7 @@ fn catalog_kind(e: &CatalogError) -> ErrorKind {
         CatalogError::InvalidName { .. } | CatalogError::WrongKind { .. } => {
             ErrorKind::InvalidInput
         }
-        CatalogError::Corrupt { .. } => ErrorKind::Internal,
+        CatalogError::Corrupt { .. } => ErrorKind::DataLoss,
         CatalogError::TxLog(e) => txlog_kind(e),
         CatalogError::ObjectStore(_) => ErrorKind::Internal,
     }
@@ -94,9 +97,10 @@ fn txlog_kind(e: &TxLogError) -> ErrorKind {
         TxLogError::TableExists(_) => ErrorKind::AlreadyExists,
         TxLogError::Conflict { .. } | TxLogError::LockTimeout { .. } => ErrorKind::Conflict,
         TxLogError::Unsupported(_) => ErrorKind::NotSupported,
-        TxLogError::Corrupt { .. } | TxLogError::ObjectStore(_) | TxLogError::Json(_) => {
-            ErrorKind::Internal
+        TxLogError::Corrupt { .. } | TxLogError::DamagedDeletionVector { .. } => {
+            ErrorKind::DataLoss
         }
+        TxLogError::ObjectStore(_) | TxLogError::Json(_) => ErrorKind::Internal,
     }
 }
 
@@ -104,14 +108,16 @@ fn table_kind(e: &TableError) -> ErrorKind {
     match e {
         TableError::Invalid(_) => ErrorKind::InvalidInput,
         TableError::NotSupported(_) => ErrorKind::NotSupported,
-        TableError::Corrupt(_) | TableError::Internal(_) | TableError::Storage(_) => {
-            ErrorKind::Internal
-        }
+        TableError::Corrupt(_) | TableError::Damaged(_) => ErrorKind::DataLoss,
+        TableError::Internal(_) | TableError::Storage(_) => ErrorKind::Internal,
         TableError::Log(e) => txlog_kind(e),
     }
 }
 
 fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
+    if let Some(damage) = damage_in(e) {
+        return table_kind(damage);
+    }
     match e {
         DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
             datafusion_kind(inner)
@@ -147,9 +153,27 @@ fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
     }
 }
 
+/// The damaged file behind `e`, however deep the layers that read it (Parquet, Arrow,
+/// DataFusion) wrapped the error.
+fn damage_in(e: &DataFusionError) -> Option<&TableError> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if let Some(found) = error.downcast_ref::<TableError>()
+            && matches!(found, TableError::Damaged(_))
+        {
+            return Some(found);
+        }
+        source = error.source();
+    }
+    None
+}
+
 /// DataFusion's message without its internal prefixes ("Error during planning: " and the like
 /// stay, they help; backtraces and nested "External error:" wrappers go).
 fn describe_datafusion(e: &DataFusionError) -> String {
+    if let Some(damage) = damage_in(e) {
+        return damage.to_string();
+    }
     match e {
         DataFusionError::External(inner) => match inner.downcast_ref::<DataFusionError>() {
             Some(e) => describe_datafusion(e),
@@ -185,12 +209,36 @@ mod tests {
         );
         assert_eq!(
             kind(TableError::Corrupt("bad property".into())),
+            ErrorKind::DataLoss
+        );
+        assert_eq!(
+            kind(TableError::Internal("broken invariant".into())),
             ErrorKind::Internal
         );
         let wrapped = DataFusionError::Context(
             "scan".into(),
             Box::new(TableError::Corrupt("no column".into()).into()),
         );
-        assert_eq!(EngineError::DataFusion(wrapped).kind(), ErrorKind::Internal);
+        assert_eq!(EngineError::DataFusion(wrapped).kind(), ErrorKind::DataLoss);
+    }
+
+    /// A damaged file found by a Parquet reader reaches the client as itself, whatever layers
+    /// wrapped it on the way.
+    #[test]
+    fn damage_is_found_inside_parquet_and_arrow_errors() {
+        let damage = crate::table::Damage::at(
+            &object_store::path::Path::from("db/t/part-0.parquet"),
+            "is missing: gone".into(),
+        );
+        let parquet =
+            parquet::errors::ParquetError::External(Box::new(TableError::Damaged(damage)));
+        let arrow = arrow::error::ArrowError::ExternalError(Box::new(parquet));
+        let e = EngineError::DataFusion(DataFusionError::ArrowError(Box::new(arrow), None));
+        assert_eq!(e.kind(), ErrorKind::DataLoss);
+        assert_eq!(
+            e.to_string(),
+            "data file 'part-0.parquet' of table db.t is missing: gone; FSCK REPAIR TABLE db.t \
+             removes it (and its rows) from the table"
+        );
     }
 }

@@ -105,6 +105,15 @@ impl Outcome {
         ]))
     }
 
+    /// The columns of FSCK REPAIR TABLE's result: one row per damaged file.
+    pub(crate) fn fsck_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("path", DataType::Utf8, false),
+            Field::new("problem", DataType::Utf8, false),
+            Field::new("action", DataType::Utf8, false),
+        ]))
+    }
+
     /// The columns of ANALYZE's result: one row per column analyzed.
     pub(crate) fn analyze_schema() -> SchemaRef {
         Arc::new(Schema::new(vec![

@@ -46,6 +46,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowS
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::file::metadata::ParquetMetaData;
 
+use super::damage::{DamageChecking, undecodable};
 use super::scan::{ParquetScan, SINGLE_PARTITION_BYTES, WithPageIndex};
 use crate::storage::{ChunkKey, ColumnCache};
 use crate::table::TableError;
@@ -109,8 +110,13 @@ pub async fn column_scan(
     };
     let store = scan.runtime.object_store(&scan.store_url)?;
     let metadata_cache = scan.runtime.cache_manager.get_file_metadata_cache();
-    let readers: Arc<dyn ParquetFileReaderFactory> =
-        Arc::new(CachedParquetFileReaderFactory::new(store, metadata_cache));
+    let readers: Arc<dyn ParquetFileReaderFactory> = Arc::new(DamageChecking::new(
+        Arc::new(CachedParquetFileReaderFactory::new(
+            Arc::clone(&store),
+            metadata_cache,
+        )),
+        store,
+    ));
     let metrics = ExecutionPlanMetricsSet::new();
     let footers: Vec<FileToRead> = stream::iter(scan.files.iter().cloned())
         .map(|file| {
@@ -513,14 +519,17 @@ impl Reading {
                 &self.metrics,
             )?);
             let mask = ProjectionMask::roots(metadata.parquet_schema(), roots);
+            let location = &unit.file.file.object_meta.location;
             let batches: Vec<RecordBatch> =
                 ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
                     .with_projection(mask)
                     .with_row_groups(vec![unit.row_group])
                     .with_batch_size(unit.rows.max(1))
-                    .build()?
+                    .build()
+                    .map_err(|e| undecodable(location, unit.row_group, e))?
                     .try_collect()
-                    .await?;
+                    .await
+                    .map_err(|e| undecodable(location, unit.row_group, e))?;
             Some(match batches.as_slice() {
                 [] => {
                     return Err(TableError::Corrupt(format!(

@@ -6,6 +6,7 @@
 
 use datafusion::common::DataFusionError;
 
+use super::damage::Damage;
 use crate::storage::StorageError;
 use crate::txlog::TxLogError;
 
@@ -23,6 +24,9 @@ pub enum TableError {
     /// file or index segment that does not match the log.
     #[error("corrupt table data: {0}")]
     Corrupt(String),
+    /// A data file the log lists cannot be read as the log describes it.
+    #[error("{0}")]
+    Damaged(Damage),
     /// A broken invariant of MiniDB itself.
     #[error("internal error: {0}")]
     Internal(String),

@@ -7,13 +7,12 @@ use std::time::Duration;
 use roaring::RoaringTreemap;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use super::error::external;
+use super::damage::Damage;
 use super::index::{IndexCache, IndexDef, IndexScan, KeyCodec, Lookup, Probe, segment_location};
-use super::{Concurrency, properties};
+use super::scan::data_file;
+use super::{Concurrency, TableError, properties};
 use crate::metrics::metrics;
-use crate::txlog::{
-    Action, Add, DeletionVectorDescriptor, DeltaLog, Operation, Snapshot, TxLogError,
-};
+use crate::txlog::{Action, Add, DeltaLog, Operation, Snapshot, TxLogError};
 
 /// Deletion vectors kept in memory per table before the cache starts over.
 const CACHED_DELETION_VECTORS: usize = 4096;
@@ -143,26 +142,41 @@ impl TableHandle {
         }
     }
 
-    /// The rows `descriptor` marks deleted.
+    /// The rows `add`'s deletion vector marks deleted; `None` when it has none. A vector that
+    /// is missing or does not check out is [`TableError::Damaged`], naming the data file.
     pub async fn deletion_vector(
         &self,
-        descriptor: &DeletionVectorDescriptor,
-    ) -> Result<Arc<RoaringTreemap>, TxLogError> {
+        add: &Add,
+    ) -> Result<Option<Arc<RoaringTreemap>>, TableError> {
+        let Some(descriptor) = &add.deletion_vector else {
+            return Ok(None);
+        };
         let id = descriptor.unique_id();
         if let Some(found) = self.cached_vectors().get(&id) {
-            return Ok(Arc::clone(found));
+            return Ok(Some(Arc::clone(found)));
         }
-        let bitmap = Arc::new(
-            descriptor
-                .load(self.log.store().as_ref(), self.log.root())
-                .await?,
-        );
+        let loaded = descriptor
+            .load(self.log.store().as_ref(), self.log.root())
+            .await;
+        let bitmap = match loaded {
+            Ok(bitmap) => Arc::new(bitmap),
+            Err(TxLogError::DamagedDeletionVector { location, reason }) => {
+                let file = data_file(self.log.root(), add).map_err(|e| {
+                    TableError::Corrupt(format!("data file path '{}': {e}", add.path))
+                })?;
+                return Err(TableError::Damaged(Damage::at(
+                    &file.object_meta.location,
+                    format!("has a damaged deletion vector {location}: {reason}"),
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut cache = self.cached_vectors();
         if cache.len() >= CACHED_DELETION_VECTORS {
             cache.clear();
         }
         cache.insert(id, Arc::clone(&bitmap));
-        Ok(bitmap)
+        Ok(Some(bitmap))
     }
 
     /// The positions in `add`'s data file whose keys `scan`'s probes select (deleted rows
@@ -212,12 +226,8 @@ impl TableHandle {
         else {
             return Ok(None);
         };
-        if let Some(descriptor) = &add.deletion_vector {
-            positions -= self
-                .deletion_vector(descriptor)
-                .await
-                .map_err(external)?
-                .as_ref();
+        if let Some(deleted) = self.deletion_vector(add).await? {
+            positions -= deleted.as_ref();
         }
         Ok(Some(!positions.is_empty()))
     }

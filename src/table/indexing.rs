@@ -73,13 +73,8 @@ pub async fn create_index(
     for add in snapshot.files() {
         let keys = key_columns(handle, &snapshot, add, &columns, &store_url, &context).await?;
         if index.unique {
-            let deleted = match &add.deletion_vector {
-                Some(descriptor) => handle
-                    .deletion_vector(descriptor)
-                    .await
-                    .map_err(external)?
-                    .as_ref()
-                    .clone(),
+            let deleted = match handle.deletion_vector(add).await? {
+                Some(deleted) => deleted.as_ref().clone(),
                 None => RoaringTreemap::new(),
             };
             let rows = codec.keys().convert_columns(&keys)?;

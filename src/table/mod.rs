@@ -11,6 +11,7 @@
 
 mod column_scan;
 mod constraints;
+mod damage;
 mod datafile;
 mod error;
 mod handle;
@@ -30,6 +31,7 @@ mod vacuum;
 mod zorder;
 
 pub use constraints::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY, primary_key};
+pub use damage::{Damage, Finding, fsck};
 pub use error::TableError;
 pub use handle::TableHandle;
 pub use index::{INDEXES_PROPERTY, IndexDef, table_indexes};

@@ -141,14 +141,8 @@ impl Mutation {
             let add = *files
                 .get(*index)
                 .ok_or_else(|| TableError::Internal(format!("no file {index} in the snapshot")))?;
-            let mut deleted = match &add.deletion_vector {
-                Some(old) => self
-                    .handle
-                    .deletion_vector(old)
-                    .await
-                    .map_err(external)?
-                    .as_ref()
-                    .clone(),
+            let mut deleted = match self.handle.deletion_vector(add).await? {
+                Some(deleted) => deleted.as_ref().clone(),
                 None => RoaringTreemap::new(),
             };
             deleted |= positions;

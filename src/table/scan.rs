@@ -35,6 +35,7 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use roaring::RoaringTreemap;
 
 use super::TableHandle;
+use super::damage::DamageChecking;
 use super::error::external;
 use crate::metrics::metrics;
 use crate::storage::parquet::read_footer;
@@ -249,14 +250,16 @@ pub fn parquet_scan(scan: ParquetScan) -> Result<Arc<dyn ExecutionPlan>> {
     let store = scan.runtime.object_store(&scan.store_url)?;
     let table_schema = Arc::clone(scan.schema.table_schema());
     let metadata_cache = scan.runtime.cache_manager.get_file_metadata_cache();
-    let cached = CachedParquetFileReaderFactory::new(store, metadata_cache);
-    let mut source = ParquetSource::new(scan.schema);
-    source = match scan.predicate {
-        Some(predicate) => source
-            .with_parquet_file_reader_factory(Arc::new(PageIndexCaching(cached)))
-            .with_predicate(predicate),
-        None => source.with_parquet_file_reader_factory(Arc::new(cached)),
+    let cached = CachedParquetFileReaderFactory::new(Arc::clone(&store), metadata_cache);
+    let readers: Arc<dyn ParquetFileReaderFactory> = match &scan.predicate {
+        Some(_) => Arc::new(PageIndexCaching(cached)),
+        None => Arc::new(cached),
     };
+    let readers = Arc::new(DamageChecking::new(readers, store));
+    let mut source = ParquetSource::new(scan.schema).with_parquet_file_reader_factory(readers);
+    if let Some(predicate) = scan.predicate {
+        source = source.with_predicate(predicate);
+    }
     // Small scans read in one partition, which keeps rows in insertion order.
     let bytes: u64 = scan.files.iter().map(|f| f.object_meta.size).sum();
     let n = if bytes <= SINGLE_PARTITION_BYTES {
@@ -343,10 +346,9 @@ pub async fn live_file(
     stats: &FileStats,
 ) -> Result<PartitionedFile> {
     let file = data_file(handle.log().root(), add)?;
-    let Some(descriptor) = &add.deletion_vector else {
+    let Some(deleted) = handle.deletion_vector(add).await? else {
         return Ok(file);
     };
-    let deleted = handle.deletion_vector(descriptor).await.map_err(external)?;
     let rows = match stats.num_records {
         Some(rows) => rows,
         None => row_count(handle, &file).await?,
@@ -362,12 +364,8 @@ pub async fn indexed_file(
     stats: &FileStats,
     mut positions: RoaringTreemap,
 ) -> Result<Option<(PartitionedFile, u64)>> {
-    if let Some(descriptor) = &add.deletion_vector {
-        positions -= handle
-            .deletion_vector(descriptor)
-            .await
-            .map_err(external)?
-            .as_ref();
+    if let Some(deleted) = handle.deletion_vector(add).await? {
+        positions -= deleted.as_ref();
     }
     if positions.is_empty() {
         return Ok(None);

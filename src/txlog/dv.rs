@@ -104,39 +104,73 @@ impl DeletionVectorDescriptor {
         store: &dyn ObjectStore,
         table_root: &Path,
     ) -> Result<RoaringTreemap, TxLogError> {
-        let size = usize::try_from(self.size_in_bytes)
-            .map_err(|_| self.corrupt("negative sizeInBytes"))?;
-        let bitmap = match self.file_path(table_root)? {
+        let file = self.file_path(table_root)?;
+        let damaged = |reason: &str| TxLogError::DamagedDeletionVector {
+            location: match &file {
+                Some(path) => {
+                    let inside: Vec<_> = path
+                        .prefix_match(table_root)
+                        .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+                        .unwrap_or_default();
+                    format!("'{}'", inside.join("/"))
+                }
+                None => "(inline in the log)".into(),
+            },
+            reason: reason.to_string(),
+        };
+        let size =
+            usize::try_from(self.size_in_bytes).map_err(|_| damaged("negative sizeInBytes"))?;
+        let bitmap = match &file {
             None => {
-                let mut bytes =
-                    z85::decode(&self.path_or_inline_dv).map_err(|e| self.corrupt(&e))?;
+                let mut bytes = z85::decode(&self.path_or_inline_dv).map_err(|e| damaged(&e))?;
                 if bytes.len() < size {
-                    return Err(self.corrupt("inline data shorter than sizeInBytes"));
+                    return Err(damaged("inline data shorter than sizeInBytes"));
                 }
                 bytes.truncate(size);
-                decode_bitmap(&bytes).map_err(|e| self.corrupt(&e))?
+                decode_bitmap(&bytes).map_err(|e| damaged(&e))?
             }
             Some(path) => {
                 let offset = u64::try_from(self.offset.unwrap_or(1))
-                    .map_err(|_| self.corrupt("negative offset"))?;
+                    .map_err(|_| damaged("negative offset"))?;
                 let end = offset + 4 + size as u64 + 4;
-                let framed = store.get_range(&path, offset..end).await?;
+                let framed = match store.get_range(path, offset..end).await {
+                    Ok(framed) => framed,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(damaged("the file is missing"));
+                    }
+                    Err(e) => {
+                        // A range past the end is an error on some stores: tell that apart
+                        // from a store that failed.
+                        return match store.head(path).await {
+                            Ok(meta) if meta.size < end => Err(damaged(&format!(
+                                "the file is {} bytes, its descriptor reads up to byte {end}",
+                                meta.size
+                            ))),
+                            _ => Err(e.into()),
+                        };
+                    }
+                };
+                if framed.len() as u64 != end - offset {
+                    return Err(damaged(&format!(
+                        "the file ends before byte {end} its descriptor names"
+                    )));
+                }
                 let stored_size = u32::from_be_bytes(framed[0..4].try_into().unwrap_or_default());
                 if stored_size as usize != size {
-                    return Err(self.corrupt(&format!(
+                    return Err(damaged(&format!(
                         "size prefix {stored_size} differs from sizeInBytes {size}"
                     )));
                 }
                 let data = &framed[4..4 + size];
                 let crc = u32::from_be_bytes(framed[4 + size..].try_into().unwrap_or_default());
                 if crc32fast::hash(data) != crc {
-                    return Err(self.corrupt("checksum mismatch"));
+                    return Err(damaged("checksum mismatch"));
                 }
-                decode_bitmap(data).map_err(|e| self.corrupt(&e))?
+                decode_bitmap(data).map_err(|e| damaged(&e))?
             }
         };
         if bitmap.len() != u64::try_from(self.cardinality).unwrap_or(u64::MAX) {
-            return Err(self.corrupt(&format!(
+            return Err(damaged(&format!(
                 "bitmap holds {} rows, cardinality says {}",
                 bitmap.len(),
                 self.cardinality

@@ -34,6 +34,9 @@ pub enum TxLogError {
     /// The log is unreadable or breaks the protocol.
     #[error("corrupt Delta log at '{path}': {reason}")]
     Corrupt { path: String, reason: String },
+    /// A deletion vector file (or inline bitmap) does not hold what its descriptor says.
+    #[error("deletion vector {location} is damaged: {reason}")]
+    DamagedDeletionVector { location: String, reason: String },
     /// The table uses a protocol feature MiniDB cannot honour.
     #[error("not supported: {0}")]
     Unsupported(String),

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde_json::Value;
@@ -33,6 +34,16 @@ pub const VACUUM_OPERATION: &str = "VACUUM END";
 
 /// The `operationParameters` key of a VACUUM commit naming the oldest version still readable.
 pub const MIN_READABLE_VERSION: &str = "minReadableVersion";
+
+/// A damaged file of the log itself that [`DeltaLog::repair_checkpoints`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRepair {
+    /// Its path inside the table folder.
+    pub file: String,
+    pub problem: String,
+    /// What the repair did (or would do, or why it cannot).
+    pub action: &'static str,
+}
 
 /// One commit object of a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,19 +101,21 @@ impl DeltaLog {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let text = std::str::from_utf8(&bytes).map_err(|e| TxLogError::Corrupt {
+        // A commit is the only record of its change: nothing can rebuild a damaged one.
+        let damaged = |reason: String| TxLogError::Corrupt {
             path: path.to_string(),
-            reason: e.to_string(),
-        })?;
+            reason: format!(
+                "{reason} (a damaged commit cannot be repaired, FSCK REPAIR TABLE included: \
+                 restore it from a copy of the table)"
+            ),
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|e| damaged(e.to_string()))?;
         let actions = text
             .lines()
             .filter(|line| !line.trim().is_empty())
             .map(Action::from_json_line)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TxLogError::Corrupt {
-                path: path.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| damaged(e.to_string()))?;
         Ok(Some(actions))
     }
 
@@ -295,7 +308,13 @@ impl DeltaLog {
             Some(checkpoint) => {
                 // A checkpoint is a state, not a sequence: its tombstones may name a path that
                 // is live again (with another deletion vector) and must not remove it.
-                let mut actions = self.checkpoint_actions(listing, checkpoint).await?;
+                let mut actions = match self.checkpoint_actions(listing, checkpoint).await {
+                    Ok(actions) => actions,
+                    Err(e @ TxLogError::Corrupt { .. }) => {
+                        return self.replay_around(checkpoint, version, e).await;
+                    }
+                    Err(e) => return Err(e),
+                };
                 actions.retain(|a| !matches!(a, Action::Remove(_)));
                 state.push((checkpoint, actions));
                 checkpoint + 1
@@ -309,6 +328,128 @@ impl DeltaLog {
             .await?;
         state.extend(commits);
         Snapshot::replay(self.root.as_ref(), state)
+    }
+
+    /// Replays `version` without the damaged checkpoint of version `damaged`: from an older
+    /// checkpoint or commit 0 when the log still holds the commits in between (a checkpoint only
+    /// summarises them), else fails with `error`, which names the checkpoint.
+    fn replay_around(
+        &self,
+        damaged: i64,
+        version: i64,
+        error: TxLogError,
+    ) -> BoxFuture<'_, Result<Snapshot, TxLogError>> {
+        async move {
+            let mut listing = self.list(None).await?;
+            listing.checkpoints.remove(&damaged);
+            if listing.start_for(version).is_none() {
+                return Err(error);
+            }
+            tracing::warn!(table = %self.root, error = %error, "damaged checkpoint; replaying the commits it summarises instead");
+            self.replay(&listing, version).await
+        }
+        .boxed()
+    }
+
+    /// Finds damaged checkpoints and a damaged `_last_checkpoint` (one that does not parse or
+    /// names a checkpoint that is not there) and, unless `dry_run`, repairs them: a damaged
+    /// checkpoint is deleted when the commits it summarises are still in the log (readers
+    /// replay those instead), and `_last_checkpoint` is pointed at the newest good checkpoint
+    /// (or deleted when there is none).
+    pub async fn repair_checkpoints(&self, dry_run: bool) -> Result<Vec<LogRepair>, TxLogError> {
+        let listing = self.list(None).await?;
+        let mut repairs = Vec::new();
+        let mut good: BTreeMap<i64, (u32, usize, usize)> = BTreeMap::new();
+        let mut damaged = Vec::new();
+        for (&version, &parts) in &listing.checkpoints {
+            match self.checkpoint_actions(&listing, version).await {
+                Ok(actions) => {
+                    let adds = actions
+                        .iter()
+                        .filter(|a| matches!(a, Action::Add(_)))
+                        .count();
+                    good.insert(version, (parts, actions.len(), adds));
+                }
+                Err(TxLogError::Corrupt { reason, .. }) => damaged.push((version, parts, reason)),
+                Err(e) => return Err(e),
+            }
+        }
+        let without = Listing {
+            commits: listing.commits.clone(),
+            checkpoints: good.iter().map(|(v, (parts, ..))| (*v, *parts)).collect(),
+        };
+        for (version, parts, reason) in damaged {
+            let paths: Vec<String> = (1..=parts)
+                .map(|part| checkpoint::checkpoint_part_name(version, part, parts))
+                .collect();
+            let replaceable = without.start_for(version).is_some();
+            for name in &paths {
+                repairs.push(LogRepair {
+                    file: format!("_delta_log/{name}"),
+                    problem: format!("is a damaged checkpoint: {reason}"),
+                    action: match (replaceable, dry_run) {
+                        (true, true) => "would delete",
+                        (true, false) => "deleted",
+                        (false, _) => {
+                            "kept: the commits it summarises were cleaned up; restore it from a copy"
+                        }
+                    },
+                });
+            }
+            if replaceable && !dry_run {
+                for name in &paths {
+                    delete_if_present(&self.store, &self.log_dir().join(name.as_str())).await?;
+                }
+            }
+        }
+        let path = self.log_dir().join(LAST_CHECKPOINT);
+        let hint = match self.store.get(&path).await {
+            Ok(result) => Some(result.bytes().await?),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let problem =
+            hint.and_then(
+                |bytes| match serde_json::from_slice::<LastCheckpoint>(&bytes) {
+                    Err(e) => Some(format!("does not parse: {e}")),
+                    Ok(last) if !good.contains_key(&last.version) => Some(format!(
+                        "names checkpoint {} which is missing or damaged",
+                        last.version
+                    )),
+                    Ok(_) => None,
+                },
+            );
+        if let Some(problem) = problem {
+            let newest = good.last_key_value();
+            repairs.push(LogRepair {
+                file: format!("_delta_log/{LAST_CHECKPOINT}"),
+                problem,
+                action: match (newest.is_some(), dry_run) {
+                    (true, true) => "would rewrite",
+                    (true, false) => "rewrote",
+                    (false, true) => "would delete",
+                    (false, false) => "deleted",
+                },
+            });
+            if !dry_run {
+                match newest {
+                    Some((&version, &(parts, size, adds))) => {
+                        let last = LastCheckpoint {
+                            version,
+                            size: size as i64,
+                            size_in_bytes: None,
+                            num_of_add_files: Some(adds as i64),
+                            parts: (parts > 1).then_some(i64::from(parts)),
+                        };
+                        self.store
+                            .put(&path, PutPayload::from(serde_json::to_vec(&last)?))
+                            .await?;
+                    }
+                    None => delete_if_present(&self.store, &path).await?,
+                }
+            }
+        }
+        Ok(repairs)
     }
 
     /// The actions of the listing's checkpoint at `version`, all parts in order.

@@ -1,16 +1,16 @@
-//! Table maintenance statements: `OPTIMIZE`, `VACUUM` and `ANALYZE TABLE`.
+//! Table maintenance statements: `OPTIMIZE`, `VACUUM`, `ANALYZE TABLE` and `FSCK REPAIR TABLE`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
 use datafusion::execution::object_store::ObjectStoreUrl;
 
 use super::{Engine, EngineError, Outcome, Session};
 use crate::engine::Listing;
 use crate::engine::sql::TableName;
 use crate::table::statistics::analyze;
-use crate::table::{OptimizeReport, optimize, vacuum};
+use crate::table::{Finding, OptimizeReport, fsck, optimize, vacuum};
 
 impl Engine {
     /// `OPTIMIZE [TABLE] t [ZORDER BY (c1, …)]`: bin-packs small files and purges deletion
@@ -98,6 +98,31 @@ impl Engine {
                 Arc::new(StringArray::from_iter_values(
                     report.files.iter().map(|_| action),
                 )),
+            ],
+        )
+        .map_err(|e| EngineError::DataFusion(e.into()))?;
+        Ok(Outcome::Listing(Listing::Report, batch))
+    }
+
+    /// `FSCK REPAIR TABLE t [DRY RUN]`: one row per damaged file of the table — a data file
+    /// removed from it, a log checkpoint deleted or rewritten — or that would be, for a dry run.
+    pub(super) async fn fsck(
+        &self,
+        session: &Session,
+        table: TableName,
+        dry_run: bool,
+    ) -> Result<Outcome, EngineError> {
+        let (_, handle) = self.named_table(session, &table).await?;
+        let findings = fsck(&handle, dry_run).await?;
+        let column = |value: fn(&Finding) -> &str| {
+            Arc::new(StringArray::from_iter_values(findings.iter().map(value))) as ArrayRef
+        };
+        let batch = RecordBatch::try_new(
+            Outcome::fsck_schema(),
+            vec![
+                column(|f| &f.file),
+                column(|f| &f.problem),
+                column(|f| &f.action),
             ],
         )
         .map_err(|e| EngineError::DataFusion(e.into()))?;

@@ -83,6 +83,7 @@ impl Engine {
                 retain_hours,
                 dry_run,
             } => self.vacuum(session, table, retain_hours, dry_run).await,
+            Statement::Fsck { table, dry_run } => self.fsck(session, table, dry_run).await,
             Statement::DescribeHistory(table) => self.describe_history(session, table).await,
             Statement::Begin => self.begin_statement(session),
             Statement::Commit => self.commit_statement(session).await,

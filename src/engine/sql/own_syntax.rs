@@ -107,6 +107,13 @@ pub fn parse(mut cursor: Cursor<'_>) -> Result<Option<Statement>, EngineError> {
         }
     } else if cursor.keyword(VACUUM) {
         vacuum(&mut cursor)?
+    } else if cursor.word("FSCK") {
+        if !(cursor.word("REPAIR") && cursor.keyword(TABLE)) {
+            return Err(syntax("expected FSCK REPAIR TABLE table [DRY RUN]".into()));
+        }
+        let table = cursor.table_name()?;
+        let dry_run = cursor.keywords(&[DRY, RUN]);
+        Statement::Fsck { table, dry_run }
     } else if cursor.keyword(ANALYZE) {
         analyze(&mut cursor)?
     } else if cursor.keyword(OPTIMIZE) {

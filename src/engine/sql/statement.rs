@@ -74,6 +74,11 @@ pub enum Statement {
         retain_hours: Option<u64>,
         dry_run: bool,
     },
+    /// `FSCK REPAIR TABLE t [DRY RUN]`.
+    Fsck {
+        table: TableName,
+        dry_run: bool,
+    },
     /// `DESCRIBE HISTORY t`.
     DescribeHistory(TableName),
     /// `BEGIN`, `START TRANSACTION`.
@@ -178,6 +183,7 @@ impl Statement {
                 | Statement::Optimize { .. }
                 | Statement::Analyze { .. }
                 | Statement::Vacuum { .. }
+                | Statement::Fsck { .. }
         )
     }
 
@@ -225,6 +231,7 @@ impl Statement {
             Statement::Optimize { .. } => Answer::Report(Outcome::optimize_schema()),
             Statement::Analyze { .. } => Answer::Report(Outcome::analyze_schema()),
             Statement::Vacuum { .. } => Answer::Report(Outcome::vacuum_schema()),
+            Statement::Fsck { .. } => Answer::Report(Outcome::fsck_schema()),
             Statement::DescribeHistory(_) => Answer::Report(Outcome::history_schema()),
             _ => Answer::Message,
         }

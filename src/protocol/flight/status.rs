@@ -18,6 +18,10 @@ pub fn to_status(e: EngineError) -> Status {
         ErrorKind::ResourcesExhausted => Status::resource_exhausted(message),
         ErrorKind::Cancelled => Status::cancelled(message),
         ErrorKind::TimedOut => Status::deadline_exceeded(message),
+        ErrorKind::DataLoss => {
+            error!(error = %message, "statement found damaged table data");
+            Status::data_loss(message)
+        }
         ErrorKind::Internal => {
             error!(error = %message, "statement failed with an internal error");
             Status::internal(message)

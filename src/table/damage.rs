@@ -1,0 +1,355 @@
+//! Damaged data files: files a table's log lists that storage no longer holds as the log
+//! describes them — missing, truncated or replaced, not Parquet, a row group that does not
+//! decode, a deletion vector that is missing or fails its checksum.
+//!
+//! Scans read through [`DamageChecking`], which turns a failed read into a [`Damage`] naming the
+//! table, the file and the problem once storage confirms it (a store that merely failed is
+//! reported as such, not as damage). `FSCK REPAIR TABLE t [DRY RUN]` ([`fsck`]) examines every
+//! live file — size, footer, deletion vector, every row group decoded — and, unless it is a dry
+//! run, commits the removal of the damaged ones: the table reads again, without their rows.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::{
+    DefaultParquetFileReaderFactory, ParquetFileReaderFactory,
+};
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt, stream};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use serde_json::json;
+
+use super::TableHandle;
+use super::error::external;
+use super::scan::{WithPageIndex, data_file};
+use crate::table::TableError;
+use crate::txlog::{Action, Add, Operation, Remove};
+
+/// Files FSCK examines at once.
+const CONCURRENT_CHECKS: usize = 4;
+
+/// A data file of a table that cannot be read as the table's log describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// `database.table`.
+    pub table: String,
+    /// The file's path inside the table folder, as the log names it.
+    pub file: String,
+    /// What is wrong with it, as a predicate: "is missing: …".
+    pub problem: String,
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "data file '{}' of table {} {}; FSCK REPAIR TABLE {} removes it (and its rows) \
+             from the table",
+            self.file, self.table, self.problem, self.table
+        )
+    }
+}
+
+impl Damage {
+    /// The damage `problem` of the data file at `location` (`database/table/…` from the store's
+    /// root).
+    pub fn at(location: &Path, problem: String) -> Self {
+        let parts: Vec<String> = location.parts().map(|p| p.as_ref().to_string()).collect();
+        let (table, file) = match parts.as_slice() {
+            [database, table, file @ ..] if !file.is_empty() => {
+                (format!("{database}.{table}"), file.join("/"))
+            }
+            _ => (String::new(), location.to_string()),
+        };
+        Self {
+            table,
+            file,
+            problem,
+        }
+    }
+}
+
+/// What is wrong with the data file at `location`, which the log says has `size` bytes: it is
+/// missing, has another size, or its footer or page index does not read. `None` when storage
+/// shows nothing wrong (or cannot tell, because the store itself fails).
+pub async fn examine(store: &Arc<dyn ObjectStore>, location: &Path, size: u64) -> Option<String> {
+    match store.head(location).await {
+        Err(object_store::Error::NotFound { .. }) => {
+            return Some("is missing: the log lists it, storage has no such object".into());
+        }
+        Err(_) => return None,
+        Ok(meta) if meta.size != size => {
+            return Some(format!(
+                "is {} bytes where the log says {size}: it was truncated or replaced",
+                meta.size
+            ));
+        }
+        Ok(_) => {}
+    }
+    let mut reader = reader(store, location, size).ok()?;
+    let metadata = ParquetMetaDataReader::new()
+        .with_page_index_policy(PageIndexPolicy::Optional)
+        .load_and_finish(&mut reader, size)
+        .await;
+    match metadata {
+        Ok(_) => None,
+        Err(e) if store_failed(&e) => None,
+        Err(e) => Some(format!("does not read as Parquet: {}", parquet_cause(&e))),
+    }
+}
+
+/// Whether `e` is the object store failing (or damage already found) rather than the bytes
+/// failing to decode.
+fn store_failed(e: &ParquetError) -> bool {
+    match e {
+        ParquetError::External(inner) => {
+            inner.is::<object_store::Error>() || inner.is::<TableError>()
+        }
+        _ => false,
+    }
+}
+
+/// A plain reader of the data file at `location`; the store's errors are `External`.
+fn reader(store: &Arc<dyn ObjectStore>, location: &Path, size: u64) -> Result<WithPageIndex> {
+    let reader = DefaultParquetFileReaderFactory::new(Arc::clone(store)).create_reader(
+        0,
+        PartitionedFile::new(location.to_string(), size),
+        None,
+        &ExecutionPlanMetricsSet::new(),
+    )?;
+    Ok(WithPageIndex(reader))
+}
+
+/// A Parquet error's message without the "Parquet error: " prefixes its layers add.
+fn parquet_cause(e: &ParquetError) -> String {
+    let mut text = e.to_string();
+    while let Some(rest) = text.strip_prefix("Parquet error: ") {
+        text = rest.to_string();
+    }
+    text
+}
+
+/// The error for row group `row_group` of the data file at `location` failing to decode; an
+/// error of the store (or damage found while reading) passes through as it is.
+pub fn undecodable(location: &Path, row_group: usize, e: ParquetError) -> DataFusionError {
+    match e {
+        e if store_failed(&e) => DataFusionError::ParquetError(Box::new(e)),
+        e => TableError::Damaged(Damage::at(
+            location,
+            format!(
+                "does not decode (row group {row_group}): {}",
+                parquet_cause(&e)
+            ),
+        ))
+        .into(),
+    }
+}
+
+/// Makes the readers of another factory report damaged files as [`Damage`].
+#[derive(Debug)]
+pub struct DamageChecking {
+    inner: Arc<dyn ParquetFileReaderFactory>,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl DamageChecking {
+    pub fn new(inner: Arc<dyn ParquetFileReaderFactory>, store: Arc<dyn ObjectStore>) -> Self {
+        Self { inner, store }
+    }
+}
+
+impl ParquetFileReaderFactory for DamageChecking {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> Result<Box<dyn AsyncFileReader + Send>> {
+        let location = file.object_meta.location.clone();
+        let size = file.object_meta.size;
+        let inner = self
+            .inner
+            .create_reader(partition_index, file, metadata_size_hint, metrics)?;
+        Ok(Box::new(CheckedReader {
+            inner,
+            store: Arc::clone(&self.store),
+            location,
+            size,
+        }))
+    }
+}
+
+/// A reader whose failures name the damaged file, once storage confirms the damage.
+struct CheckedReader {
+    inner: Box<dyn AsyncFileReader + Send>,
+    store: Arc<dyn ObjectStore>,
+    location: Path,
+    size: u64,
+}
+
+/// `e`, or the damage of the data file at `location` behind it.
+async fn explain(
+    store: Arc<dyn ObjectStore>,
+    location: Path,
+    size: u64,
+    e: ParquetError,
+) -> ParquetError {
+    match examine(&store, &location, size).await {
+        Some(problem) => ParquetError::External(Box::new(TableError::Damaged(Damage::at(
+            &location, problem,
+        )))),
+        None => e,
+    }
+}
+
+impl CheckedReader {
+    /// Runs `read` on the inner reader; its failure is explained.
+    fn checked<'a, T: Send + 'a>(
+        &'a mut self,
+        read: impl FnOnce(
+            &'a mut Box<dyn AsyncFileReader + Send>,
+        ) -> BoxFuture<'a, parquet::errors::Result<T>>,
+    ) -> BoxFuture<'a, parquet::errors::Result<T>> {
+        let store = Arc::clone(&self.store);
+        let location = self.location.clone();
+        let size = self.size;
+        let read = read(&mut self.inner);
+        async move {
+            match read.await {
+                Ok(value) => Ok(value),
+                Err(e) => Err(explain(store, location, size, e).await),
+            }
+        }
+        .boxed()
+    }
+}
+
+impl AsyncFileReader for CheckedReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.checked(|inner| inner.get_bytes(range))
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        self.checked(|inner| inner.get_byte_ranges(ranges))
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        self.checked(|inner| inner.get_metadata(options))
+    }
+}
+
+/// One damaged file `FSCK REPAIR TABLE` found, and what it did about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The file's path inside the table folder.
+    pub file: String,
+    pub problem: String,
+    pub action: String,
+}
+
+/// Repairs the table behind `handle`, or with `dry_run` only reports what it would do: first
+/// its log's damaged checkpoints and `_last_checkpoint` (see [`DeltaLog::repair_checkpoints`]),
+/// then every live data file is examined and the damaged ones are removed in one commit.
+///
+/// [`DeltaLog::repair_checkpoints`]: crate::txlog::DeltaLog::repair_checkpoints
+pub async fn fsck(handle: &Arc<TableHandle>, dry_run: bool) -> Result<Vec<Finding>> {
+    let mut findings: Vec<Finding> = handle
+        .log()
+        .repair_checkpoints(dry_run)
+        .await
+        .map_err(external)?
+        .into_iter()
+        .map(|repair| Finding {
+            file: repair.file,
+            problem: repair.problem,
+            action: repair.action.to_string(),
+        })
+        .collect();
+    let snapshot = handle.refresh().await.map_err(external)?;
+    let damaged: Vec<(Add, Damage)> = stream::iter(snapshot.files().cloned())
+        .map(|add| async move {
+            let damage = check(handle, &add).await?;
+            Ok::<_, DataFusionError>(damage.map(|d| (add, d)))
+        })
+        .buffered(CONCURRENT_CHECKS)
+        .try_filter_map(|found| futures::future::ready(Ok(found)))
+        .try_collect()
+        .await?;
+    let action = if dry_run { "would remove" } else { "removed" };
+    findings.extend(damaged.iter().map(|(_, damage)| Finding {
+        file: damage.file.clone(),
+        problem: damage.problem.clone(),
+        action: action.to_string(),
+    }));
+    if dry_run || damaged.is_empty() {
+        return Ok(findings);
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let actions: Vec<Action> = damaged
+        .iter()
+        .map(|(add, _)| Action::Remove(Remove::of(add, now)))
+        .collect();
+    let operation = Operation {
+        name: "FSCK".into(),
+        parameters: HashMap::new(),
+        metrics: HashMap::from([("numRemovedFiles".into(), json!(damaged.len()))]),
+        blind_append: false,
+    };
+    handle
+        .commit(&snapshot, operation, actions)
+        .await
+        .map_err(external)?;
+    Ok(findings)
+}
+
+/// The damage of one live file, if it has any: storage's view of it, its deletion vector, then
+/// every row group decoded.
+async fn check(handle: &TableHandle, add: &Add) -> Result<Option<Damage>> {
+    let file = data_file(handle.log().root(), add)?;
+    let location = &file.object_meta.location;
+    let store = handle.log().store();
+    let size = file.object_meta.size;
+    if let Some(problem) = examine(store, location, size).await {
+        return Ok(Some(Damage::at(location, problem)));
+    }
+    match handle.deletion_vector(add).await {
+        Err(TableError::Damaged(damage)) => return Ok(Some(damage)),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    let reader = reader(store, location, size)?;
+    let decoded = async {
+        let mut batches = ParquetRecordBatchStreamBuilder::new(reader)
+            .await?
+            .build()?;
+        while batches.try_next().await?.is_some() {}
+        Ok::<_, ParquetError>(())
+    };
+    match decoded.await {
+        Ok(()) => Ok(None),
+        Err(e) if store_failed(&e) => Err(DataFusionError::ParquetError(Box::new(e))),
+        Err(e) => Ok(Some(Damage::at(
+            location,
+            format!("does not decode: {}", parquet_cause(&e)),
+        ))),
+    }
+}
