@@ -61,6 +61,14 @@ struct ServeArgs {
     /// Allow a plain-HTTP S3 endpoint.
     #[arg(long, env = "MINIDB_S3_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
     s3_allow_http: bool,
+    /// How many times a failed S3 request is retried, with exponential backoff, where retrying
+    /// is safe (reads, idempotent and conditional writes); 0 turns retries off.
+    #[arg(long, env = "MINIDB_S3_MAX_RETRIES", default_value_t = 10)]
+    s3_max_retries: usize,
+    /// Milliseconds after a failed S3 request's first attempt during which it is retried; a
+    /// statement meeting an unreachable store fails after about this long.
+    #[arg(long, env = "MINIDB_S3_RETRY_TIMEOUT_MS", default_value_t = 30_000)]
+    s3_retry_timeout_ms: u64,
     /// Address of the gRPC listener (Flight SQL and the admin service).
     #[arg(long, env = "MINIDB_FLIGHT_ADDR", default_value = "127.0.0.1:50051")]
     flight_addr: String,
@@ -257,6 +265,8 @@ fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
             access_key_id: args.s3_access_key_id,
             secret_access_key: args.s3_secret_access_key,
             allow_http: args.s3_allow_http,
+            max_retries: Some(args.s3_max_retries),
+            retry_timeout: Some(Duration::from_millis(args.s3_retry_timeout_ms)),
         },
         flight_addr: args.flight_addr,
         text_addr: args.text_addr,

@@ -16,12 +16,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, RetryConfig};
 use url::Url;
 
 use super::StorageError;
@@ -53,6 +53,13 @@ pub struct S3Settings {
     pub secret_access_key: Option<String>,
     /// Allow a plain-HTTP endpoint (off by default: credentials would cross the network in clear).
     pub allow_http: bool,
+    /// How often a failed request is retried (with exponential backoff); object_store's 10 when
+    /// `None`. Requests are retried only where that is safe: reads, and writes that are
+    /// idempotent or conditional.
+    pub max_retries: Option<usize>,
+    /// How long after its first attempt a request is retried at most; object_store's 3 minutes
+    /// when `None`.
+    pub retry_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for S3Settings {
@@ -66,6 +73,8 @@ impl std::fmt::Debug for S3Settings {
                 &self.secret_access_key.as_ref().map(|_| "<redacted>"),
             )
             .field("allow_http", &self.allow_http)
+            .field("max_retries", &self.max_retries)
+            .field("retry_timeout", &self.retry_timeout)
             .finish()
     }
 }
@@ -214,6 +223,12 @@ impl DataStore {
         if settings.allow_http {
             builder = builder.with_allow_http(true);
         }
+        let defaults = RetryConfig::default();
+        builder = builder.with_retry(RetryConfig {
+            max_retries: settings.max_retries.unwrap_or(defaults.max_retries),
+            retry_timeout: settings.retry_timeout.unwrap_or(defaults.retry_timeout),
+            ..defaults
+        });
         let bucket_store = Arc::new(builder.build()?);
         let prefix = url.path().trim_matches('/');
         let store: Arc<dyn ObjectStore> = if prefix.is_empty() {

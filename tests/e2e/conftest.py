@@ -407,52 +407,76 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def seaweedfs(directory: Path) -> Iterator[S3Service]:
+class SeaweedFS:
     """SeaweedFS on loopback, its files in ``directory``, with one bucket (``lake``) and one
-    user; stopped on exit."""
-    weed = Path(os.environ.get("WEED_BIN", REPO / ".venv" / "bin" / "weed"))
-    if not weed.exists():
-        raise RuntimeError(f"the S3 test server is missing: {weed} "
-                           "(pip install -r tests/requirements.txt)")
-    service = S3Service(f"http://127.0.0.1:{free_port()}", "lake", "minidb", "minidb-secret-key")
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=service.access_key,
-               AWS_SECRET_ACCESS_KEY=service.secret_key, S3_BUCKET=service.bucket)
-    log = open(directory / "weed.log", "wb")
-    # Every listener on a free port, so that nothing else on the machine (another run of this
-    # suite included) is in the way; the side services MiniDB does not use are off.
-    ports = [f"-{name}={free_port()}" for name in (
-        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-        "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc",
-    )]
-    proc = subprocess.Popen(
-        [str(weed), "mini", f"-dir={directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-         "-admin.ui=false", f"-s3.port={service.endpoint.rsplit(':', 1)[1]}", *ports,
-         "-webdav.port=0", "-s3.port.iceberg=0", "-s3.port.lance=0"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=directory,
-    )
-    log.close()
-    try:
+    user. It keeps its ports across ``stop()`` and ``start()``, so clients see the same service
+    come back (an outage, for the tests that need one)."""
+
+    def __init__(self, directory: Path):
+        self.weed = Path(os.environ.get("WEED_BIN", REPO / ".venv" / "bin" / "weed"))
+        if not self.weed.exists():
+            raise RuntimeError(f"the S3 test server is missing: {self.weed} "
+                               "(pip install -r tests/requirements.txt)")
+        self.directory = directory
+        self.service = S3Service(f"http://127.0.0.1:{free_port()}", "lake", "minidb",
+                                 "minidb-secret-key")
+        # Every listener on a free port, so that nothing else on the machine (another run of
+        # this suite included) is in the way; the side services MiniDB does not use are off.
+        self.ports = [f"-{name}={free_port()}" for name in (
+            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+            "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc",
+        )]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "SeaweedFS":
+        service = self.service
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=service.access_key,
+                   AWS_SECRET_ACCESS_KEY=service.secret_key, S3_BUCKET=service.bucket)
+        log = open(self.directory / "weed.log", "ab")
+        self.proc = subprocess.Popen(
+            [str(self.weed), "mini", f"-dir={self.directory}", "-ip=127.0.0.1",
+             "-ip.bind=127.0.0.1", "-admin.ui=false",
+             f"-s3.port={service.endpoint.rsplit(':', 1)[1]}", *self.ports,
+             "-webdav.port=0", "-s3.port.iceberg=0", "-s3.port.lance=0"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            cwd=self.directory,
+        )
+        log.close()
         deadline = time.monotonic() + 60
         while True:
             try:
                 import pyarrow.fs as fs
 
                 service.filesystem().get_file_info(fs.FileSelector(service.bucket))
-                break
+                return self
             except OSError as e:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    tail = (directory / "weed.log").read_text(errors="replace")[-3000:]
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (self.directory / "weed.log").read_text(errors="replace")[-3000:]
+                    self.stop()
                     raise RuntimeError(f"SeaweedFS did not start: {e}\n{tail}") from e
                 time.sleep(0.3)
-        yield service
-    finally:
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def seaweedfs(directory: Path) -> Iterator[S3Service]:
+    """SeaweedFS on loopback (see ``SeaweedFS``), stopped on exit."""
+    weed = SeaweedFS(directory)
+    weed.start()
+    try:
+        yield weed.service
+    finally:
+        weed.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,18 @@
-"""Durability: acknowledged writes survive kill -9, and crash leftovers stay invisible."""
+"""Durability: acknowledged writes survive kill -9, crash leftovers stay invisible, and a full
+disk fails writes without losing or tearing anything."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 import uuid
 
-from conftest import parse_ascii_table
+import pytest
+
+from conftest import TEST_STORAGE, MiniDBServer, parse_ascii_table
+from test_delta_interop import read_delta_rs
 
 
 def count(text, table: str) -> int:
@@ -265,3 +270,49 @@ def test_a_corrupt_table_fails_alone_and_system_tables_name_it(server):
         assert tables == {"broken": 0, "fine": 1}
     finally:
         conn.close()
+
+
+def test_a_full_disk_fails_writes_and_loses_nothing(tmp_path):
+    """The data directory on a 3 MB tmpfs: inserts fail with the cause once it is full, no
+    commit or staged file is left of them, reads go on, and writes succeed again once there is
+    room — no restart needed."""
+    if TEST_STORAGE == "s3":
+        pytest.skip("fills a local disk (covered by the local-disk run)")
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)], check=True)
+    server = MiniDBServer(small, tmp_path)
+    try:
+        server.start()
+        with server.text() as text:
+            text.ok("CREATE TABLE t (id BIGINT, pad VARCHAR);")
+            acknowledged = 0
+            failures = []
+            for _ in range(6):
+                answer = text.query(
+                    "INSERT INTO t SELECT value, md5(CAST(value AS VARCHAR)) || "
+                    "md5(CAST(value + 1 AS VARCHAR)) FROM generate_series(1, 30000);"
+                )
+                if answer.startswith("ERROR"):
+                    failures.append(answer)
+                else:
+                    acknowledged += 30000
+            assert failures and acknowledged, (failures, acknowledged)
+            assert all("No space left on device" in f for f in failures), failures
+            assert count(text, "t") == acknowledged
+            assert not [p for p in small.rglob("*") if "#" in p.name]
+            commits = sorted((small / "default" / "t" / "_delta_log").glob("*.json"))
+            assert len(commits) == 1 + acknowledged // 30000
+
+            subprocess.run(["mount", "-o", "remount,size=64m", str(small)], check=True)
+            text.ok("INSERT INTO t VALUES (-1, 'room again');")
+            assert count(text, "t") == acknowledged + 1
+        server.restart(hard=True)
+        with server.text() as text:
+            assert count(text, "t") == acknowledged + 1
+        assert read_delta_rs(small / "default" / "t").num_rows == acknowledged + 1
+    finally:
+        server.kill()
+        subprocess.run(["umount", "-l", str(small)], check=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from decimal import Decimal
 
 import duckdb
@@ -18,7 +19,7 @@ import pyarrow.fs as pafs
 import pytest
 from deltalake import DeltaTable, QueryBuilder
 
-from conftest import MiniDBServer, parse_ascii_table
+from conftest import MiniDBServer, SeaweedFS, parse_ascii_table
 from test_operations import scrape
 
 
@@ -305,3 +306,42 @@ def test_read_cache_answers_repeat_reads_and_stays_correct_across_commits(tmp_pa
         reader.stop()
         columns_reader.stop()
         writer.stop()
+
+
+def test_an_outage_of_the_store_fails_statements_clearly_and_the_server_recovers(tmp_path):
+    """SeaweedFS stops under a running server: a write fails (after the configured retries)
+    with the store's error and lands nothing; once the store is back the same server writes and
+    reads again, no restart needed."""
+    (tmp_path / "weed").mkdir()
+    weed = SeaweedFS(tmp_path / "weed").start()
+    server = MiniDBServer(
+        tmp_path / "data", tmp_path,
+        [*weed.service.server_args(), "--s3-max-retries=3", "--s3-retry-timeout-ms=2000"],
+        data=weed.service.location(),
+    )
+    try:
+        server.start()
+        with server.text() as text:
+            text.ok("CREATE TABLE t (x INT);")
+            text.ok("INSERT INTO t VALUES (1), (2);")
+            weed.stop()
+            started = time.monotonic()
+            answer = text.query("INSERT INTO t VALUES (3);", timeout=60)
+            assert answer.startswith("ERROR: "), answer
+            assert "error sending request" in answer or "Connection refused" in answer, answer
+            assert time.monotonic() - started < 30
+            answer = text.query("CREATE TABLE u (x INT);", timeout=60)
+            assert answer.startswith("ERROR: "), answer
+
+            weed.start()
+            text.ok("INSERT INTO t VALUES (4);")
+            assert parse_ascii_table(text.query("SELECT x FROM t ORDER BY x;"))[1] == [
+                ["1"], ["2"], ["4"]
+            ]
+            text.ok("CREATE TABLE u (x INT);")
+        server.restart(hard=True)
+        with server.text() as text:
+            assert parse_ascii_table(text.query("SELECT sum(x) FROM t;"))[1] == [["7"]]
+    finally:
+        server.kill()
+        weed.stop()
