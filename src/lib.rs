@@ -19,6 +19,8 @@ pub mod auth;
 pub mod catalog;
 pub mod config_file;
 pub mod engine;
+#[cfg(test)]
+mod fuzzing;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -118,6 +118,53 @@ impl ParquetFileWriter {
     }
 }
 
+/// What a panic carried, as text.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
+}
+
+/// Runs `decode` over Parquet bytes that may be damaged: the Parquet reader asserts on some
+/// damage (a division by zero, an out-of-range offset) instead of failing, and such a panic
+/// becomes an error here.
+pub fn guarded<T>(decode: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        Err(format!(
+            "the Parquet reader failed on it: {}",
+            panic_message(panic.as_ref())
+        ))
+    })
+}
+
+/// Checks that every column chunk a footer describes lies inside the file's `size` bytes: a
+/// damaged footer can describe negative or out-of-file ranges, which the Parquet reader asserts
+/// against (a panic) rather than reports.
+pub fn check_layout(metadata: &ParquetMetaData, size: u64) -> Result<(), String> {
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        for column in group.columns() {
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or_else(|| column.data_page_offset());
+            let length = column.compressed_size();
+            let end = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(length).ok())
+                .and_then(|(start, length)| start.checked_add(length));
+            if end.is_none_or(|end| end > size) {
+                return Err(format!(
+                    "row group {g}, column {}: bytes {start} to {start} + {length} lie outside \
+                     the file's {size} bytes",
+                    column.column_path()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads and decodes the footer of the Parquet file at `location`, which is `size` bytes long.
 pub async fn read_footer(
     store: &dyn ObjectStore,

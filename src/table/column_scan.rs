@@ -46,7 +46,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowS
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::file::metadata::ParquetMetaData;
 
-use super::damage::{DamageChecking, undecodable};
+use super::damage::{DamageChecking, guarded, undecodable};
 use super::scan::{ParquetScan, SINGLE_PARTITION_BYTES, WithPageIndex};
 use crate::storage::{ChunkKey, ColumnCache};
 use crate::table::TableError;
@@ -520,16 +520,17 @@ impl Reading {
             )?);
             let mask = ProjectionMask::roots(metadata.parquet_schema(), roots);
             let location = &unit.file.file.object_meta.location;
-            let batches: Vec<RecordBatch> =
+            let batches: Vec<RecordBatch> = guarded(async {
                 ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
                     .with_projection(mask)
                     .with_row_groups(vec![unit.row_group])
                     .with_batch_size(unit.rows.max(1))
-                    .build()
-                    .map_err(|e| undecodable(location, unit.row_group, e))?
+                    .build()?
                     .try_collect()
                     .await
-                    .map_err(|e| undecodable(location, unit.row_group, e))?;
+            })
+            .await
+            .map_err(|e| undecodable(location, unit.row_group, e))?;
             Some(match batches.as_slice() {
                 [] => {
                     return Err(TableError::Corrupt(format!(

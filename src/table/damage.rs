@@ -10,7 +10,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -34,6 +36,7 @@ use serde_json::json;
 use super::TableHandle;
 use super::error::external;
 use super::scan::{WithPageIndex, data_file};
+use crate::storage::parquet::{check_layout, panic_message};
 use crate::table::TableError;
 use crate::txlog::{Action, Add, Operation, Remove};
 
@@ -104,7 +107,9 @@ pub async fn examine(store: &Arc<dyn ObjectStore>, location: &Path, size: u64) -
         .load_and_finish(&mut reader, size)
         .await;
     match metadata {
-        Ok(_) => None,
+        Ok(metadata) => check_layout(&metadata, size)
+            .err()
+            .map(|problem| format!("does not read as Parquet: {problem}")),
         Err(e) if store_failed(&e) => None,
         Err(e) => Some(format!("does not read as Parquet: {}", parquet_cause(&e))),
     }
@@ -155,6 +160,22 @@ pub fn undecodable(location: &Path, row_group: usize, e: ParquetError) -> DataFu
         ))
         .into(),
     }
+}
+
+/// Runs `decode` over a data file's bytes: a panic of the Parquet reader on damaged bytes (it
+/// asserts on some) becomes a decode error.
+pub async fn guarded<T>(
+    decode: impl Future<Output = parquet::errors::Result<T>>,
+) -> parquet::errors::Result<T> {
+    AssertUnwindSafe(decode)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            Err(ParquetError::General(format!(
+                "the Parquet reader failed on it: {}",
+                panic_message(panic.as_ref())
+            )))
+        })
 }
 
 /// Makes the readers of another factory report damaged files as [`Damage`].
@@ -253,7 +274,21 @@ impl AsyncFileReader for CheckedReader {
         &'a mut self,
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        self.checked(|inner| inner.get_metadata(options))
+        let location = self.location.clone();
+        let size = self.size;
+        let read = self.checked(|inner| inner.get_metadata(options));
+        async move {
+            let metadata = read.await?;
+            // A footer describing bytes outside the file would make the reader panic.
+            check_layout(&metadata, size).map_err(|problem| {
+                ParquetError::External(Box::new(TableError::Damaged(Damage::at(
+                    &location,
+                    format!("does not read as Parquet: {problem}"),
+                ))))
+            })?;
+            Ok(metadata)
+        }
+        .boxed()
     }
 }
 
@@ -336,6 +371,18 @@ async fn check(handle: &TableHandle, add: &Add) -> Result<Option<Damage>> {
         Err(e) => return Err(e.into()),
         Ok(_) => {}
     }
+    Ok(undecodable_file(store, location, size)
+        .await?
+        .map(|problem| Damage::at(location, problem)))
+}
+
+/// What keeps the data file at `location` (`size` bytes, its footer sound) from decoding
+/// whole, if anything.
+async fn undecodable_file(
+    store: &Arc<dyn ObjectStore>,
+    location: &Path,
+    size: u64,
+) -> Result<Option<String>> {
     let reader = reader(store, location, size)?;
     let decoded = async {
         let mut batches = ParquetRecordBatchStreamBuilder::new(reader)
@@ -344,12 +391,65 @@ async fn check(handle: &TableHandle, add: &Add) -> Result<Option<Damage>> {
         while batches.try_next().await?.is_some() {}
         Ok::<_, ParquetError>(())
     };
-    match decoded.await {
+    match guarded(decoded).await {
         Ok(()) => Ok(None),
         Err(e) if store_failed(&e) => Err(DataFusionError::ParquetError(Box::new(e))),
-        Err(e) => Ok(Some(Damage::at(
-            location,
-            format!("does not decode: {}", parquet_cause(&e)),
-        ))),
+        Err(e) => Ok(Some(format!("does not decode: {}", parquet_cause(&e)))),
+    }
+}
+
+/// A damaged data file gets a problem, never a panic: a small Parquet file mutated, through
+/// the checks of scans and FSCK.
+#[cfg(test)]
+mod fuzz {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+    use proptest::prelude::*;
+
+    use super::{examine, undecodable_file};
+    use crate::fuzzing;
+    use crate::storage::parquet::encode_batches;
+
+    fn seed() -> Vec<u8> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..300)),
+                Arc::new(StringArray::from_iter(
+                    (0..300).map(|i| (i % 7 > 0).then(|| format!("v{i}"))),
+                )),
+            ],
+        )
+        .expect("a valid batch");
+        encode_batches(schema, &[batch])
+            .expect("encodes")
+            .bytes
+            .to_vec()
+    }
+
+    proptest! {
+        #![proptest_config(fuzzing::config())]
+
+        #[test]
+        fn data_files_decode_or_fail(bytes in fuzzing::mutated(seed())) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            runtime.block_on(async {
+                let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+                let location = object_store::path::Path::from("db/t/part-0.parquet");
+                let size = bytes.len() as u64;
+                store.put(&location, PutPayload::from(bytes)).await.expect("stored");
+                if examine(&store, &location, size).await.is_none() {
+                    let _ = undecodable_file(&store, &location, size).await;
+                }
+            });
+        }
     }
 }

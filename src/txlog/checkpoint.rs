@@ -18,9 +18,13 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::json::{LineDelimitedWriter, ReaderBuilder};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+
+use crate::storage::parquet::{check_layout, guarded};
 use serde::{Deserialize, Serialize};
 
 use super::Action;
@@ -134,8 +138,16 @@ pub fn encode(actions: &[Action]) -> Result<Bytes, String> {
 
 /// Decodes a checkpoint file (or one part of it) into its actions.
 pub fn decode(file: Bytes) -> Result<Vec<Action>, String> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| e.to_string())?
+    guarded(|| decode_checked(file))
+}
+
+fn decode_checked(file: Bytes) -> Result<Vec<Action>, String> {
+    // The actions decode from the Parquet schema; an embedded Arrow schema that is damaged
+    // would make its decoder panic.
+    let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    let metadata = ArrowReaderMetadata::load(&file, options).map_err(|e| e.to_string())?;
+    check_layout(metadata.metadata(), file.len() as u64)?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
         .with_batch_size(8192)
         .build()
         .map_err(|e| e.to_string())?;

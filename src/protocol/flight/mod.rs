@@ -41,3 +41,53 @@ mod wire;
 pub use rpc::FlightRpc;
 pub use session::{DATABASE_COOKIE, DATABASE_HEADER};
 pub use wire::FlightOptions;
+
+/// Statement handles and Flight SQL commands from a client decode or fail, never panic.
+#[cfg(test)]
+mod fuzz {
+    use arrow_flight::sql::{Any, Command};
+    use proptest::prelude::*;
+    use prost::Message;
+
+    use super::handle::StatementHandle;
+    use crate::fuzzing;
+
+    fn handle_seed() -> Vec<u8> {
+        let mut handle = StatementHandle::new("SELECT $1".into(), "default".into(), None);
+        handle.parameters = Some(vec![vec!["1".into()]]);
+        handle.timeout_ms = Some(5);
+        handle.encode().to_vec()
+    }
+
+    fn command_seed() -> Vec<u8> {
+        let query = arrow_flight::sql::CommandStatementQuery {
+            query: "SELECT 1".into(),
+            transaction_id: None,
+        };
+        Any::pack(&query)
+            .map(|any| any.encode_to_vec())
+            .unwrap_or_default()
+    }
+
+    proptest! {
+        #![proptest_config(fuzzing::config())]
+
+        #[test]
+        fn handles_decode_or_fail(bytes in prop_oneof![
+            fuzzing::mutated(handle_seed()),
+            prop::collection::vec(any::<u8>(), 0..256),
+        ]) {
+            let _ = StatementHandle::decode(&bytes);
+        }
+
+        #[test]
+        fn commands_decode_or_fail(bytes in prop_oneof![
+            fuzzing::mutated(command_seed()),
+            prop::collection::vec(any::<u8>(), 0..256),
+        ]) {
+            if let Ok(any) = Any::decode(bytes.as_slice()) {
+                let _ = Command::try_from(any);
+            }
+        }
+    }
+}

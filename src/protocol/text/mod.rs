@@ -12,3 +12,44 @@ mod shorthand;
 
 pub use connection::serve;
 pub use framing::{Piece, StatementSplitter};
+
+/// Whatever arrives on a text connection splits into statements and expands its shorthand
+/// without a panic.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::framing::{Piece, StatementSplitter};
+    use super::shorthand;
+    use crate::fuzzing;
+
+    fn lines() -> impl Strategy<Value = Vec<String>> {
+        let piece = prop::sample::select(
+            &[
+                "INSERT", "CREATE", "t", "(", ")", ",", ";", "'", "\"", "`", "--", "/*", "*/", " ",
+                "1", "x INT", "exit", "quit", "\\", "é", "\u{0}", "\r",
+            ][..],
+        );
+        let line = prop_oneof![
+            prop::collection::vec(piece, 0..12).prop_map(|p| p.concat()),
+            any::<String>(),
+        ];
+        prop::collection::vec(line.prop_map(|l| l + "\n"), 0..8)
+    }
+
+    proptest! {
+        #![proptest_config(fuzzing::config())]
+
+        #[test]
+        fn any_lines_split_and_expand_without_panic(lines in lines()) {
+            let mut splitter = StatementSplitter::default();
+            for line in &lines {
+                for piece in splitter.push_line(line) {
+                    if let Piece::Statement(sql) = piece {
+                        let _ = shorthand::expand(&sql);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Support for the property tests that feed garbage to MiniDB's decoders and parsers (the
+//! text protocol's framing, the SQL front end, the Delta log, checkpoint and deletion-vector
+//! decoders, Flight SQL handles): how many inputs each runs, and inputs made by mutating a valid
+//! one. The test command runs a few thousand inputs per target; a campaign sets
+//! `MINIDB_FUZZ_CASES` (see the README's Tests section).
+
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+
+/// Inputs per target: `MINIDB_FUZZ_CASES`, else 2,000.
+pub fn config() -> Config {
+    let cases = std::env::var("MINIDB_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000);
+    Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+/// `seed` with a few bytes flipped, inserted, removed, or cut short.
+pub fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+    let len = seed.len().max(1);
+    prop::collection::vec((0..len, any::<u8>(), 0..4u8), 1..8).prop_map(move |edits| {
+        let mut bytes = seed.clone();
+        for (at, byte, kind) in edits {
+            let at = at.min(bytes.len());
+            match kind {
+                0 if at < bytes.len() => bytes[at] ^= byte | 1,
+                1 => bytes.insert(at, byte),
+                2 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ => bytes.truncate(at),
+            }
+        }
+        bytes
+    })
+}
