@@ -499,10 +499,13 @@ impl Reading {
     /// Decodes the scan's columns at `indices` for the whole row group, in the table's types;
     /// a column the file lacks (added to the table after the file was written) is all nulls.
     async fn decode(&self, unit: &Unit, indices: &[usize]) -> Result<Vec<ArrayRef>> {
-        let metadata = ArrowReaderMetadata::try_new(
-            Arc::clone(&unit.file.metadata),
-            ArrowReaderOptions::new(),
-        )?;
+        let location = &unit.file.file.object_meta.location;
+        // Reading the footer's embedded Arrow schema panics on some damage.
+        let metadata = guarded(async {
+            ArrowReaderMetadata::try_new(Arc::clone(&unit.file.metadata), ArrowReaderOptions::new())
+        })
+        .await
+        .map_err(|e| undecodable(location, unit.row_group, e))?;
         let file_schema = Arc::clone(metadata.schema());
         let roots: Vec<usize> = indices
             .iter()
@@ -519,7 +522,6 @@ impl Reading {
                 &self.metrics,
             )?);
             let mask = ProjectionMask::roots(metadata.parquet_schema(), roots);
-            let location = &unit.file.file.object_meta.location;
             let batches: Vec<RecordBatch> = guarded(async {
                 ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
                     .with_projection(mask)
