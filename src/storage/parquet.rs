@@ -118,25 +118,22 @@ impl ParquetFileWriter {
     }
 }
 
-/// What a panic carried, as text.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
+/// The error for a panic of the Parquet reader on damaged bytes (it asserts on some damage — a
+/// division by zero, an out-of-range offset — instead of failing).
+pub fn reader_panicked(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_string())
+        .unwrap_or_else(|| "a panic".to_string());
+    format!("the Parquet reader failed on it: {what}")
 }
 
-/// Runs `decode` over Parquet bytes that may be damaged: the Parquet reader asserts on some
-/// damage (a division by zero, an out-of-range offset) instead of failing, and such a panic
-/// becomes an error here.
+/// Runs `decode` over Parquet bytes that may be damaged; a panic of the reader becomes an
+/// error (see [`reader_panicked`]).
 pub fn guarded<T>(decode: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
-        Err(format!(
-            "the Parquet reader failed on it: {}",
-            panic_message(panic.as_ref())
-        ))
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode))
+        .unwrap_or_else(|panic| Err(reader_panicked(panic.as_ref())))
 }
 
 /// Checks that every column chunk a footer describes lies inside the file's `size` bytes: a

@@ -36,7 +36,7 @@ use serde_json::json;
 use super::TableHandle;
 use super::error::external;
 use super::scan::{WithPageIndex, data_file};
-use crate::storage::parquet::{check_layout, panic_message};
+use crate::storage::parquet::{check_layout, reader_panicked};
 use crate::table::TableError;
 use crate::txlog::{Action, Add, Operation, Remove};
 
@@ -162,20 +162,15 @@ pub fn undecodable(location: &Path, row_group: usize, e: ParquetError) -> DataFu
     }
 }
 
-/// Runs `decode` over a data file's bytes: a panic of the Parquet reader on damaged bytes (it
-/// asserts on some) becomes a decode error.
+/// Runs `decode` over a data file's bytes; a panic of the Parquet reader becomes a decode error
+/// (see [`reader_panicked`]).
 pub async fn guarded<T>(
     decode: impl Future<Output = parquet::errors::Result<T>>,
 ) -> parquet::errors::Result<T> {
     AssertUnwindSafe(decode)
         .catch_unwind()
         .await
-        .unwrap_or_else(|panic| {
-            Err(ParquetError::General(format!(
-                "the Parquet reader failed on it: {}",
-                panic_message(panic.as_ref())
-            )))
-        })
+        .unwrap_or_else(|panic| Err(ParquetError::General(reader_panicked(panic.as_ref()))))
 }
 
 /// Makes the readers of another factory report damaged files as [`Damage`].
