@@ -1,9 +1,10 @@
 //! The statements running on this server, for `sys.queries` and `CANCEL QUERY`: who runs what,
-//! since when, and the token that stops it. The engine registers each statement as it starts
-//! and enforces the stop (see `engine/running.rs`); an entry leaves when its statement ends.
+//! since when, how much memory it holds, and the token that stops it. The engine registers each
+//! statement as it starts, counts its memory and enforces the stop (see `engine/running.rs`); an
+//! entry leaves when its statement ends.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,6 +34,7 @@ pub struct RunningStatement {
     reason: OnceLock<StopReason>,
     committing: Arc<AtomicBool>,
     admitted: AtomicBool,
+    reserved: Arc<AtomicUsize>,
 }
 
 impl RunningStatement {
@@ -74,6 +76,16 @@ impl RunningStatement {
     pub fn is_committing(&self) -> bool {
         self.committing.load(Ordering::SeqCst)
     }
+
+    /// The count of bytes the statement's operators hold in the server's memory pool (hash
+    /// tables, sort buffers, aggregates), which the engine keeps current.
+    pub fn reserved(&self) -> &Arc<AtomicUsize> {
+        &self.reserved
+    }
+
+    pub fn reserved_bytes(&self) -> usize {
+        self.reserved.load(Ordering::Relaxed)
+    }
 }
 
 /// Who runs a statement, as `sys.queries` shows it.
@@ -114,6 +126,7 @@ impl RunningStatements {
             reason: OnceLock::new(),
             committing: Arc::default(),
             admitted: AtomicBool::new(false),
+            reserved: Arc::default(),
         });
         self.statements().insert(id, Arc::clone(&statement));
         statement

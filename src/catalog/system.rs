@@ -429,6 +429,10 @@ impl SystemTables {
                     out.time("started_at", Some(statement.started_at_ms));
                     out.int("elapsed_ms", Some(statement.elapsed_ms()));
                     out.text("state", Some(state.into()));
+                    out.int(
+                        "reserved_bytes",
+                        Some(i64::try_from(statement.reserved_bytes()).unwrap_or(i64::MAX)),
+                    );
                     out.text("query_text", Some(statement.text.clone()));
                 }
             }
@@ -675,6 +679,7 @@ fn table_schema(table: &str) -> Schema {
             time("started_at"),
             int("elapsed_ms"),
             text("state"),
+            int("reserved_bytes"),
             text("query_text"),
         ],
         "compactions" => vec![

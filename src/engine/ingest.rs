@@ -27,6 +27,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::sql::sqlparser::ast::Ident;
 use futures::StreamExt;
 
+use super::running::task_context;
 use super::types::{list_of, map_of};
 use super::{Engine, EngineError, Session, insert};
 use crate::catalog::{CATALOG_NAME, CatalogError, Scope, StatementCatalog, column_type_name};
@@ -209,7 +210,7 @@ impl Engine {
         .build()?;
         let plan = insert::name_bad_values(plan)?;
         let physical = state.create_physical_plan(&plan).await?;
-        let counts = collect(physical, state.task_ctx()).await?;
+        let counts = collect(physical, task_context(&state)?).await?;
         Ok(counts
             .first()
             .and_then(|b| {

@@ -21,7 +21,7 @@ use datafusion::prelude::SessionConfig;
 
 use super::decorrelate::{self, SubqueryPlanner};
 use super::exec::query::client_schema;
-use super::running::{Admission, AdmissionLimits, Watch};
+use super::running::{Admission, AdmissionLimits, Watch, counted};
 use super::selectivity::EstimateFilterSelectivity;
 use super::sql::{self, Answer, Statement, parameters};
 use super::{EngineError, ErrorKind, Outcome, Session};
@@ -51,7 +51,7 @@ pub struct Engine {
 #[derive(Debug)]
 pub struct PlannedQuery {
     plan: Arc<dyn ExecutionPlan>,
-    context: Arc<TaskContext>,
+    context: TaskContext,
     reads: ReadSet,
     /// Registers the query among the running statements when it starts.
     watch: WatchPlan,
@@ -84,7 +84,8 @@ impl PlannedQuery {
             timeout,
         } = self.watch;
         let watch = Watch::start(&registry, origin, &text, timeout);
-        let (plan, context) = (self.plan, self.context);
+        let context = Arc::new(counted(self.context, watch.reserved())?);
+        let plan = self.plan;
         let schema = plan.schema();
         Ok(watch.stream_when_admitted(schema, admission, move || {
             Ok(execute_stream(plan, context)?)
@@ -370,7 +371,7 @@ impl Engine {
     ) -> PlannedQuery {
         PlannedQuery {
             plan,
-            context: self.state.task_ctx(),
+            context: TaskContext::from(&self.state),
             reads,
             watch: WatchPlan {
                 registry: Arc::clone(self.catalog.statements()),

@@ -5,6 +5,10 @@
 //! keeps watching the rows it streams. A statement stopped before its first commit leaves
 //! nothing; one that reached it runs to its end (see `txlog::commit_point`), so an error never
 //! hides a commit that landed.
+//!
+//! The plans a statement runs take their memory from the server's pool through a
+//! [`StatementPool`] of their own (see [`task_context`]), which counts what the statement holds
+//! for `sys.queries`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +20,12 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
-use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
+use datafusion::execution::memory_pool::{
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionState;
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
 use futures::{FutureExt, Stream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -24,6 +33,96 @@ use super::EngineError;
 use crate::catalog::{RunningStatement, RunningStatements, StatementOrigin, StopReason};
 use crate::metrics::{SessionGuard, metrics};
 use crate::txlog::commit_point;
+
+tokio::task_local! {
+    /// The memory count of the statement the current task runs (see [`Watch::run`]).
+    static RESERVED: Arc<AtomicUsize>;
+}
+
+/// A context to run a plan in: inside a statement's [`Watch::run`], one whose memory pool
+/// counts toward that statement (see [`counted`]); elsewhere (background compaction) the
+/// server's own.
+pub(super) fn task_context(state: &SessionState) -> Result<Arc<TaskContext>, EngineError> {
+    let context = TaskContext::from(state);
+    Ok(Arc::new(match RESERVED.try_with(Arc::clone) {
+        Ok(reserved) => counted(context, reserved)?,
+        Err(_) => context,
+    }))
+}
+
+/// `context` taking its memory from the server's pool through a [`StatementPool`] counting
+/// into `reserved`.
+pub(super) fn counted(
+    context: TaskContext,
+    reserved: Arc<AtomicUsize>,
+) -> Result<TaskContext, EngineError> {
+    let runtime = context.runtime_env();
+    let pool = StatementPool {
+        server: Arc::clone(&runtime.memory_pool),
+        reserved,
+    };
+    let runtime = RuntimeEnvBuilder::from_runtime_env(&runtime)
+        .with_memory_pool(Arc::new(pool))
+        .build_arc()?;
+    Ok(context.with_runtime(runtime))
+}
+
+/// One statement's view of the server's memory pool: every reservation is made in the server's
+/// pool (its limit and fair shares hold for all statements together) and also counted as the
+/// statement's.
+#[derive(Debug)]
+struct StatementPool {
+    server: Arc<dyn MemoryPool>,
+    reserved: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Display for StatementPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.server.fmt(f)
+    }
+}
+
+impl MemoryPool for StatementPool {
+    fn name(&self) -> &str {
+        self.server.name()
+    }
+
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.server.register(consumer);
+    }
+
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.server.unregister(consumer);
+    }
+
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.server.grow(reservation, additional);
+        self.reserved.fetch_add(additional, Ordering::Relaxed);
+    }
+
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.server.shrink(reservation, shrink);
+        self.reserved.fetch_sub(shrink, Ordering::Relaxed);
+    }
+
+    fn try_grow(
+        &self,
+        reservation: &MemoryReservation,
+        additional: usize,
+    ) -> datafusion::error::Result<()> {
+        self.server.try_grow(reservation, additional)?;
+        self.reserved.fetch_add(additional, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn reserved(&self) -> usize {
+        self.server.reserved()
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        self.server.memory_limit()
+    }
+}
 
 /// How many statements run at once, and how many may wait for a turn and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +235,11 @@ impl Watch {
         }
     }
 
+    /// The statement's memory count (see [`counted`]).
+    pub fn reserved(&self) -> Arc<AtomicUsize> {
+        Arc::clone(self.statement.reserved())
+    }
+
     /// Waits for a slot of `admission` (if any), as long as the statement is not stopped; the
     /// statement then runs.
     pub async fn admitted(mut self, admission: Option<&Admission>) -> Result<Self, EngineError> {
@@ -158,7 +262,10 @@ impl Watch {
         &self,
         work: impl Future<Output = Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
-        let work = commit_point::watch(Arc::clone(self.statement.committing()), work);
+        let work = RESERVED.scope(
+            Arc::clone(self.statement.reserved()),
+            commit_point::watch(Arc::clone(self.statement.committing()), work),
+        );
         tokio::pin!(work);
         // The stop is polled first: work that yields only when its cooperative budget runs
         // out would otherwise leave none for the timer.

@@ -2,7 +2,8 @@
 //!
 //! A tower layer around the whole gRPC server, because only there is the called method (the
 //! request path) known: tonic's interceptors do not see it. Calls without a valid token are
-//! refused with `Unauthenticated` before any service code runs.
+//! refused with `Unauthenticated` before any service code runs; an accepted call carries its
+//! user to the service as a [`Caller`] in the request's extensions.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,6 +21,10 @@ const HANDSHAKE_PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";
 /// Health checks need no token either: probes carry none, and the answer (serving or not)
 /// reveals nothing of the data.
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
+
+/// The user whose token a call carried (in the request's extensions).
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
 
 /// Adds [`RequireToken`] to a service stack.
 #[derive(Clone)]
@@ -65,16 +70,21 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let path = request.uri().path();
         if path != HANDSHAKE_PATH && !path.starts_with(HEALTH_PREFIX) {
             let header = request
                 .headers()
                 .get("authorization")
                 .and_then(|v| v.to_str().ok());
-            if let Err(e) = self.auth.verify_bearer(header) {
-                let refused = tonic::Status::unauthenticated(e.to_string()).into_http();
-                return Box::pin(async move { Ok(refused) });
+            match self.auth.verify_bearer(header) {
+                Ok(user) => {
+                    request.extensions_mut().insert(Caller(user));
+                }
+                Err(e) => {
+                    let refused = tonic::Status::unauthenticated(e.to_string()).into_http();
+                    return Box::pin(async move { Ok(refused) });
+                }
             }
         }
         // The clone that was polled ready serves this call (tower's convention).

@@ -13,7 +13,7 @@ from adbc_driver_flightsql import dbapi as adbc_flightsql
 from adbc_driver_manager import dbapi as adbc_dbapi
 from flightsql import flightsql_pb2 as pb
 
-from conftest import MINIDB_BIN, MiniDBServer, self_signed_cert
+from conftest import MINIDB_BIN, MiniDBServer, parse_ascii_table, self_signed_cert
 from test_flight_jdbc_replay import packed
 from test_flight_pyarrow import statement_query, statement_update
 
@@ -154,6 +154,34 @@ def test_text_protocol_requires_login(secured):
             assert c.query("LOGIN bob nope;").startswith("ERROR: invalid")
         c.send_raw(b"LOGIN bob nope;\n")
         assert b"too many failed logins" in c.read_to_eof()
+
+
+def test_sys_queries_names_the_user_on_both_protocols(secured):
+    # Sorts hold their statements open while the clients read one batch each.
+    sort = "SELECT value FROM generate_series(1, 2000000) t ORDER BY value DESC -- {}"
+    client = flight.FlightClient(secured.flight_uri)
+    options = flight.FlightCallOptions(headers=[client.authenticate_basic_token("alice", "secret1")])
+    descriptor = flight.FlightDescriptor.for_command(statement_query(sort.format("pyarrow")))
+    info = client.get_flight_info(descriptor, options)
+    reader = client.do_get(info.endpoints[0].ticket, options)
+    assert reader.read_chunk().data.num_rows > 0
+    # ADBC prepares the statement, then runs it.
+    with adbc_flightsql.connect(secured.flight_uri, db_kwargs={"username": "bob", "password": "pw"}) as conn:
+        with conn.cursor() as cur:
+            cur.execute(sort.format("ADBC"))
+            assert cur.fetchmany(1) == [(2000000,)]
+            with secured.text() as c:
+                assert c.query("LOGIN alice 'secret1';") == "Logged in as alice"
+                _, rows = parse_ascii_table(
+                    c.ok("SELECT user_name, protocol, query_text FROM sys.queries ORDER BY query_id;")
+                )
+    assert rows == [
+        ["alice", "flight", sort.format("pyarrow")],
+        ["bob", "flight", sort.format("ADBC")],
+        ["alice", "text", "SELECT user_name, protocol, query_text FROM sys.queries ORDER BY query_id"],
+    ]
+    reader.cancel()
+    client.close()
 
 
 def test_login_on_a_server_without_users_says_so(server, text):

@@ -93,6 +93,24 @@ def test_executemany_update_is_atomic(conn):
         assert got == [1, 2, 3]
 
 
+def test_parameter_rows_past_the_cap_are_refused_and_nothing_lands(conn):
+    with conn.cursor() as cur:
+        make_items(cur)
+        # 72 MiB of parameter rows in one call (in 8 MiB messages): past the 64 MiB the server
+        # holds for one.
+        names = pa.array(["x" * 1024] * 72 * 1024)
+        rows = pa.table([pa.array(range(1000, 1000 + len(names))), names], names=["id", "name"])
+        with pytest.raises(adbc_dbapi.Error, match="more than 64 MiB of parameter rows.*adbc_ingest"):
+            cur.executemany(
+                "INSERT INTO items (id, name) VALUES (?, ?)",
+                pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches(max_chunksize=8 * 1024)),
+            )
+        assert run(cur, "SELECT count(*) AS n FROM items").to_pylist() == [{"n": 3}]
+        # Rows within the cap go on.
+        cur.executemany("INSERT INTO items (id, name) VALUES (?, ?)", [(1000 + i, "x") for i in range(10)])
+        assert cur.rowcount == 10
+
+
 def test_wrong_parameter_counts_fail_clearly(conn):
     with conn.cursor() as cur:
         make_items(cur)

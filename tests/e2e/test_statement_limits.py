@@ -19,7 +19,7 @@ import pytest
 from conftest import parse_ascii_table
 from test_flight_control import wait_until_busy, wait_until_idle
 from test_flight_ingest import ingest_command
-from test_flight_pyarrow import FLIGHT_ERRORS
+from test_flight_pyarrow import FLIGHT_ERRORS, statement_query
 
 #: A query that keeps two cores busy for minutes.
 HEAVY = "SELECT count(*) FROM generate_series(1, 5000000000) t WHERE value % 7 = 3"
@@ -132,6 +132,33 @@ def test_sys_queries_lists_a_flight_query_and_cancel_query_stops_it(server, text
             assert cur.fetchall() == [(1,)]
     finally:
         conn.close()
+
+
+def test_sys_queries_shows_the_memory_a_statement_holds(server, text):
+    # A sort holds every row before its first one leaves; the client reads one batch and waits.
+    sort = "SELECT value FROM generate_series(1, 3000000) t ORDER BY value DESC"
+    client = flight.FlightClient(server.flight_uri)
+    try:
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(statement_query(sort)))
+        reader = client.do_get(info.endpoints[0].ticket)
+        assert reader.read_chunk().data.column(0)[0].as_py() == 3000000
+
+        def reserved() -> list[int]:
+            _, rows = parse_ascii_table(text.query("SELECT reserved_bytes, query_text FROM sys.queries;"))
+            return [int(r[0]) for r in rows if r[1] == sort]
+
+        # 3 M BIGINTs are 24 MB, more with the sort's buffers.
+        assert reserved()[0] > 20_000_000, reserved()
+        # The statement reading sys.queries holds nothing in the pool: a scan of a listing.
+        _, rows = parse_ascii_table(text.query("SELECT reserved_bytes FROM sys.queries WHERE query_text LIKE '%reserved_bytes%';"))
+        assert rows == [["0"]]
+        reader.cancel()
+    finally:
+        client.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and running_ids(text, sort):
+        time.sleep(0.1)
+    assert running_ids(text, sort) == []
 
 
 def test_cancel_query_stops_a_text_session_from_flight(server, text):

@@ -407,14 +407,15 @@ impl ExecutionPlan for ApplyExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context)?;
+        let input = self.input.execute(partition, Arc::clone(&context))?;
         let subquery = Arc::clone(&self.subquery);
         let schema = Arc::clone(&self.schema);
         let batches = input.and_then(move |batch| {
             let subquery = Arc::clone(&subquery);
             let schema = Arc::clone(&schema);
+            let context = Arc::clone(&context);
             async move {
-                let values = subquery.values_for(&batch).await?;
+                let values = subquery.values_for(&batch, &context).await?;
                 let mut columns = batch.columns().to_vec();
                 columns.push(values);
                 Ok(RecordBatch::try_new(schema, columns)?)
@@ -445,8 +446,12 @@ struct Evaluator {
 struct Key(Vec<ScalarValue>);
 
 impl Evaluator {
-    /// The subquery's value for each row of `batch`.
-    async fn values_for(&self, batch: &RecordBatch) -> Result<ArrayRef> {
+    /// The subquery's value for each row of `batch`, evaluated in `context` (the statement's).
+    async fn values_for(
+        &self,
+        batch: &RecordBatch,
+        context: &Arc<TaskContext>,
+    ) -> Result<ArrayRef> {
         let mut values = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
             let key = Key(self
@@ -458,7 +463,7 @@ impl Evaluator {
             let value = match known {
                 Some(value) => value,
                 None => {
-                    let value = self.evaluate(&key).await?;
+                    let value = self.evaluate(&key, context).await?;
                     let mut known = self.values.lock().expect("values");
                     known.insert(key, value.clone());
                     value
@@ -474,11 +479,11 @@ impl Evaluator {
     }
 
     /// The subquery's value with the outer columns bound to `key`.
-    async fn evaluate(&self, key: &Key) -> Result<ScalarValue> {
+    async fn evaluate(&self, key: &Key, context: &Arc<TaskContext>) -> Result<ScalarValue> {
         let bound = |plan: &Subquery| bind_plan(plan.subquery.as_ref().clone(), &self.outer, key);
         match &self.subquery {
             Expr::ScalarSubquery(subquery) => {
-                let rows = self.run(bound(subquery)?).await?;
+                let rows = self.run(bound(subquery)?, context).await?;
                 match rows.as_slice() {
                     [] => ScalarValue::try_from(&self.data_type),
                     [row] => Ok(row[0].clone()),
@@ -489,7 +494,7 @@ impl Evaluator {
                 let plan = LogicalPlanBuilder::from(bound(subquery)?)
                     .limit(0, Some(1))?
                     .build()?;
-                let found = !self.run(plan).await?.is_empty();
+                let found = !self.run(plan, context).await?.is_empty();
                 Ok(ScalarValue::Boolean(Some(found != *negated)))
             }
             Expr::InSubquery(InSubquery {
@@ -517,7 +522,7 @@ impl Evaluator {
                 let plan = LogicalPlanBuilder::from(plan)
                     .aggregate(Vec::<Expr>::new(), aggregates)?
                     .build()?;
-                let counts: Vec<i64> = match self.run(plan).await?.pop() {
+                let counts: Vec<i64> = match self.run(plan, context).await?.pop() {
                     Some(row) => row
                         .into_iter()
                         .map(|v| match v {
@@ -540,9 +545,13 @@ impl Evaluator {
     }
 
     /// The rows of `plan`, each as its values.
-    async fn run(&self, plan: LogicalPlan) -> Result<Vec<Vec<ScalarValue>>> {
+    async fn run(
+        &self,
+        plan: LogicalPlan,
+        context: &Arc<TaskContext>,
+    ) -> Result<Vec<Vec<ScalarValue>>> {
         let physical = self.state.create_physical_plan(&plan).await?;
-        let batches = collect(physical, self.state.task_ctx()).await?;
+        let batches = collect(physical, Arc::clone(context)).await?;
         let mut rows = Vec::new();
         for batch in &batches {
             for row in 0..batch.num_rows() {

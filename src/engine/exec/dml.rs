@@ -26,6 +26,7 @@ use futures::StreamExt;
 use super::{Engine, EngineError, Outcome, Session};
 use crate::catalog::CatalogError;
 use crate::engine::insert::store;
+use crate::engine::running::task_context;
 use crate::engine::sql::{TableName, normalize, table_name};
 use crate::table::{DeltaTableProvider, FILE_INDEX_COLUMN, Mutation, ROW_INDEX_COLUMN, Writer};
 
@@ -221,7 +222,7 @@ impl Engine {
             store_url,
             &changed,
         )?;
-        let mut stream = execute_stream(physical, state.task_ctx())?;
+        let mut stream = execute_stream(physical, task_context(&state)?)?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             mutation.delete(batch.column(0), batch.column(1))?;
@@ -238,7 +239,7 @@ impl Engine {
             DmlKind::Update => ("UPDATE", |table, rows| Outcome::Updated { table, rows }),
         };
         let rows = mutation
-            .commit(operation, predicate, state.task_ctx())
+            .commit(operation, predicate, task_context(&state)?)
             .await?;
         Ok(outcome(table, rows))
     }

@@ -9,6 +9,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use super::{Engine, EngineError, Outcome, Session};
 use crate::catalog::CatalogError;
 use crate::engine::Listing;
+use crate::engine::running::task_context;
 use crate::engine::sql::TableName;
 use crate::table::{IndexDef, create_index, drop_index, table_indexes};
 
@@ -34,7 +35,7 @@ impl Engine {
             &table.table,
             index,
             store_url,
-            self.state.task_ctx(),
+            task_context(&self.state)?,
         )
         .await?;
         match (created, if_not_exists) {

@@ -8,6 +8,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 
 use super::{Engine, EngineError, Outcome, Session};
 use crate::engine::Listing;
+use crate::engine::running::task_context;
 use crate::engine::sql::TableName;
 use crate::table::statistics::analyze;
 use crate::table::{Finding, OptimizeReport, fsck, optimize, vacuum};
@@ -23,7 +24,14 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let (database, handle) = self.named_table(session, &table).await?;
         let store_url = ObjectStoreUrl::parse(self.catalog.store().engine_url())?;
-        let report = optimize(&handle, &zorder, None, store_url, self.state.task_ctx()).await?;
+        let report = optimize(
+            &handle,
+            &zorder,
+            None,
+            store_url,
+            task_context(&self.state)?,
+        )
+        .await?;
         let name = format!("{database}.{}", table.table);
         let batch =
             optimize_report(&name, &report).map_err(|e| EngineError::DataFusion(e.into()))?;

@@ -17,6 +17,7 @@ use datafusion::sql::sqlparser::ast;
 use super::{Engine, EngineError, Outcome, Session};
 use crate::catalog::{CatalogError, ReadSet, SYSTEM_DATABASE, Scope, StatementCatalog};
 use crate::engine::insert;
+use crate::engine::running::task_context;
 use crate::engine::sql::{NAME_MARK, TableName, output_name, table_name};
 
 /// Resolves the tables `statement` names all at once, each kept by the statement's catalog
@@ -59,7 +60,10 @@ impl Engine {
         query: DFStatement,
     ) -> Result<Outcome, EngineError> {
         let (plan, _) = self.physical_plan(session, query).await?;
-        Ok(Outcome::Rows(execute_stream(plan, self.state.task_ctx())?))
+        Ok(Outcome::Rows(execute_stream(
+            plan,
+            task_context(&self.state)?,
+        )?))
     }
 
     /// Runs an INSERT to its commit.
@@ -86,7 +90,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        let batches = collect(plan, self.state.task_ctx()).await?;
+        let batches = collect(plan, task_context(&self.state)?).await?;
         let rows = batches
             .first()
             .and_then(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())

@@ -176,14 +176,27 @@ impl BoundParameters {
     }
 }
 
+/// Most parameter rows one call may bind (their Arrow size): they are held until the statement
+/// runs once per row.
+const MAX_PARAMETER_BYTES: usize = 64 << 20;
+
 /// The parameter rows a DoPut carries, as SQL literals; batches without columns (JDBC sends
 /// one for a statement without parameters) carry none.
 async fn parameter_rows(input: PeekableFlightDataStream) -> Result<ParameterRows, Status> {
     let mut batches =
         FlightRecordBatchStream::new_from_flight_data(input.map_err(FlightError::from));
     let mut rows = Vec::new();
+    let mut bytes = 0;
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(|e| Status::invalid_argument(format!("parameters: {e}")))?;
+        bytes += batch.get_array_memory_size();
+        if bytes > MAX_PARAMETER_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "parameters: more than {} MiB of parameter rows in one call; bind them in parts, \
+                 or load rows with a bulk ingest (ADBC adbc_ingest)",
+                MAX_PARAMETER_BYTES >> 20
+            )));
+        }
         if parameters::has_values(&batch) {
             rows.extend(parameters::literal_rows(&batch).map_err(to_status)?);
         }
@@ -330,9 +343,10 @@ impl FlightSqlServer {
         Ok(Response::new(batch_stream(batch)))
     }
 
-    /// The session a statement handle runs in: its database and, if any, its transaction.
-    fn session(&self, handle: &StatementHandle) -> Result<Session, Status> {
-        let mut session = Session::in_database(handle.database.clone()).with_origin("flight", None);
+    /// The session a statement handle runs for `user`: its database and, if any, its
+    /// transaction.
+    fn session(&self, handle: &StatementHandle, user: Option<String>) -> Result<Session, Status> {
+        let mut session = Session::in_database(handle.database.clone()).with_origin("flight", user);
         if let Some(ms) = handle.timeout_ms {
             session.set_statement_timeout(Some(Duration::from_millis(ms)));
         }
@@ -431,9 +445,10 @@ impl FlightSqlServer {
         mut handle: StatementHandle,
         prepared: Option<PlannedQuery>,
         ticket: impl FnOnce(&StatementHandle) -> Ticket,
-        descriptor: FlightDescriptor,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let mut session = self.session(&handle)?;
+        let mut session = self.session(&handle, session::caller(&request))?;
+        let descriptor = request.into_inner();
         let statements = self.statements(&mut handle)?;
         let (sql, schema) = match statements.as_slice() {
             [sql] => {
@@ -501,7 +516,11 @@ impl FlightSqlServer {
 
     /// Runs a query and streams its batches; a query GetFlightInfo started continues, and
     /// stays cancellable until its last batch is sent.
-    async fn stream(&self, mut handle: StatementHandle) -> Result<Response<DoGetStream>, Status> {
+    async fn stream(
+        &self,
+        mut handle: StatementHandle,
+        user: Option<String>,
+    ) -> Result<Response<DoGetStream>, Status> {
         if handle.executed {
             return Ok(Response::new(batch_stream(RecordBatch::new_empty(
                 Arc::new(Schema::empty()),
@@ -515,7 +534,7 @@ impl FlightSqlServer {
         let (schema, batches) = match running.as_mut().and_then(Running::take_started) {
             Some(started) => started,
             None => {
-                let mut session = self.session(&handle)?;
+                let mut session = self.session(&handle, user)?;
                 let sql = self.statement(&mut handle)?;
                 match self.execute(&mut session, &sql).await? {
                     Outcome::Rows(stream) => {
@@ -582,7 +601,7 @@ impl FlightSqlServer {
                 }));
             }
         };
-        let session = self.session(&handle)?;
+        let session = self.session(&handle, session::caller(&request))?;
         let prepared = self
             .engine
             .prepare(&session, &handle.sql)
@@ -631,8 +650,12 @@ impl FlightSqlServer {
     }
 
     /// Runs a statement that returns no rows and reports the affected row count.
-    async fn update(&self, mut handle: StatementHandle) -> Result<i64, Status> {
-        let mut session = self.session(&handle)?;
+    async fn update(
+        &self,
+        mut handle: StatementHandle,
+        user: Option<String>,
+    ) -> Result<i64, Status> {
+        let mut session = self.session(&handle, user)?;
         let statements = self.statements(&mut handle)?;
         self.execute_all(&mut session, &statements).await
     }
@@ -708,8 +731,7 @@ impl FlightSqlService for FlightSqlServer {
             };
             Ticket::new(statement.as_any().encode_to_vec())
         };
-        self.flight_info(handle, None, ticket, request.into_inner())
-            .await
+        self.flight_info(handle, None, ticket, request).await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -735,8 +757,7 @@ impl FlightSqlService for FlightSqlServer {
             };
             Ticket::new(query.as_any().encode_to_vec())
         };
-        self.flight_info(handle, prepared, ticket, request.into_inner())
-            .await
+        self.flight_info(handle, prepared, ticket, request).await
     }
 
     async fn get_flight_info_sql_info(
@@ -758,19 +779,25 @@ impl FlightSqlService for FlightSqlServer {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.stream(StatementHandle::decode(&ticket.statement_handle)?)
-            .await
+        self.stream(
+            StatementHandle::decode(&ticket.statement_handle)?,
+            session::caller(&request),
+        )
+        .await
     }
 
     async fn do_get_prepared_statement(
         &self,
         query: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.stream(StatementHandle::decode(&query.prepared_statement_handle)?)
-            .await
+        self.stream(
+            StatementHandle::decode(&query.prepared_statement_handle)?,
+            session::caller(&request),
+        )
+        .await
     }
 
     async fn do_get_sql_info(
@@ -951,12 +978,12 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         // The input stream is not drained: clients may wait for this answer before closing it.
-        self.update(statement_handle(
+        let handle = statement_handle(
             ticket.query,
             ticket.transaction_id.as_deref(),
             request.metadata(),
-        )?)
-        .await
+        )?;
+        self.update(handle, session::caller(&request)).await
     }
 
     async fn do_put_statement_ingest(
@@ -964,7 +991,7 @@ impl FlightSqlService for FlightSqlServer {
         command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let mut session = session::from_metadata(request.metadata());
+        let mut session = session::from_request(&request);
         if let Some(id) = command.transaction_id.as_deref() {
             session = session.with_transaction(self.transactions.get(&transaction_id(id)?)?);
         }
@@ -996,13 +1023,14 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let mut handle = StatementHandle::decode(&query.prepared_statement_handle)?;
+        let user = session::caller(&request);
         // Rows sent with the update are its parameters (executemany); without any, the ones
         // bound before apply.
         let rows = parameter_rows(request.into_inner()).await?;
         if !rows.is_empty() {
             handle.parameters = Some(rows);
         }
-        self.update(handle).await
+        self.update(handle, user).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -1010,7 +1038,7 @@ impl FlightSqlService for FlightSqlServer {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let caller = session::from_metadata(request.metadata());
+        let caller = session::from_request(&request);
         let transaction = query
             .transaction_id
             .as_deref()
@@ -1019,7 +1047,7 @@ impl FlightSqlService for FlightSqlServer {
         let mut handle =
             StatementHandle::new(query.query, caller.database().to_string(), transaction)
                 .in_session_of(&caller);
-        let session = self.session(&handle)?;
+        let session = self.session(&handle, session::caller(&request))?;
         let prepared = self
             .engine
             .prepare(&session, &handle.sql)
@@ -1134,7 +1162,7 @@ impl FlightSqlService for FlightSqlServer {
         &self,
         request: Request<arrow_flight::Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        let mut session = session::from_metadata(request.metadata());
+        let mut session = session::from_request(&request);
         let action = request.into_inner();
         let mut metadata = MetadataMap::new();
         let body = match action.r#type.as_str() {

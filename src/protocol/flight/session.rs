@@ -10,10 +10,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tonic::Status;
 use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Request, Status};
 
 use crate::engine::{CATALOG_NAME, DEFAULT_DATABASE, Engine, Session, parse_duration};
+use crate::protocol::grpc_auth::Caller;
 
 /// Cookie set by `USE` and sent back by cookie-keeping clients.
 pub const DATABASE_COOKIE: &str = "minidb_database";
@@ -24,6 +25,19 @@ pub const DATABASE_HEADER: &str = "x-minidb-database";
 pub const TIMEOUT_COOKIE: &str = "minidb_statement_timeout";
 /// Request header setting the statement timeout explicitly (`5s`, `1500`; wins over the cookie).
 pub const TIMEOUT_HEADER: &str = "x-minidb-statement-timeout";
+
+/// The session `request` runs in: as [`from_metadata`] reads it, run by the request's user.
+pub fn from_request<T>(request: &Request<T>) -> Session {
+    from_metadata(request.metadata()).with_origin("flight", caller(request))
+}
+
+/// The user who sent `request`, when users are configured (see `grpc_auth`).
+pub fn caller<T>(request: &Request<T>) -> Option<String> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map(|Caller(user)| user.clone())
+}
 
 /// The session a request runs in: its database and statement timeout, from the request's
 /// headers, else its cookies.
