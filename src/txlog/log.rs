@@ -18,6 +18,10 @@ const LAST_CHECKPOINT: &str = "_last_checkpoint";
 /// How many losing attempts a blind append retries before giving up.
 const MAX_COMMIT_ATTEMPTS: usize = 1000;
 
+/// Listings of a log that does not add up taken again before it is called corrupt (see
+/// [`DeltaLog::list`]).
+const LISTING_ATTEMPTS: usize = 2;
+
 /// What a commit does, recorded in its `commitInfo`.
 #[derive(Debug, Clone, Default)]
 pub struct Operation {
@@ -129,19 +133,30 @@ impl DeltaLog {
     /// Lists `_delta_log/` (from version `from` on, when given) and checks that the newest
     /// unbroken run of commits, with a checkpoint where it does not start at 0, rebuilds the
     /// table.
+    ///
+    /// A listing that does not add up is taken again before the log is called corrupt: a local
+    /// directory read while commits land may return a new commit and miss the one before it
+    /// (`readdir` promises nothing of entries made during it), but the next listing sees both,
+    /// because a commit exists before the one after it is written.
     async fn list(&self, from: Option<i64>) -> Result<Listing, TxLogError> {
         let dir = self.log_dir();
-        let entries: Vec<ObjectMeta> = match from {
-            Some(version) => {
-                let offset = dir.clone().join(format!("{version:020}").as_str());
-                self.store
-                    .list_with_offset(Some(&dir), &offset)
-                    .try_collect()
-                    .await?
+        let mut attempts = 0;
+        loop {
+            let entries: Vec<ObjectMeta> = match from {
+                Some(version) => {
+                    let offset = dir.clone().join(format!("{version:020}").as_str());
+                    self.store
+                        .list_with_offset(Some(&dir), &offset)
+                        .try_collect()
+                        .await?
+                }
+                None => self.store.list(Some(&dir)).try_collect().await?,
+            };
+            match Listing::new(&entries).validated(&dir) {
+                Err(TxLogError::Corrupt { .. }) if attempts < LISTING_ATTEMPTS => attempts += 1,
+                result => return result,
             }
-            None => self.store.list(Some(&dir)).try_collect().await?,
-        };
-        Listing::new(&entries).validated(&dir)
+        }
     }
 
     /// The newest checkpoint `_last_checkpoint` names, if it names one that can be read.
