@@ -14,8 +14,8 @@ use crate::storage::DataStore;
 use crate::table::{Concurrency, TableHandle};
 use crate::txlog::commit_point;
 use crate::txlog::{
-    Action, DeltaLog, ENABLE_DELETION_VECTORS, Format, Metadata, Operation, Protocol, TxLogError,
-    delta_schema_string,
+    Action, DeltaLog, ENABLE_DELETION_VECTORS, Format, LogRepair, Metadata, Operation, Protocol,
+    TxLogError, delta_schema_string,
 };
 
 /// Object marking a folder of the data root as a database.
@@ -248,6 +248,29 @@ impl Catalog {
         // cached it again; refreshing only probes the next version, so forget it once more.
         self.cache().remove(&key);
         Ok(())
+    }
+
+    /// Repairs the log of table `db.table` as [`DeltaLog::repair`] does (or, with `dry_run`,
+    /// reports what it would do), before anything reads it: its handle is loaded afresh after.
+    pub async fn repair_log(
+        &self,
+        db: &str,
+        table: &str,
+        dry_run: bool,
+    ) -> Result<Vec<LogRepair>, CatalogError> {
+        let missing = || CatalogError::TableNotFound(format!("{db}.{table}"));
+        if validate_name(db).is_err() || validate_name(table).is_err() {
+            return Err(missing());
+        }
+        let log = self.log(db, table);
+        if !log.exists().await? {
+            return Err(missing());
+        }
+        let repairs = log.repair(dry_run).await?;
+        if !repairs.is_empty() && !dry_run {
+            self.cache().remove(&(db.to_string(), table.to_string()));
+        }
+        Ok(repairs)
     }
 
     /// The table's handle, brought up to date with the log.

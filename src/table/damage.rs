@@ -38,7 +38,7 @@ use super::error::external;
 use super::scan::{WithPageIndex, data_file};
 use crate::storage::parquet::{check_layout, reader_panicked};
 use crate::table::TableError;
-use crate::txlog::{Action, Add, Operation, Remove};
+use crate::txlog::{Action, Add, LogRepair, Operation, Remove};
 
 /// Files FSCK examines at once.
 const CONCURRENT_CHECKS: usize = 4;
@@ -296,24 +296,21 @@ pub struct Finding {
     pub action: String,
 }
 
-/// Repairs the table behind `handle`, or with `dry_run` only reports what it would do: first
-/// its log's damaged checkpoints and `_last_checkpoint` (see [`DeltaLog::repair_checkpoints`]),
-/// then every live data file is examined and the damaged ones are removed in one commit.
-///
-/// [`DeltaLog::repair_checkpoints`]: crate::txlog::DeltaLog::repair_checkpoints
-pub async fn fsck(handle: &Arc<TableHandle>, dry_run: bool) -> Result<Vec<Finding>> {
-    let mut findings: Vec<Finding> = handle
-        .log()
-        .repair_checkpoints(dry_run)
-        .await
-        .map_err(external)?
-        .into_iter()
-        .map(|repair| Finding {
+impl From<LogRepair> for Finding {
+    fn from(repair: LogRepair) -> Self {
+        Self {
             file: repair.file,
             problem: repair.problem,
             action: repair.action.to_string(),
-        })
-        .collect();
+        }
+    }
+}
+
+/// Repairs the data files of the table behind `handle` (its log is repaired first, see
+/// `Catalog::repair_log`), or with `dry_run` only reports what it would do: every live data
+/// file is examined and the damaged ones are removed in one commit.
+pub async fn fsck(handle: &Arc<TableHandle>, dry_run: bool) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
     let snapshot = handle.refresh().await.map_err(external)?;
     let damaged: Vec<(Add, Damage)> = stream::iter(snapshot.files().cloned())
         .map(|add| async move {

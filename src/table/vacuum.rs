@@ -3,10 +3,11 @@
 //! A file is needed when the current snapshot references it, or when a snapshot still inside
 //! the retention window does: the log is replayed from the start, and every file removed at or
 //! after the retention cutoff stays protected, with everything it names — its deletion vector and
-//! its index segments. Everything else under the table folder (outside `_delta_log/`) is garbage
-//! once it is older than the cutoff: files of rewritten or deleted data, old deletion vectors,
-//! segments of removed files, and orphans of writes that never committed. The age test also
-//! protects files a concurrent writer is uploading for a commit it has not made yet.
+//! its index segments. Everything else under the table folder (outside `_delta_log/`, and the
+//! commits FSCK set aside in `_fsck/`) is garbage once it is older than the cutoff: files of
+//! rewritten or deleted data, old deletion vectors, segments of removed files, and orphans of
+//! writes that never committed. The age test also protects files a concurrent writer is
+//! uploading for a commit it has not made yet.
 //!
 //! Retention defaults to the table property `delta.deletedFileRetentionDuration` (Delta's
 //! name, default 7 days); `RETAIN` may lengthen it but not shorten it, so going below it means
@@ -29,7 +30,9 @@ use super::error::external;
 use super::index::{segment_location, segments_of};
 use super::properties;
 use crate::table::TableError;
-use crate::txlog::{Action, Add, MIN_READABLE_VERSION, Operation, Remove, VACUUM_OPERATION};
+use crate::txlog::{
+    Action, Add, MIN_READABLE_VERSION, Operation, Remove, SET_ASIDE_DIR, VACUUM_OPERATION,
+};
 
 /// What a VACUUM deleted (or, for a dry run, would delete).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -127,11 +130,13 @@ pub async fn vacuum(
         protect(&mut protected, root, add)?;
     }
     let log_dir = root.clone().join("_delta_log");
+    let set_aside = root.clone().join(SET_ASIDE_DIR);
     let mut garbage: Vec<(Path, u64)> = log
         .store()
         .list(Some(root))
         .try_filter(|meta| {
             let keep = meta.location.prefix_matches(&log_dir)
+                || meta.location.prefix_matches(&set_aside)
                 || protected.contains(&meta.location)
                 || meta.last_modified.timestamp_millis() >= cutoff;
             futures::future::ready(!keep)

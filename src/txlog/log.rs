@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -18,9 +19,9 @@ const LAST_CHECKPOINT: &str = "_last_checkpoint";
 /// How many losing attempts a blind append retries before giving up.
 const MAX_COMMIT_ATTEMPTS: usize = 1000;
 
-/// Listings of a log that does not add up taken again before it is called corrupt (see
-/// [`DeltaLog::list`]).
-const LISTING_ATTEMPTS: usize = 2;
+/// The folder inside a table's folder where FSCK keeps a damaged commit it set aside: VACUUM
+/// keeps it, and Delta readers ignore folders whose names start with `_`.
+pub const SET_ASIDE_DIR: &str = "_fsck";
 
 /// What a commit does, recorded in its `commitInfo`.
 #[derive(Debug, Clone, Default)]
@@ -39,7 +40,7 @@ pub const VACUUM_OPERATION: &str = "VACUUM END";
 /// The `operationParameters` key of a VACUUM commit naming the oldest version still readable.
 pub const MIN_READABLE_VERSION: &str = "minReadableVersion";
 
-/// A damaged file of the log itself that [`DeltaLog::repair_checkpoints`] found.
+/// A damaged file of the log itself that [`DeltaLog::repair`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRepair {
     /// Its path inside the table folder.
@@ -100,27 +101,27 @@ impl DeltaLog {
 
     async fn read_commit(&self, version: i64) -> Result<Option<Vec<Action>>, TxLogError> {
         let path = self.commit_path(version);
-        let bytes = match self.store.get(&path).await {
-            Ok(result) => result.bytes().await?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(bytes) = self.commit_bytes(version).await? else {
+            return Ok(None);
         };
         // A commit is the only record of its change: nothing can rebuild a damaged one.
-        let damaged = |reason: String| TxLogError::Corrupt {
-            path: path.to_string(),
-            reason: format!(
-                "{reason} (a damaged commit cannot be repaired, FSCK REPAIR TABLE included: \
-                 restore it from a copy of the table)"
-            ),
-        };
-        let text = std::str::from_utf8(&bytes).map_err(|e| damaged(e.to_string()))?;
-        let actions = text
-            .lines()
-            .filter(|line| !line.trim().is_empty())
-            .map(Action::from_json_line)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| damaged(e.to_string()))?;
-        Ok(Some(actions))
+        decode_commit(&bytes)
+            .map(Some)
+            .map_err(|reason| TxLogError::Corrupt {
+                path: path.to_string(),
+                reason: format!(
+                    "{reason} (FSCK REPAIR TABLE sets a damaged newest commit aside, losing its \
+                 changes; an earlier one must be restored from a copy of the table)"
+                ),
+            })
+    }
+
+    async fn commit_bytes(&self, version: i64) -> Result<Option<Bytes>, TxLogError> {
+        match self.store.get(&self.commit_path(version)).await {
+            Ok(result) => Ok(Some(result.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The commits in the log, oldest first, with the time each was written (the commit
@@ -134,28 +135,39 @@ impl DeltaLog {
     /// unbroken run of commits, with a checkpoint where it does not start at 0, rebuilds the
     /// table.
     ///
-    /// A listing that does not add up is taken again before the log is called corrupt: a local
-    /// directory read while commits land may return a new commit and miss the one before it
-    /// (`readdir` promises nothing of entries made during it), but the next listing sees both,
-    /// because a commit exists before the one after it is written.
+    /// A local directory read while commits land may return a new commit and miss the one
+    /// before it (`readdir` promises nothing of entries made during it). So when the newest run
+    /// cannot be replayed, the listing is read as of the end of its longest replayable run
+    /// instead — an older version, as if listed a moment earlier — if the commit after that run
+    /// does exist; only when it does not is the log corrupt.
     async fn list(&self, from: Option<i64>) -> Result<Listing, TxLogError> {
         let dir = self.log_dir();
-        let mut attempts = 0;
-        loop {
-            let entries: Vec<ObjectMeta> = match from {
-                Some(version) => {
-                    let offset = dir.clone().join(format!("{version:020}").as_str());
-                    self.store
-                        .list_with_offset(Some(&dir), &offset)
-                        .try_collect()
-                        .await?
-                }
-                None => self.store.list(Some(&dir)).try_collect().await?,
-            };
-            match Listing::new(&entries).validated(&dir) {
-                Err(TxLogError::Corrupt { .. }) if attempts < LISTING_ATTEMPTS => attempts += 1,
-                result => return result,
+        let entries: Vec<ObjectMeta> = match from {
+            Some(version) => {
+                let offset = dir.clone().join(format!("{version:020}").as_str());
+                self.store
+                    .list_with_offset(Some(&dir), &offset)
+                    .try_collect()
+                    .await?
             }
+            None => self.store.list(Some(&dir)).try_collect().await?,
+        };
+        let listing = Listing::new(&entries);
+        let prefix = listing.replayable_prefix();
+        match listing.validated(&dir) {
+            Err(corrupt @ TxLogError::Corrupt { .. }) => match prefix {
+                Some(prefix) => match self
+                    .store
+                    .head(&self.commit_path(prefix.latest() + 1))
+                    .await
+                {
+                    Ok(_) => Ok(prefix),
+                    Err(object_store::Error::NotFound { .. }) => Err(corrupt),
+                    Err(e) => Err(e.into()),
+                },
+                None => Err(corrupt),
+            },
+            result => result,
         }
     }
 
@@ -366,12 +378,17 @@ impl DeltaLog {
         .boxed()
     }
 
-    /// Finds damaged checkpoints and a damaged `_last_checkpoint` (one that does not parse or
-    /// names a checkpoint that is not there) and, unless `dry_run`, repairs them: a damaged
-    /// checkpoint is deleted when the commits it summarises are still in the log (readers
-    /// replay those instead), and `_last_checkpoint` is pointed at the newest good checkpoint
-    /// (or deleted when there is none).
-    pub async fn repair_checkpoints(&self, dry_run: bool) -> Result<Vec<LogRepair>, TxLogError> {
+    /// Finds damaged files of the log and, unless `dry_run`, repairs what can be repaired:
+    ///
+    /// - a damaged checkpoint is deleted when the commits it summarises are still in the log
+    ///   (readers replay those instead);
+    /// - `_last_checkpoint` that does not parse or names a checkpoint that is not there is
+    ///   pointed at the newest good checkpoint (or deleted when there is none);
+    /// - a damaged commit that reads replay (one after the newest good checkpoint) is moved to
+    ///   [`SET_ASIDE_DIR`] when it is the newest commit, so the table reads as of the version
+    ///   before it and the commit's changes are lost; an earlier one is kept (later commits
+    ///   build on it), as is commit 0 (it creates the table).
+    pub async fn repair(&self, dry_run: bool) -> Result<Vec<LogRepair>, TxLogError> {
         let listing = self.list(None).await?;
         let mut repairs = Vec::new();
         let mut good: BTreeMap<i64, (u32, usize, usize)> = BTreeMap::new();
@@ -462,6 +479,41 @@ impl DeltaLog {
                     }
                     None => delete_if_present(&self.store, &path).await?,
                 }
+            }
+        }
+        let replayed = good.last_key_value().map_or(0, |(version, _)| version + 1);
+        let latest = listing.latest();
+        for version in replayed.max(listing.commits.first().map_or(0, |c| c.version))..=latest {
+            let Some(bytes) = self.commit_bytes(version).await? else {
+                continue;
+            };
+            let Err(reason) = decode_commit(&bytes) else {
+                continue;
+            };
+            let name = format!("{version:020}.json");
+            let aside = version == latest && version > 0;
+            repairs.push(LogRepair {
+                file: format!("_delta_log/{name}"),
+                problem: format!("is a damaged commit: {reason}"),
+                action: match (aside, dry_run) {
+                    (true, true) => {
+                        "would set aside in _fsck/: the table would read as of the version before, without this commit's changes"
+                    }
+                    (true, false) => {
+                        "set aside in _fsck/: the table reads as of the version before, without this commit's changes"
+                    }
+                    (false, _) if version == 0 => {
+                        "kept: it creates the table; restore it from a copy of the table, or drop and re-create the table"
+                    }
+                    (false, _) => {
+                        "kept: later commits build on it; restore it from a copy of the table"
+                    }
+                },
+            });
+            if aside && !dry_run {
+                let kept = self.root.clone().join(SET_ASIDE_DIR).join(name.as_str());
+                self.store.put(&kept, PutPayload::from(bytes)).await?;
+                self.store.delete(&self.commit_path(version)).await?;
             }
         }
         Ok(repairs)
@@ -795,6 +847,16 @@ impl DeltaLog {
     }
 }
 
+/// The actions of a commit, or why its bytes are not a commit.
+fn decode_commit(bytes: &[u8]) -> Result<Vec<Action>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(Action::from_json_line)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
+}
+
 async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<(), TxLogError> {
     match store.delete(path).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -889,6 +951,38 @@ impl Listing {
 
     fn latest(&self) -> i64 {
         self.commits.last().map_or(-1, |c| c.version)
+    }
+
+    /// The listing cut to its replayable run that reaches furthest: commits that follow each
+    /// other from commit 0, or from a complete checkpoint within or just before them; `None`
+    /// when no run is replayable.
+    fn replayable_prefix(&self) -> Option<Self> {
+        let mut best: Option<(usize, usize)> = None;
+        let mut start = 0;
+        for end in 0..self.commits.len() {
+            let run_ends = self
+                .commits
+                .get(end + 1)
+                .is_none_or(|next| next.version != self.commits[end].version + 1);
+            if !run_ends {
+                continue;
+            }
+            let (first, last) = (self.commits[start].version, self.commits[end].version);
+            if first == 0 || self.checkpoints.range(first - 1..=last).next().is_some() {
+                best = Some((start, end));
+            }
+            start = end + 1;
+        }
+        let (start, end) = best?;
+        let last = self.commits[end].version;
+        Some(Self {
+            commits: self.commits[start..=end].to_vec(),
+            checkpoints: self
+                .checkpoints
+                .range(..=last)
+                .map(|(v, parts)| (*v, *parts))
+                .collect(),
+        })
     }
 
     /// Where a replay up to `version` starts: `Some(Some(c))` from the checkpoint of version
@@ -1057,6 +1151,74 @@ mod tests {
             blind_append: true,
             ..Default::default()
         }
+    }
+
+    fn listing(versions: &[i64], checkpoints: &[i64]) -> Listing {
+        Listing {
+            commits: versions
+                .iter()
+                .map(|&version| CommitFile {
+                    version,
+                    timestamp: version,
+                })
+                .collect(),
+            checkpoints: checkpoints.iter().map(|&v| (v, 1)).collect(),
+        }
+    }
+
+    #[test]
+    fn the_replayable_prefix_reaches_as_far_as_a_start_allows() {
+        let versions =
+            |l: Option<Listing>| l.map(|l| l.commits.iter().map(|c| c.version).collect());
+        // A listing that missed commit 6: up to 5, from commit 0.
+        let raced = listing(&[0, 1, 2, 3, 4, 5, 7, 8], &[]);
+        assert_eq!(
+            versions(raced.replayable_prefix()),
+            Some(vec![0, 1, 2, 3, 4, 5])
+        );
+        // From the checkpoint of 10 (commits before it cleaned up) to the gap at 13.
+        let cleaned = listing(&[3, 4, 10, 11, 12, 14], &[10]);
+        let prefix = cleaned.replayable_prefix().unwrap();
+        assert_eq!(prefix.latest(), 12);
+        assert_eq!(prefix.start_for(12), Some(Some(10)));
+        // A checkpoint just before a run starts it too.
+        assert_eq!(
+            listing(&[6, 7], &[5]).replayable_prefix().unwrap().latest(),
+            7
+        );
+        assert!(listing(&[3, 4], &[]).replayable_prefix().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_commit_missing_from_storage_is_a_gap_and_one_missing_from_a_listing_is_not() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let log = DeltaLog::new(Arc::clone(&store), Path::from("db/t"));
+        let v0 = Arc::new(log.create(append(), table_actions()).await.unwrap());
+        for name in ["a", "b", "c"] {
+            log.commit(&v0, append(), vec![add(name)]).await.unwrap();
+        }
+        // Commit 2 gone from storage: the log is corrupt.
+        let two = log.commit_path(2);
+        let kept = store.get(&two).await.unwrap().bytes().await.unwrap();
+        store.delete(&two).await.unwrap();
+        let err = log.load().await.unwrap_err();
+        assert!(
+            err.to_string().contains("commits jump from 1 to 3"),
+            "{err}"
+        );
+        // Back in storage, a listing that does not show it reads up to version 1; the next one
+        // sees everything.
+        store.put(&two, kept.into()).await.unwrap();
+        let raced = listing(&[0, 1, 3], &[]);
+        let prefix = raced.replayable_prefix().unwrap();
+        assert_eq!(prefix.latest(), 1);
+        assert!(
+            store
+                .head(&log.commit_path(prefix.latest() + 1))
+                .await
+                .is_ok()
+        );
+        assert_eq!(log.load().await.unwrap().version(), 3);
     }
 
     #[tokio::test]

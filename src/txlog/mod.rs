@@ -30,7 +30,10 @@ pub use actions::{
 };
 pub use dv::{DeletionVectorDescriptor, write_deletion_vector};
 pub use error::TxLogError;
-pub use log::{CommitFile, DeltaLog, LogRepair, MIN_READABLE_VERSION, Operation, VACUUM_OPERATION};
+pub use log::{
+    CommitFile, DeltaLog, LogRepair, MIN_READABLE_VERSION, Operation, SET_ASIDE_DIR,
+    VACUUM_OPERATION,
+};
 pub use schema::{
     CHAR_VARCHAR_TYPE, DeclaredLength, arrow_schema_from_delta, declared_length,
     delta_schema_string,

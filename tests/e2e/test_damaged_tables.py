@@ -193,19 +193,60 @@ def test_a_damaged_checkpoint_is_read_around_and_fsck_removes_it(server):
     assert (log / f"{6:020}.checkpoint.parquet").exists()
 
 
-def test_a_damaged_commit_cannot_be_repaired_and_says_so(server):
+def test_a_damaged_newest_commit_is_set_aside_by_fsck(server):
+    """Nothing rebuilds a damaged commit; when it is the newest, FSCK sets it aside (keeping a
+    copy) and the table reads as of the version before, without that commit's changes."""
     with server.text() as text:
         text.ok("CREATE TABLE t (x INT);")
         text.ok("INSERT INTO t VALUES (1);")
+        text.ok("INSERT INTO t VALUES (2);")
         text.ok("CREATE TABLE other (x INT);")
         text.ok("INSERT INTO other VALUES (7);")
+    table = server.data_dir / "default" / "t"
+    commit = table / "_delta_log" / f"{2:020}.json"
+    damaged = commit.read_bytes()[:40]
+    commit.write_bytes(damaged)
+    server.restart(hard=False)
+    with server.text() as text:
+        for sql in ("SELECT * FROM t;", "OPTIMIZE t;", "VACUUM t;"):
+            answer = text.query(sql)
+            assert answer.startswith(f"ERROR: corrupt Delta log at 'default/t/_delta_log/{commit.name}'"), answer
+            assert "FSCK REPAIR TABLE sets a damaged newest commit aside" in answer, answer
+        report = rows(text, "FSCK REPAIR TABLE t DRY RUN;")
+        assert [r[0] for r in report] == [f"_delta_log/{commit.name}"]
+        assert report[0][1].startswith("is a damaged commit: "), report
+        assert report[0][2].startswith("would set aside in _fsck/"), report
+        assert commit.read_bytes() == damaged
+        report = rows(text, "FSCK REPAIR TABLE t;")
+        assert report[0][2].startswith("set aside in _fsck/: the table reads as of the version before"), report
+        assert rows(text, "SELECT x FROM t;") == [["1"]]
+        assert rows(text, "SELECT x FROM other;") == [["7"]]
+        assert rows(text, "FSCK REPAIR TABLE t;") == []
+        # Writes go on from the version before; VACUUM keeps the copy.
+        text.ok("INSERT INTO t VALUES (3);")
+        text.ok("VACUUM t;")
+    # The INSERT took the version the damaged commit had.
+    assert '"operation":"WRITE"' in commit.read_text()
+    assert (table / "_fsck" / commit.name).read_bytes() == damaged
+    assert sorted(x["x"] for x in read_delta_rs(table).to_pylist()) == [1, 3]
+
+
+def test_a_damaged_earlier_commit_cannot_be_repaired_and_says_so(server):
+    with server.text() as text:
+        text.ok("CREATE TABLE t (x INT);")
+        text.ok("INSERT INTO t VALUES (1);")
+        text.ok("INSERT INTO t VALUES (2);")
     commit = server.data_dir / "default" / "t" / "_delta_log" / f"{1:020}.json"
     commit.write_bytes(commit.read_bytes()[:40])
     server.restart(hard=False)
     with server.text() as text:
-        for sql in ("SELECT * FROM t;", "FSCK REPAIR TABLE t;", "OPTIMIZE t;", "VACUUM t;"):
+        for sql in ("SELECT * FROM t;", "OPTIMIZE t;", "VACUUM t;"):
             answer = text.query(sql)
             assert answer.startswith(f"ERROR: corrupt Delta log at 'default/t/_delta_log/{commit.name}'"), answer
-            assert "restore it from a copy of the table" in answer, answer
-        assert rows(text, "SELECT x FROM other;") == [["7"]]
+            assert "an earlier one must be restored from a copy of the table" in answer, answer
+        report = rows(text, "FSCK REPAIR TABLE t;")
+        assert [(r[0], r[2]) for r in report] == [
+            (f"_delta_log/{commit.name}", "kept: later commits build on it; restore it from a copy of the table")
+        ]
+        assert text.query("SELECT * FROM t;").startswith("ERROR: corrupt Delta log")
     assert commit.stat().st_size == 40

@@ -112,16 +112,30 @@ impl Engine {
         Ok(Outcome::Listing(Listing::Report, batch))
     }
 
-    /// `FSCK REPAIR TABLE t [DRY RUN]`: one row per damaged file of the table — a data file
-    /// removed from it, a log checkpoint deleted or rewritten — or that would be, for a dry run.
+    /// `FSCK REPAIR TABLE t [DRY RUN]`: one row per damaged file of the table — a log
+    /// checkpoint deleted or rewritten, a newest commit set aside, a data file removed — or that
+    /// would be, for a dry run. The log is repaired first: the data files are checked in the
+    /// snapshot it then reads.
     pub(super) async fn fsck(
         &self,
         session: &Session,
         table: TableName,
         dry_run: bool,
     ) -> Result<Outcome, EngineError> {
-        let (_, handle) = self.named_table(session, &table).await?;
-        let findings = fsck(&handle, dry_run).await?;
+        let database = session.database_or_current(table.database.clone());
+        let mut findings: Vec<Finding> = self
+            .catalog
+            .repair_log(&database, &table.table, dry_run)
+            .await?
+            .into_iter()
+            .map(Finding::from)
+            .collect();
+        match self.named_table(session, &table).await {
+            Ok((_, handle)) => findings.extend(fsck(&handle, dry_run).await?),
+            // The log's findings say why it still does not read (or would read after repair).
+            Err(_) if !findings.is_empty() => {}
+            Err(e) => return Err(e),
+        }
         let column = |value: fn(&Finding) -> &str| {
             Arc::new(StringArray::from_iter_values(findings.iter().map(value))) as ArrayRef
         };
