@@ -93,6 +93,10 @@ spec:
         {{- end }}
         - name: MINIDB_S3_ALLOW_HTTP
           value: {{ .Values.storage.s3.allowHttp | quote }}
+        - name: MINIDB_S3_MAX_RETRIES
+          value: {{ .Values.storage.s3.maxRetries | quote }}
+        - name: MINIDB_S3_RETRY_TIMEOUT_MS
+          value: {{ .Values.storage.s3.retryTimeoutMs | quote }}
         - name: MINIDB_CACHE_MEMORY
           value: {{ .Values.storage.s3.cache.memory | quote }}
         {{- if include "minidb.diskCache" . }}
