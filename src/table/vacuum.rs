@@ -1,9 +1,10 @@
 //! `VACUUM t [RETAIN n HOURS] [DRY RUN]`: deleting files the table no longer needs.
 //!
 //! A file is needed when the current snapshot references it, or when a snapshot still inside
-//! the retention window does: the log is replayed from the start, and every file removed at or
-//! after the retention cutoff stays protected, with everything it names — its deletion vector and
-//! its index segments. Everything else under the table folder (outside `_delta_log/`, and the
+//! the retention window does: the log is replayed from the newest checkpoint at or before the
+//! window's oldest version (commit 0 or the oldest checkpoint without one), and every file
+//! removed at or after the retention cutoff stays protected, with everything it names — its
+//! deletion vector and its index segments. Everything else under the table folder (outside `_delta_log/`, and the
 //! commits FSCK set aside in `_fsck/`) is garbage once it is older than the cutoff: files of
 //! rewritten or deleted data, old deletion vectors, segments of removed files, and orphans of
 //! writes that never committed. The age test also protects files a concurrent writer is
@@ -67,9 +68,10 @@ pub async fn vacuum(
     let cutoff = now - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let log = handle.log();
     let root = log.root();
-    // From commit 0, or from the oldest checkpoint once log cleanup removed the commits before
-    // it: its tombstones stand for the removes of those commits.
-    let (first, base, commits) = log.replayable().await.map_err(external)?;
+    // From the newest checkpoint no newer than the oldest version still to be readable (else
+    // commit 0, or the oldest checkpoint once log cleanup removed the commits before it): its
+    // tombstones stand for the removes of the commits before it.
+    let (first, base, commits) = log.replayable_since(cutoff).await.map_err(external)?;
     let mut protected: HashSet<Path> = HashSet::new();
     let base_time = commits
         .first()

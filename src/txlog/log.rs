@@ -299,11 +299,28 @@ impl DeltaLog {
             .await
     }
 
-    /// The oldest state the log can rebuild, as its version and the actions that rebuild it
-    /// (commit 0, or the oldest usable checkpoint), with the commits from that version on.
-    pub async fn replayable(&self) -> Result<(i64, Vec<Action>, Vec<CommitFile>), TxLogError> {
+    /// A state the log can rebuild from which every version committed after `cutoff`
+    /// (milliseconds since the epoch) replays, as its version and the actions that rebuild it,
+    /// with the commits from that version on: the newest checkpoint at or before the newest
+    /// version committed at or before `cutoff` (so VACUUM reads the commits of its retention
+    /// window, not the whole log), else commit 0 or the oldest usable checkpoint.
+    pub async fn replayable_since(
+        &self,
+        cutoff: i64,
+    ) -> Result<(i64, Vec<Action>, Vec<CommitFile>), TxLogError> {
         let listing = self.list(None).await?;
-        let first = listing.first_readable();
+        let oldest = listing.first_readable();
+        let readable_at_cutoff = listing
+            .commits
+            .iter()
+            .take_while(|c| c.timestamp <= cutoff)
+            .last()
+            .map_or(oldest, |c| c.version);
+        let first = listing
+            .checkpoints
+            .range(oldest..=readable_at_cutoff)
+            .next_back()
+            .map_or(oldest, |(v, _)| *v);
         let base = match listing.start_for(first) {
             Some(Some(checkpoint)) => self.checkpoint_actions(&listing, checkpoint).await?,
             _ => self.commit_actions(first).await?,
@@ -1413,6 +1430,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn vacuum_replays_from_the_newest_checkpoint_before_its_cutoff() {
+        let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("db/t"));
+        let mut v = Arc::new(log.create(append(), table_actions()).await.unwrap());
+        for path in ["a", "b", "c", "d", "e"] {
+            v = log.commit(&v, append(), vec![add(path)]).await.unwrap();
+            if v.version() % 2 == 0 {
+                log.checkpoint(&v, 0).await.unwrap();
+            }
+        }
+        let commits = log.commits().await.unwrap();
+        let at = |version: i64| commits[version as usize].timestamp;
+        // Version 3 is the newest at the cutoff: checkpoint 2 replays it and everything after.
+        let (first, base, later) = log.replayable_since(at(3)).await.unwrap();
+        assert_eq!(first, 2);
+        assert_eq!(base.iter().filter(|a| matches!(a, Action::Add(_))).count(), 2);
+        assert_eq!(later.iter().map(|c| c.version).collect::<Vec<_>>(), [2, 3, 4, 5]);
+        // A cutoff before the first checkpoint replays from commit 0; after the last, from it.
+        assert_eq!(log.replayable_since(at(1)).await.unwrap().0, 0);
+        assert_eq!(log.replayable_since(i64::MAX).await.unwrap().0, 4);
+    }
+
+    #[tokio::test]
     async fn a_checkpoint_replaces_the_commits_cleanup_deletes() {
         let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("db/t"));
         let mut v = Arc::new(log.create(append(), table_actions()).await.unwrap());
@@ -1451,7 +1490,7 @@ mod tests {
             ["a"]
         );
         assert!(log.tombstones(&v5, i64::MAX).await.unwrap().is_empty());
-        let (first, base, later) = log.replayable().await.unwrap();
+        let (first, base, later) = log.replayable_since(i64::MIN).await.unwrap();
         assert_eq!(first, 4);
         assert!(
             base.iter()
