@@ -1444,8 +1444,14 @@ mod tests {
         // Version 3 is the newest at the cutoff: checkpoint 2 replays it and everything after.
         let (first, base, later) = log.replayable_since(at(3)).await.unwrap();
         assert_eq!(first, 2);
-        assert_eq!(base.iter().filter(|a| matches!(a, Action::Add(_))).count(), 2);
-        assert_eq!(later.iter().map(|c| c.version).collect::<Vec<_>>(), [2, 3, 4, 5]);
+        assert_eq!(
+            base.iter().filter(|a| matches!(a, Action::Add(_))).count(),
+            2
+        );
+        assert_eq!(
+            later.iter().map(|c| c.version).collect::<Vec<_>>(),
+            [2, 3, 4, 5]
+        );
         // A cutoff before the first checkpoint replays from commit 0; after the last, from it.
         assert_eq!(log.replayable_since(at(1)).await.unwrap().0, 0);
         assert_eq!(log.replayable_since(i64::MAX).await.unwrap().0, 4);
