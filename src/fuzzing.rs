@@ -39,3 +39,23 @@ pub fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
         bytes
     })
 }
+
+/// The inputs kept for `target` under `tests/fuzz/<target>/`: inputs that once made a decoder
+/// (or a library under it) panic, replayed by that decoder's tests. Name and bytes of each.
+pub fn kept_inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz")
+        .join(target);
+    let mut inputs: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            let path = entry.expect("a directory entry").path();
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (path.display().to_string(), bytes)
+        })
+        .filter(|(name, _)| !name.ends_with(".md"))
+        .collect();
+    inputs.sort();
+    assert!(!inputs.is_empty(), "no inputs kept in {}", dir.display());
+    inputs
+}

@@ -139,6 +139,11 @@ struct ServeArgs {
     /// Parquet (`4GiB`…; `0` turns it off). Default: a quarter of the memory the server may use.
     #[arg(long, env = "MINIDB_COLUMN_CACHE", value_parser = byte_size)]
     column_cache: Option<u64>,
+    /// Memory for the footers and decoded leaves of index segments, which index lookups read
+    /// instead of storage, shared by all tables (`512MiB`…; `0` turns it off). Default: a
+    /// sixteenth of the memory the server may use.
+    #[arg(long, env = "MINIDB_INDEX_CACHE", value_parser = byte_size)]
+    index_cache: Option<u64>,
     /// Memory all running statements may hold together in their operators (`8GiB`…). Sorts,
     /// aggregations and joins spill to --spill-dir at their share; a statement that cannot fit
     /// fails with "resources exhausted" and the others go on. Default: half of the memory the
@@ -286,6 +291,9 @@ fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
                 queued: args.max_queued_queries,
                 wait: Duration::from_millis(args.queue_timeout_ms),
             },
+            index_cache_bytes: args
+                .index_cache
+                .unwrap_or_else(minidb::server::default_index_cache_bytes),
         },
         compaction: CompactionOptions {
             interval: (args.compaction_interval_ms > 0)

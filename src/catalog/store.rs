@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::{CatalogError, DEFAULT_DATABASE, MaintenanceLog, RunningStatements, validate_name};
 use crate::storage::DataStore;
+use crate::table::index::IndexCache;
 use crate::table::{Concurrency, TableHandle};
 use crate::txlog::commit_point;
 use crate::txlog::{
@@ -26,6 +27,7 @@ const DATABASE_MARKER: &str = ".minidb_database";
 pub struct Catalog {
     pub(super) store: DataStore,
     concurrency: Concurrency,
+    indexes: Arc<IndexCache>,
     tables: Mutex<HashMap<(String, String), Arc<TableHandle>>>,
     maintenance: MaintenanceLog,
     statements: Arc<RunningStatements>,
@@ -33,11 +35,17 @@ pub struct Catalog {
 
 impl Catalog {
     /// Opens the catalog of `store`, creating the `default` database on first use; its tables'
-    /// writers coordinate by `concurrency`.
-    pub async fn open(store: DataStore, concurrency: Concurrency) -> Result<Self, CatalogError> {
+    /// writers coordinate by `concurrency`, and their indexes keep up to `index_cache_bytes` of
+    /// segments in memory.
+    pub async fn open(
+        store: DataStore,
+        concurrency: Concurrency,
+        index_cache_bytes: u64,
+    ) -> Result<Self, CatalogError> {
         let catalog = Self {
             store,
             concurrency,
+            indexes: Arc::new(IndexCache::new(index_cache_bytes)),
             tables: Mutex::new(HashMap::new()),
             maintenance: MaintenanceLog::default(),
             statements: Arc::default(),
@@ -50,6 +58,11 @@ impl Catalog {
 
     pub fn store(&self) -> &DataStore {
         &self.store
+    }
+
+    /// The index cache every table of this catalog shares.
+    pub fn index_cache(&self) -> &IndexCache {
+        &self.indexes
     }
 
     /// All databases, sorted by name.
@@ -227,7 +240,12 @@ impl Catalog {
             }
             Err(e) => return Err(e.into()),
         };
-        let handle = Arc::new(TableHandle::new(log, snapshot, self.concurrency));
+        let handle = Arc::new(TableHandle::new(
+            log,
+            snapshot,
+            self.concurrency,
+            Arc::clone(&self.indexes),
+        ));
         self.cache()
             .insert((db.to_string(), table.to_string()), Arc::clone(&handle));
         Ok(handle)
@@ -291,7 +309,12 @@ impl Catalog {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let handle = Arc::new(TableHandle::new(log, snapshot, self.concurrency));
+                let handle = Arc::new(TableHandle::new(
+                    log,
+                    snapshot,
+                    self.concurrency,
+                    Arc::clone(&self.indexes),
+                ));
                 self.cache().entry(key.clone()).or_insert(handle).clone()
             }
         };

@@ -126,6 +126,9 @@ pub struct EngineOptions {
     pub statement_timeout: Option<Duration>,
     /// How many statements run at once and how many wait for a turn.
     pub admission: AdmissionLimits,
+    /// Bytes of index segment footers and decoded leaves kept in memory, for all tables
+    /// together (0 keeps none).
+    pub index_cache_bytes: u64,
 }
 
 impl Default for EngineOptions {
@@ -143,6 +146,7 @@ impl Default for EngineOptions {
                 queued: 0,
                 wait: Duration::ZERO,
             },
+            index_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -237,7 +241,8 @@ impl Engine {
             .with_query_planner(Arc::new(SubqueryPlanner))
             .with_physical_optimizer_rules(physical_optimizer_rules())
             .build();
-        let catalog = Arc::new(Catalog::open(store, options.concurrency).await?);
+        let catalog =
+            Arc::new(Catalog::open(store, options.concurrency, options.index_cache_bytes).await?);
         Ok(Self {
             catalog,
             view_state: Arc::new(state.clone()),

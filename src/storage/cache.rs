@@ -111,8 +111,9 @@ pub struct TierReport {
 
 type BlockKey = (Path, u64);
 
-/// One tier's blocks, least recently used first out, within a byte budget.
-pub(super) struct Tier<K: Hash + Eq, V> {
+/// One tier of a cache: its entries (blocks of objects, decoded chunks, index leaves), least
+/// recently used first out, within a byte budget.
+pub(crate) struct Tier<K: Hash + Eq, V> {
     name: &'static str,
     /// Each block's value and length.
     blocks: LruCache<K, (V, u64)>,
@@ -125,7 +126,7 @@ pub(super) struct Tier<K: Hash + Eq, V> {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Tier<K, V> {
-    pub(super) fn new(name: &'static str, capacity: u64) -> Self {
+    pub(crate) fn new(name: &'static str, capacity: u64) -> Self {
         Self {
             name,
             blocks: LruCache::unbounded(),
@@ -139,24 +140,24 @@ impl<K: Hash + Eq + Clone, V: Clone> Tier<K, V> {
     }
 
     /// The block's value, now the most recently used; counts neither hit nor miss.
-    pub(super) fn find(&mut self, key: &K) -> Option<(V, u64)> {
+    pub(crate) fn find(&mut self, key: &K) -> Option<(V, u64)> {
         self.blocks.get(key).cloned()
     }
 
-    pub(super) fn hit(&mut self, bytes: u64) {
+    pub(crate) fn hit(&mut self, bytes: u64) {
         self.hits += 1;
         self.hit_bytes += bytes;
         metrics().cache_hit(self.name, bytes);
     }
 
-    pub(super) fn miss(&mut self) {
+    pub(crate) fn miss(&mut self) {
         self.misses += 1;
         metrics().cache_miss(self.name);
     }
 
     /// Adds a block of `len` bytes; returns the values it displaced or evicted, for the caller
     /// to dispose of (the block's own value when it is larger than the whole tier).
-    pub(super) fn insert(&mut self, key: K, value: V, len: u64) -> Vec<V> {
+    pub(crate) fn insert(&mut self, key: K, value: V, len: u64) -> Vec<V> {
         if len > self.capacity {
             return vec![value];
         }
@@ -187,7 +188,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Tier<K, V> {
         Some(value)
     }
 
-    pub(super) fn report(&self, directory: Option<String>) -> TierReport {
+    pub(crate) fn report(&self, directory: Option<String>) -> TierReport {
         TierReport {
             tier: self.name,
             directory,
@@ -252,7 +253,7 @@ impl fmt::Debug for ReadCache {
     }
 }
 
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a tier cannot leave it inconsistent in a way worth refusing reads.
     mutex
         .lock()

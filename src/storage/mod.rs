@@ -18,6 +18,7 @@ pub mod parquet;
 mod store;
 
 pub use cache::{CacheSettings, ReadCache, TierReport};
+pub(crate) use cache::{Tier, lock};
 pub use columns::{ChunkKey, ColumnCache};
 pub use error::StorageError;
 pub use store::{DataStore, S3Settings};

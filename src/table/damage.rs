@@ -402,7 +402,7 @@ mod fuzz {
     use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
     use proptest::prelude::*;
 
-    use super::{examine, undecodable_file};
+    use super::{Result, examine, undecodable_file};
     use crate::fuzzing;
     use crate::storage::parquet::encode_batches;
 
@@ -427,21 +427,37 @@ mod fuzz {
             .to_vec()
     }
 
+    /// What a check of the data file `bytes` finds wrong with it, if anything.
+    async fn problem(bytes: Vec<u8>) -> Result<Option<String>> {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let location = object_store::path::Path::from("db/t/part-0.parquet");
+        let size = bytes.len() as u64;
+        store
+            .put(&location, PutPayload::from(bytes))
+            .await
+            .expect("stored");
+        match examine(&store, &location, size).await {
+            Some(problem) => Ok(Some(problem)),
+            None => undecodable_file(&store, &location, size).await,
+        }
+    }
+
+    /// Damaged data files kept in `tests/fuzz/data_file/` are found damaged, with a reason.
+    #[tokio::test]
+    async fn kept_data_files_are_found_damaged() {
+        for (name, bytes) in fuzzing::kept_inputs("data_file") {
+            let found = problem(bytes).await;
+            assert!(matches!(found, Ok(Some(_))), "{name}: {found:?}");
+        }
+    }
+
     proptest! {
         #![proptest_config(fuzzing::config())]
 
         #[test]
         fn data_files_decode_or_fail(bytes in fuzzing::mutated(seed())) {
             let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-            runtime.block_on(async {
-                let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-                let location = object_store::path::Path::from("db/t/part-0.parquet");
-                let size = bytes.len() as u64;
-                store.put(&location, PutPayload::from(bytes)).await.expect("stored");
-                if examine(&store, &location, size).await.is_none() {
-                    let _ = undecodable_file(&store, &location, size).await;
-                }
-            });
+            let _ = runtime.block_on(problem(bytes));
         }
     }
 }

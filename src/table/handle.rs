@@ -42,19 +42,24 @@ pub struct TableHandle {
     concurrency: Concurrency,
     /// Parsed deletion vectors by unique id; DV files are immutable, so entries never go stale.
     deletion_vectors: Mutex<HashMap<String, Arc<RoaringTreemap>>>,
-    /// Open index segments and their decoded leaves.
-    indexes: IndexCache,
+    /// Open index segments and their decoded leaves, shared by every table of the server.
+    indexes: Arc<IndexCache>,
 }
 
 impl TableHandle {
-    pub fn new(log: DeltaLog, snapshot: Snapshot, concurrency: Concurrency) -> Self {
+    pub fn new(
+        log: DeltaLog,
+        snapshot: Snapshot,
+        concurrency: Concurrency,
+        indexes: Arc<IndexCache>,
+    ) -> Self {
         Self {
             log,
             latest: RwLock::new(Arc::new(snapshot)),
             writer: Arc::new(AsyncMutex::new(())),
             concurrency,
             deletion_vectors: Mutex::default(),
-            indexes: IndexCache::default(),
+            indexes,
         }
     }
 

@@ -70,6 +70,20 @@ mod fuzz {
         encode_bitmap(&RoaringTreemap::from_iter([1u64, 7, 1 << 33]))
     }
 
+    /// Damaged checkpoints kept in `tests/fuzz/checkpoint/` decode (one damaged only in the
+    /// embedded Arrow schema, which the decoder skips) or fail with a reason.
+    #[test]
+    fn kept_checkpoints_decode_or_fail_with_a_reason() {
+        for (name, bytes) in fuzzing::kept_inputs("checkpoint") {
+            let outcome = checkpoint::decode(Bytes::from(bytes));
+            assert!(
+                outcome.as_ref().is_ok_and(|actions| !actions.is_empty())
+                    || outcome.as_ref().is_err_and(|reason| !reason.is_empty()),
+                "{name}: {outcome:?}"
+            );
+        }
+    }
+
     proptest! {
         #![proptest_config(fuzzing::config())]
 

@@ -169,3 +169,55 @@ def test_files_without_segments_are_read_whole(server, tmp_path):
         assert index_use(text, "SELECT * FROM peer WHERE k = 3") == ("idx_k", 10, 1, 1, 1)
         _, rows = parse_ascii_table(text.query("SELECT count(*) FROM peer WHERE k = 3;"))
         assert rows == [["11"]]
+
+
+def index_tier(text) -> dict[str, int]:
+    header, rows = parse_ascii_table(
+        text.ok(
+            "SELECT capacity_bytes, used_bytes, blocks, hits, misses, evictions "
+            "FROM sys.cache WHERE tier = 'index';"
+        )
+    )
+    assert len(rows) == 1, rows
+    return dict(zip(header, map(int, rows[0])))
+
+
+def keyed_files(text, table: str, files: int = 10, rows: int = 500) -> dict[int, int]:
+    """Indexed table (id, k) of `files` files with k spread over every file; k -> id."""
+    text.ok(f"CREATE TABLE {table} (id INT, k INT);")
+    text.ok(f"CREATE INDEX {table}_k ON {table} (k);")
+    ids = {}
+    for f in range(files):
+        batch = [(f * rows + i, (f * rows + i) * 7919 % (files * rows)) for i in range(rows)]
+        ids.update({k: i for i, k in batch})
+        text.ok(f"INSERT INTO {table} VALUES " + ", ".join(f"({i}, {k})" for i, k in batch) + ";")
+    return ids
+
+
+def test_lookups_keep_segments_in_the_index_cache(text):
+    ids = keyed_files(text, "cached")
+    before = index_tier(text)
+    _, rows = parse_ascii_table(text.ok("SELECT id FROM cached WHERE k = 42;"))
+    assert rows == [[str(ids[42])]]
+    first = index_tier(text)
+    assert first["misses"] > before["misses"] and first["used_bytes"] > 0, first
+    # The same lookup again reads footers and leaves from memory.
+    _, rows = parse_ascii_table(text.ok("SELECT id FROM cached WHERE k = 42;"))
+    assert rows == [[str(ids[42])]]
+    second = index_tier(text)
+    assert second["hits"] >= first["hits"] + 10 and second["misses"] == first["misses"], second
+
+
+def test_the_index_cache_has_one_budget_for_all_tables(start_server):
+    server = start_server(["--index-cache", "64KiB"])
+    text = server.text()
+    keys = {table: keyed_files(text, table) for table in ("a", "b", "c")}
+    for key in (1, 2, 3, 4999):
+        for table, ids in keys.items():
+            _, rows = parse_ascii_table(text.ok(f"SELECT id FROM {table} WHERE k = {key};"))
+            assert rows == [[str(ids[key])]], (table, key)
+    tier = index_tier(text)
+    # 30 files' footers and leaves do not fit: the oldest made way, the budget held.
+    assert tier["capacity_bytes"] == 64 * 1024, tier
+    assert 0 < tier["used_bytes"] <= tier["capacity_bytes"], tier
+    assert tier["evictions"] > 0, tier

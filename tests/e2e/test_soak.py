@@ -2,10 +2,11 @@
 (120 s in the test command; the README's 30-minute figures come from a longer run).
 
 Clients work at once, each on its own connection: bulk inserts (ADBC executemany), single-row
-inserts (:7205), bank transfers in transactions (:7205, BEGIN … COMMIT), deletes and updates
-(ADBC), readers (aggregates, an indexed point lookup and the bank total, on both protocols),
-and a maintainer running OPTIMIZE and VACUUM in turn, while background compaction runs every
-few seconds. Every few seconds a sampler records the server's resident memory, its open file
+inserts (:7205), bank transfers in transactions (:7205, BEGIN … COMMIT), deletes (of the
+oldest rows, so the table keeps a steady size, and of scattered rows) and updates (ADBC),
+readers (aggregates, an indexed point lookup and the bank total, on both protocols), and a
+maintainer running OPTIMIZE and VACUUM in turn, while background compaction runs every few
+seconds. Every few seconds a sampler records the server's resident memory, its open file
 descriptors, the tables' live data files and each kind of statement's latency.
 
 What must hold: no error but retryable conflicts; the bank total never changes; the rows are
@@ -28,6 +29,9 @@ from conftest import parse_ascii_table
 SECONDS = float(os.environ.get("MINIDB_SOAK_SECONDS", "120"))
 ACCOUNTS = 20
 OPENING_BALANCE = 1000
+# Events older than the newest WINDOW ids are deleted as new ones arrive, so the table keeps a
+# steady size and its readers' latency can be compared across the run.
+WINDOW = 50_000
 
 
 def retryable(message: str) -> bool:
@@ -155,11 +159,20 @@ class Soak:
             n = next(turn)
             with self.lock:
                 top = self.next_id
-            if n % 2:
-                cur.execute(f"DELETE FROM events WHERE id % 50 = {n % 50} AND id < {top // 2}")
+            oldest = max(top - WINDOW, 0)
+            if n % 4 == 1:
+                # The window slides: rows older than the newest WINDOW ids go, mostly whole files.
+                cur.execute(f"DELETE FROM events WHERE id < {oldest}")
+                self.acknowledged(deleted=cur.rowcount)
+            elif n % 4 == 3:
+                # Scattered rows inside the window: deletion vectors.
+                cur.execute(
+                    f"DELETE FROM events WHERE id % 50 = {n % 50} "
+                    f"AND id >= {oldest} AND id < {oldest + WINDOW // 2}"
+                )
                 self.acknowledged(deleted=cur.rowcount)
             else:
-                cur.execute(f"UPDATE events SET note = 'updated' WHERE id = {n * 13 % max(top, 1)}")
+                cur.execute(f"UPDATE events SET note = 'updated' WHERE id = {top - 1 - n * 13 % WINDOW}")
 
         return step
 
@@ -236,9 +249,10 @@ class Soak:
 
 
 def test_mixed_workload_stays_flat(start_server):
-    # A small column cache: its filling would hide a leak for most of a short run.
+    # Small caches: their filling would hide a leak for most of a short run.
     server = start_server(
-        ["--memory-limit", "512MiB", "--column-cache", "64MiB", "--compaction-interval-ms", "5000"]
+        ["--memory-limit", "512MiB", "--column-cache", "64MiB", "--index-cache", "32MiB",
+         "--compaction-interval-ms", "5000"]
     )
     setup = server.text()
     setup.ok("CREATE DATABASE soak;")

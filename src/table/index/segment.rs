@@ -1,7 +1,8 @@
 //! Index segments: writing one per data file, and looking keys up in them through a cache.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow::compute::{concat_batches, take};
@@ -25,6 +26,7 @@ use roaring::RoaringTreemap;
 
 use super::{IndexDef, KeyCodec, LEAF_ROWS, Probe};
 use crate::storage::parquet::read_footer;
+use crate::storage::{Tier, TierReport, lock};
 use crate::table::TableError;
 use crate::table::error::external;
 
@@ -33,12 +35,6 @@ const INDEX_FOLDER: &str = "_minidb_index";
 
 /// Name of the segment column holding each entry's row position in the data file.
 const POSITION_COLUMN: &str = "__minidb_row";
-
-/// Decoded leaves kept in memory per table before the oldest are dropped.
-const CACHED_LEAF_BYTES: usize = 256 * 1024 * 1024;
-
-/// Segment footers kept in memory per table before the cache starts over.
-const CACHED_SEGMENTS: usize = 16 * 1024;
 
 /// Where a new segment of `index` goes, relative to the table root.
 pub fn segment_path(index: &IndexDef) -> String {
@@ -101,6 +97,18 @@ struct Segment {
 }
 
 impl Segment {
+    /// Memory the segment holds: its footer and fences.
+    fn bytes(&self) -> usize {
+        let fences: usize = self
+            .fences
+            .iter()
+            .map(|f| {
+                size_of::<Option<OwnedRow>>() + f.as_ref().map_or(0, |r| r.row().as_ref().len())
+            })
+            .sum();
+        self.metadata.metadata().memory_size() + fences
+    }
+
     /// The leaves that may hold keys of `probe`.
     fn leaves_for<'a>(&'a self, probe: &'a Probe) -> impl Iterator<Item = usize> + 'a {
         let fence = |g: usize| self.fences.get(g).and_then(|f| f.as_ref().map(|r| r.row()));
@@ -166,27 +174,69 @@ pub enum Lookup {
     TooWide,
 }
 
-/// A table's open segments and decoded leaves. Segments never change once written, so
-/// entries never go stale; they only make way for newer ones.
-#[derive(Debug, Default)]
+/// Names a cached segment footer, or one decoded leaf (row group) of a segment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum EntryKey {
+    Segment(Path),
+    Leaf(Path, usize),
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Segment(Arc<Segment>),
+    Leaf(Arc<Leaf>),
+}
+
+/// Open segments and decoded leaves of every table's indexes, within one byte budget for the
+/// whole server, least recently used evicted first. Segments never change once written (each
+/// has a fresh name), so an entry cannot be stale; those of segments a commit removed are never
+/// asked for again and age out.
+///
+/// `sys.cache` shows it as the tier `index`.
 pub struct IndexCache {
-    segments: Mutex<HashMap<String, Arc<Segment>>>,
-    leaves: Mutex<LeafCache>,
+    entries: Mutex<Tier<EntryKey, Entry>>,
 }
 
-#[derive(Debug, Default)]
-struct LeafCache {
-    entries: HashMap<(String, usize), Arc<Leaf>>,
-    order: VecDeque<(String, usize)>,
-    bytes: usize,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock only means a panic elsewhere while inserting; the map is intact.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+impl fmt::Debug for IndexCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IndexCache")
+            .field("tier", &self.report())
+            .finish()
+    }
 }
 
 impl IndexCache {
+    /// A cache holding at most `capacity` bytes of footers and leaves (none when 0).
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            entries: Mutex::new(Tier::new("index", capacity)),
+        }
+    }
+
+    /// The cache's figures, for `sys.cache`.
+    pub fn report(&self) -> TierReport {
+        lock(&self.entries).report(None)
+    }
+
+    fn find(&self, key: &EntryKey) -> Option<Entry> {
+        let mut entries = lock(&self.entries);
+        match entries.find(key) {
+            Some((entry, len)) => {
+                entries.hit(len);
+                Some(entry)
+            }
+            None => {
+                entries.miss();
+                None
+            }
+        }
+    }
+
+    fn keep(&self, key: EntryKey, entry: Entry, bytes: usize) {
+        // Dropped entries are freed after the lock is released.
+        let _dropped = lock(&self.entries).insert(key, entry, bytes as u64);
+    }
+
     /// Looks `probes` up in the segment at `path` (relative to the store root). With
     /// `max_share` set, gives up ([`Lookup::TooWide`]) when the probes need more than that
     /// share of the segment's leaves (and more than a handful).
@@ -223,8 +273,9 @@ impl IndexCache {
         path: &Path,
         codec: &KeyCodec,
     ) -> Result<Arc<Segment>> {
-        if let Some(found) = lock(&self.segments).get(path.as_ref()) {
-            return Ok(Arc::clone(found));
+        let key = EntryKey::Segment(path.clone());
+        if let Some(Entry::Segment(found)) = self.find(&key) {
+            return Ok(found);
         }
         let size = store.head(path).await?.size;
         let footer = read_footer(store.as_ref(), path, size)
@@ -254,11 +305,7 @@ impl IndexCache {
             metadata,
             fences,
         });
-        let mut segments = lock(&self.segments);
-        if segments.len() >= CACHED_SEGMENTS {
-            segments.clear();
-        }
-        segments.insert(path.to_string(), Arc::clone(&segment));
+        self.keep(key, Entry::Segment(Arc::clone(&segment)), segment.bytes());
         Ok(segment)
     }
 
@@ -269,9 +316,9 @@ impl IndexCache {
         group: usize,
         codec: &KeyCodec,
     ) -> Result<Arc<Leaf>> {
-        let key = (segment.path.to_string(), group);
-        if let Some(found) = lock(&self.leaves).entries.get(&key) {
-            return Ok(Arc::clone(found));
+        let key = EntryKey::Leaf(segment.path.clone(), group);
+        if let Some(Entry::Leaf(found)) = self.find(&key) {
+            return Ok(found);
         }
         let reader = ObjectRanges {
             store: Arc::clone(store),
@@ -295,18 +342,7 @@ impl IndexCache {
             .values()
             .to_vec();
         let leaf = Arc::new(Leaf { keys, positions });
-        let mut cache = lock(&self.leaves);
-        cache.bytes += leaf.bytes();
-        cache.entries.insert(key.clone(), Arc::clone(&leaf));
-        cache.order.push_back(key);
-        while cache.bytes > CACHED_LEAF_BYTES {
-            let Some(oldest) = cache.order.pop_front() else {
-                break;
-            };
-            if let Some(dropped) = cache.entries.remove(&oldest) {
-                cache.bytes -= dropped.bytes();
-            }
-        }
+        self.keep(key, Entry::Leaf(Arc::clone(&leaf)), leaf.bytes());
         Ok(leaf)
     }
 }
@@ -331,7 +367,7 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let path = Path::from(segment_path(&index));
         store.put(&path, PutPayload::from(bytes)).await.unwrap();
-        let cache = IndexCache::default();
+        let cache = IndexCache::new(1 << 20);
         let probe = |k: i64| {
             let rows = codec
                 .keys()
@@ -353,8 +389,9 @@ mod tests {
             panic!("a point lookup is never too wide")
         };
         assert_eq!(positions.iter().collect::<Vec<_>>(), vec![3]);
-        // Only the one leaf holding the key was decoded (three leaves of 8192 entries).
-        assert_eq!(lock(&cache.leaves).entries.len(), 1);
+        // Only the one leaf holding the key was decoded (three leaves of 8192 entries): the
+        // cache holds the footer and that leaf.
+        assert_eq!(cache.report().blocks, 2);
         let missing = cache
             .lookup(&store, &path, &codec, &[probe(20_000)], None)
             .await
