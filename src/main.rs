@@ -144,6 +144,11 @@ struct ServeArgs {
     /// sixteenth of the memory the server may use.
     #[arg(long, env = "MINIDB_INDEX_CACHE", value_parser = byte_size)]
     index_cache: Option<u64>,
+    /// Memory for parsed deletion vectors, which scans, lookups and DELETEs of files with
+    /// deleted rows read instead of storage, shared by all tables (`64MiB`…; `0` turns it
+    /// off). Default: a sixty-fourth of the memory the server may use.
+    #[arg(long, env = "MINIDB_DELETION_VECTOR_CACHE", value_parser = byte_size)]
+    deletion_vector_cache: Option<u64>,
     /// Memory all running statements may hold together in their operators (`8GiB`…). Sorts,
     /// aggregations and joins spill to --spill-dir at their share; a statement that cannot fit
     /// fails with "resources exhausted" and the others go on. Default: half of the memory the
@@ -294,6 +299,9 @@ fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
             index_cache_bytes: args
                 .index_cache
                 .unwrap_or_else(minidb::server::default_index_cache_bytes),
+            deletion_vector_cache_bytes: args
+                .deletion_vector_cache
+                .unwrap_or_else(minidb::server::default_deletion_vector_cache_bytes),
         },
         compaction: CompactionOptions {
             interval: (args.compaction_interval_ms > 0)

@@ -11,8 +11,7 @@ use serde_json::json;
 
 use super::{CatalogError, DEFAULT_DATABASE, MaintenanceLog, RunningStatements, validate_name};
 use crate::storage::DataStore;
-use crate::table::index::IndexCache;
-use crate::table::{Concurrency, TableHandle};
+use crate::table::{Concurrency, TableCaches, TableHandle};
 use crate::txlog::commit_point;
 use crate::txlog::{
     Action, DeltaLog, ENABLE_DELETION_VECTORS, Format, LogRepair, Metadata, Operation, Protocol,
@@ -27,7 +26,7 @@ const DATABASE_MARKER: &str = ".minidb_database";
 pub struct Catalog {
     pub(super) store: DataStore,
     concurrency: Concurrency,
-    indexes: Arc<IndexCache>,
+    caches: TableCaches,
     tables: Mutex<HashMap<(String, String), Arc<TableHandle>>>,
     maintenance: MaintenanceLog,
     statements: Arc<RunningStatements>,
@@ -35,17 +34,16 @@ pub struct Catalog {
 
 impl Catalog {
     /// Opens the catalog of `store`, creating the `default` database on first use; its tables'
-    /// writers coordinate by `concurrency`, and their indexes keep up to `index_cache_bytes` of
-    /// segments in memory.
+    /// writers coordinate by `concurrency` and share `caches`.
     pub async fn open(
         store: DataStore,
         concurrency: Concurrency,
-        index_cache_bytes: u64,
+        caches: TableCaches,
     ) -> Result<Self, CatalogError> {
         let catalog = Self {
             store,
             concurrency,
-            indexes: Arc::new(IndexCache::new(index_cache_bytes)),
+            caches,
             tables: Mutex::new(HashMap::new()),
             maintenance: MaintenanceLog::default(),
             statements: Arc::default(),
@@ -60,9 +58,9 @@ impl Catalog {
         &self.store
     }
 
-    /// The index cache every table of this catalog shares.
-    pub fn index_cache(&self) -> &IndexCache {
-        &self.indexes
+    /// The caches every table of this catalog shares.
+    pub fn caches(&self) -> &TableCaches {
+        &self.caches
     }
 
     /// All databases, sorted by name.
@@ -244,7 +242,7 @@ impl Catalog {
             log,
             snapshot,
             self.concurrency,
-            Arc::clone(&self.indexes),
+            self.caches.clone(),
         ));
         self.cache()
             .insert((db.to_string(), table.to_string()), Arc::clone(&handle));
@@ -313,7 +311,7 @@ impl Catalog {
                     log,
                     snapshot,
                     self.concurrency,
-                    Arc::clone(&self.indexes),
+                    self.caches.clone(),
                 ));
                 self.cache().entry(key.clone()).or_insert(handle).clone()
             }

@@ -401,7 +401,8 @@ impl SystemTables {
                 let store = self.catalog.store();
                 let mut tiers = store.read_cache().map(|c| c.report()).unwrap_or_default();
                 tiers.extend(store.column_cache().map(|c| c.report()));
-                tiers.push(self.catalog.index_cache().report());
+                let caches = self.catalog.caches();
+                tiers.extend([caches.indexes.report(), caches.vectors.report()]);
                 for tier in tiers {
                     let int = |n: u64| Some(i64::try_from(n).unwrap_or(i64::MAX));
                     out.text("tier", Some(tier.tier.to_string()));

@@ -30,7 +30,7 @@ use crate::catalog::{
     StatementOrigin,
 };
 use crate::storage::DataStore;
-use crate::table::{Concurrency, Transaction};
+use crate::table::{Concurrency, TableCaches, Transaction};
 
 /// The query engine behind every protocol. Cheap to share: all state is in the object store.
 #[derive(Debug)]
@@ -129,6 +129,8 @@ pub struct EngineOptions {
     /// Bytes of index segment footers and decoded leaves kept in memory, for all tables
     /// together (0 keeps none).
     pub index_cache_bytes: u64,
+    /// Bytes of parsed deletion vectors kept in memory, for all tables together (0 keeps none).
+    pub deletion_vector_cache_bytes: u64,
 }
 
 impl Default for EngineOptions {
@@ -147,6 +149,7 @@ impl Default for EngineOptions {
                 wait: Duration::ZERO,
             },
             index_cache_bytes: 64 * 1024 * 1024,
+            deletion_vector_cache_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -241,8 +244,11 @@ impl Engine {
             .with_query_planner(Arc::new(SubqueryPlanner))
             .with_physical_optimizer_rules(physical_optimizer_rules())
             .build();
-        let catalog =
-            Arc::new(Catalog::open(store, options.concurrency, options.index_cache_bytes).await?);
+        let caches = TableCaches::new(
+            options.index_cache_bytes,
+            options.deletion_vector_cache_bytes,
+        );
+        let catalog = Arc::new(Catalog::open(store, options.concurrency, caches).await?);
         Ok(Self {
             catalog,
             view_state: Arc::new(state.clone()),

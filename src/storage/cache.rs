@@ -144,6 +144,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Tier<K, V> {
         self.blocks.get(key).cloned()
     }
 
+    /// The block's value, now the most recently used, counted as a hit or a miss.
+    pub(crate) fn lookup(&mut self, key: &K) -> Option<V> {
+        match self.find(key) {
+            Some((value, len)) => {
+                self.hit(len);
+                Some(value)
+            }
+            None => {
+                self.miss();
+                None
+            }
+        }
+    }
+
     pub(crate) fn hit(&mut self, bytes: u64) {
         self.hits += 1;
         self.hit_bytes += bytes;
@@ -305,15 +319,10 @@ impl ReadCache {
 
     /// The block, from memory or disk, counted as a hit or miss of each tier asked.
     async fn lookup(&self, key: &BlockKey) -> Option<Bytes> {
-        if let Some(memory) = &self.memory {
-            let mut tier = lock(memory);
-            match tier.find(key) {
-                Some((block, len)) => {
-                    tier.hit(len);
-                    return Some(block);
-                }
-                None => tier.miss(),
-            }
+        if let Some(memory) = &self.memory
+            && let Some(block) = lock(memory).lookup(key)
+        {
+            return Some(block);
         }
         let disk = self.disk.as_ref()?;
         let found = lock(&disk.index).find(key);

@@ -62,17 +62,7 @@ impl ColumnCache {
 
     /// The chunk, if the cache holds it (counted as a hit or a miss).
     pub fn get(&self, key: &ChunkKey) -> Option<ArrayRef> {
-        let mut chunks = lock(&self.chunks);
-        match chunks.find(key) {
-            Some((array, len)) => {
-                chunks.hit(len);
-                Some(array)
-            }
-            None => {
-                chunks.miss();
-                None
-            }
-        }
+        lock(&self.chunks).lookup(key)
     }
 
     /// Keeps a decoded chunk, evicting the least recently used ones to make room; a chunk

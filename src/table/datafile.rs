@@ -128,6 +128,9 @@ pub struct DataFilesWriter {
     open: BTreeMap<Option<u32>, DataFileWriter>,
     stored: Vec<Add>,
     rows: u64,
+    /// Whether two files were ever open at once, so that stored files hold rows out of the
+    /// order they were written in.
+    interleaved: bool,
 }
 
 impl DataFilesWriter {
@@ -139,6 +142,7 @@ impl DataFilesWriter {
             open: BTreeMap::new(),
             stored: Vec::new(),
             rows: 0,
+            interleaved: false,
         })
     }
 
@@ -177,10 +181,12 @@ impl DataFilesWriter {
             let length = WRITE_SLICE_ROWS.min(batch.num_rows() - start);
             let writer = match self.open.get_mut(&partition) {
                 Some(writer) => writer,
-                None => self
-                    .open
-                    .entry(partition)
-                    .or_insert(DataFileWriter::try_new(&self.snapshot)?),
+                None => {
+                    self.interleaved |= !self.open.is_empty();
+                    self.open
+                        .entry(partition)
+                        .or_insert(DataFileWriter::try_new(&self.snapshot)?)
+                }
             };
             writer.write(&batch.slice(start, length))?;
             if writer.encoded_size() >= self.limit {
@@ -217,6 +223,12 @@ impl DataFilesWriter {
     /// Rows written so far.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// True when the files stored, in the order of [`DataFilesWriter::finish`]'s result, hold
+    /// the rows in the order they were written: no two files were ever open at once.
+    pub fn in_order(&self) -> bool {
+        !self.interleaved
     }
 
     /// Stores the files still open; returns the `add` actions of every file written.

@@ -1,7 +1,6 @@
 //! A shared handle on one table's log and its newest known snapshot.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use roaring::RoaringTreemap;
@@ -10,16 +9,33 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use super::damage::Damage;
 use super::index::{IndexCache, IndexDef, IndexScan, KeyCodec, Lookup, Probe, segment_location};
 use super::scan::data_file;
+use super::vectors::DeletionVectorCache;
 use super::{Concurrency, TableError, properties};
 use crate::metrics::metrics;
 use crate::txlog::{Action, Add, DeltaLog, Operation, Snapshot, TxLogError};
 
-/// Deletion vectors kept in memory per table before the cache starts over.
-const CACHED_DELETION_VECTORS: usize = 4096;
-
 /// A scan reads a file whole instead of through an index when the index lookup would need more
 /// than this share of the segment's leaves.
 const MAX_INDEX_SHARE: f64 = 0.25;
+
+/// The caches every table of a server shares.
+#[derive(Debug, Clone)]
+pub struct TableCaches {
+    /// Open index segments and their decoded leaves.
+    pub indexes: Arc<IndexCache>,
+    /// Parsed deletion vectors.
+    pub vectors: Arc<DeletionVectorCache>,
+}
+
+impl TableCaches {
+    /// Caches of `index_bytes` of index segments and `vector_bytes` of deletion vectors.
+    pub fn new(index_bytes: u64, vector_bytes: u64) -> Self {
+        Self {
+            indexes: Arc::new(IndexCache::new(index_bytes)),
+            vectors: Arc::new(DeletionVectorCache::new(vector_bytes)),
+        }
+    }
+}
 
 /// A table's writer lock, held until dropped.
 #[derive(Debug)]
@@ -40,10 +56,8 @@ pub struct TableHandle {
     writer: Arc<AsyncMutex<()>>,
     /// How this table's writers coordinate.
     concurrency: Concurrency,
-    /// Parsed deletion vectors by unique id; DV files are immutable, so entries never go stale.
-    deletion_vectors: Mutex<HashMap<String, Arc<RoaringTreemap>>>,
-    /// Open index segments and their decoded leaves, shared by every table of the server.
-    indexes: Arc<IndexCache>,
+    /// The caches shared by every table of the server.
+    caches: TableCaches,
 }
 
 impl TableHandle {
@@ -51,15 +65,14 @@ impl TableHandle {
         log: DeltaLog,
         snapshot: Snapshot,
         concurrency: Concurrency,
-        indexes: Arc<IndexCache>,
+        caches: TableCaches,
     ) -> Self {
         Self {
             log,
             latest: RwLock::new(Arc::new(snapshot)),
             writer: Arc::new(AsyncMutex::new(())),
             concurrency,
-            deletion_vectors: Mutex::default(),
-            indexes,
+            caches,
         }
     }
 
@@ -156,9 +169,10 @@ impl TableHandle {
         let Some(descriptor) = &add.deletion_vector else {
             return Ok(None);
         };
+        let root = self.log.root().as_ref();
         let id = descriptor.unique_id();
-        if let Some(found) = self.cached_vectors().get(&id) {
-            return Ok(Some(Arc::clone(found)));
+        if let Some(found) = self.caches.vectors.find(root, &id) {
+            return Ok(Some(found));
         }
         let loaded = descriptor
             .load(self.log.store().as_ref(), self.log.root())
@@ -176,11 +190,7 @@ impl TableHandle {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut cache = self.cached_vectors();
-        if cache.len() >= CACHED_DELETION_VECTORS {
-            cache.clear();
-        }
-        cache.insert(id, Arc::clone(&bitmap));
+        self.caches.vectors.keep(root, id, Arc::clone(&bitmap));
         Ok(Some(bitmap))
     }
 
@@ -197,6 +207,7 @@ impl TableHandle {
         };
         let location = segment_location(self.log.root(), segment)?;
         let found = self
+            .caches
             .indexes
             .lookup(
                 self.log.store(),
@@ -225,6 +236,7 @@ impl TableHandle {
         };
         let location = segment_location(self.log.root(), segment)?;
         let Lookup::Positions(mut positions) = self
+            .caches
             .indexes
             .lookup(self.log.store(), &location, codec, probes, None)
             .await?
@@ -235,12 +247,6 @@ impl TableHandle {
             positions -= deleted.as_ref();
         }
         Ok(Some(!positions.is_empty()))
-    }
-
-    fn cached_vectors(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RoaringTreemap>>> {
-        self.deletion_vectors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn remember(&self, snapshot: &Arc<Snapshot>) {

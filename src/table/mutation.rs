@@ -228,7 +228,7 @@ impl Mutation {
 /// The actions that let `snapshot`'s table hold deletion vectors, if it cannot yet (a table
 /// created by another engine): protocol reader 3 / writer 7 with `deletionVectors`, and
 /// `delta.enableDeletionVectors=true`. They go first in the commit that adds the first DV.
-fn deletion_vectors_enabled(snapshot: &Snapshot) -> Vec<Action> {
+pub(super) fn deletion_vectors_enabled(snapshot: &Snapshot) -> Vec<Action> {
     let mut actions = Vec::new();
     let protocol = snapshot.protocol();
     if !protocol.has_deletion_vectors() {
@@ -247,7 +247,7 @@ fn deletion_vectors_enabled(snapshot: &Snapshot) -> Vec<Action> {
 
 /// The stats of a file that now has a deletion vector: bounds stay valid but are no longer
 /// tight, and `numRecords` (physical rows, deleted ones included) must be exact.
-fn loose_stats(stats: Option<&str>, records: u64) -> String {
+pub(super) fn loose_stats(stats: Option<&str>, records: u64) -> String {
     let mut object = stats
         .and_then(|s| serde_json::from_str::<serde_json::Map<String, Value>>(s).ok())
         .unwrap_or_default();

@@ -13,14 +13,17 @@
 //! rewritten whole, sorted by `c`, whenever it has files worth compacting.
 //!
 //! The rewrite reads a snapshot without blocking writers. Only the commit takes the table's
-//! writer lock: it checks that the table's metadata is unchanged and drops every bin whose
-//! files a concurrent statement changed meanwhile (a new deletion vector, a removal), then
-//! commits the other bins on top of the newest snapshot; when no bin is left the statement
-//! fails with a retryable conflict. Files written for dropped bins are orphans for VACUUM. The
-//! log lets such a commit pass concurrent appends, and lets other writers pass it unless they
-//! remove a file it removed.
+//! writer lock: it checks that the table's metadata is unchanged, then rebases every bin whose
+//! files a concurrent statement changed meanwhile (a new deletion vector, a removal) onto the
+//! newest snapshot: the rows that statement deleted are marked deleted in the bin's new files
+//! too, by deletion vectors of their own, so a table under steady DELETE and UPDATE traffic
+//! still gets compacted. A bin that cannot be rebased (Z-ordered or split by partition, so its
+//! rows were reordered; a table without deletion vectors) is dropped, its new files orphans
+//! for VACUUM, and the other bins still commit; when no bin is left the statement fails with a
+//! retryable conflict. The log lets such a commit pass concurrent appends, and lets other
+//! writers pass it unless they remove a file it removed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
@@ -32,17 +35,21 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::physical_plan::ExecutionPlan;
 use futures::TryStreamExt;
+use roaring::RoaringTreemap;
 use serde_json::json;
 
 use super::TableHandle;
 use super::datafile::DataFilesWriter;
 use super::error::external;
+use super::mutation::{deletion_vectors_enabled, loose_stats};
 use super::partitioning::{Partitioner, partition_of};
 use super::properties;
 use super::scan::{ParquetScan, live_file, parquet_scan};
 use super::zorder::{MAX_COLUMNS, SAMPLE_ROWS, ZOrder};
 use crate::table::TableError;
-use crate::txlog::{Action, Add, FileStats, Operation, Remove, Snapshot, TxLogError};
+use crate::txlog::{
+    Action, Add, FileStats, Operation, Remove, Snapshot, TxLogError, write_deletion_vector,
+};
 
 /// What an OPTIMIZE did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -136,14 +143,11 @@ pub async fn optimize(
         return Ok(OptimizeReport::default());
     }
     let now = chrono::Utc::now().timestamp_millis();
-    let mut removes = Vec::new();
-    let mut adds = Vec::new();
-    // Where each bin's removes and adds start.
-    let mut starts: Vec<(usize, usize)> = Vec::with_capacity(bins.len());
+    let mut rewrites: Vec<Rewrite> = Vec::with_capacity(bins.len());
     for bin in &bins {
-        starts.push((removes.len(), adds.len()));
         let mut files = Vec::with_capacity(bin.len());
         let mut bin_bytes = 0u64;
+        let mut removes = Vec::with_capacity(bin.len());
         for (add, stats) in bin {
             files.push(live_file(handle, add, stats).await?);
             bin_bytes += u64::try_from(add.size).unwrap_or_default();
@@ -166,12 +170,23 @@ pub async fn optimize(
             })
         };
         let Some(columns) = &zorder_columns else {
+            // File by file, so that the rows each file gave are known.
             let mut output = Output::try_new(handle, &snapshot, target)?;
-            let mut rows = scan(files, None)?.execute(0, Arc::clone(&context))?;
-            while let Some(batch) = rows.try_next().await? {
-                output.write(&batch).await?;
+            let mut read = Vec::with_capacity(files.len());
+            for file in files {
+                let before = output.files.rows();
+                let mut rows = scan(vec![file], None)?.execute(0, Arc::clone(&context))?;
+                while let Some(batch) = rows.try_next().await? {
+                    output.write(&batch).await?;
+                }
+                read.push(output.files.rows() - before);
             }
-            adds.extend(output.finish().await?);
+            let in_order = output.files.in_order();
+            rewrites.push(Rewrite {
+                removes,
+                adds: output.finish().await?,
+                read: in_order.then_some(read),
+            });
             continue;
         };
         // A prefix holding far more than its share (skewed data) is still cut.
@@ -227,9 +242,13 @@ pub async fn optimize(
                 start = end;
             }
         }
-        adds.extend(output.finish().await?);
+        rewrites.push(Rewrite {
+            removes,
+            adds: output.finish().await?,
+            read: None,
+        });
     }
-    for add in &mut adds {
+    for add in rewrites.iter_mut().flat_map(|r| &mut r.adds) {
         add.data_change = false;
     }
     let _turn = handle.lock_for_write().await.map_err(external)?;
@@ -246,38 +265,44 @@ pub async fn optimize(
             "the table's schema, properties or protocol changed during OPTIMIZE".into(),
         ));
     }
-    // A bin whose files a concurrent statement changed is dropped (its new files stay orphans
-    // for VACUUM); the other bins still commit.
-    let bin_of = |index: usize, start: fn(&(usize, usize)) -> usize| {
-        starts.partition_point(|s| start(s) <= index) - 1
-    };
-    let mut changed = vec![false; bins.len()];
+    // A bin whose files a concurrent statement changed carries those changes over to its new
+    // files, or when it cannot, is dropped (its new files stay orphans for VACUUM); the other
+    // bins still commit.
+    let mut removes = Vec::new();
+    let mut adds = Vec::new();
+    let mut rows_purged = 0u64;
     let mut first_change = None;
-    for (i, remove) in removes.iter().enumerate() {
-        if !still_live(&newest, remove) {
-            changed[bin_of(i, |s| s.0)] = true;
-            first_change.get_or_insert_with(|| remove.path.clone());
-        }
+    for (bin, rewrite) in bins.iter().zip(rewrites) {
+        let changed = rewrite.removes.iter().find(|r| !still_live(&newest, r));
+        let (bin_removes, bin_adds) = match changed {
+            None => (rewrite.removes, rewrite.adds),
+            Some(remove) => {
+                first_change.get_or_insert_with(|| remove.path.clone());
+                match rebase(handle, &newest, bin, rewrite, now).await? {
+                    Some(rebased) => rebased,
+                    None => continue,
+                }
+            }
+        };
+        // The rows a file's deletion vector marked when OPTIMIZE read it are gone for good,
+        // unless a concurrent statement removed the file first.
+        let removed: HashSet<&str> = bin_removes.iter().map(|r| r.path.as_str()).collect();
+        rows_purged += bin
+            .iter()
+            .filter(|(add, _)| removed.contains(add.path.as_str()))
+            .map(|(add, _)| add.deleted_rows())
+            .sum::<u64>();
+        removes.extend(bin_removes);
+        adds.extend(bin_adds);
     }
-    if let Some(path) = first_change.filter(|_| changed.iter().all(|c| *c)) {
+    if removes.is_empty() {
+        let path = first_change.unwrap_or_default();
         return Err(conflict(
             handle,
             &newest,
             format!("a concurrent statement changed file {path} while OPTIMIZE rewrote it"),
         ));
     }
-    let removes: Vec<Remove> = removes
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| !changed[bin_of(*i, |s| s.0)])
-        .map(|(_, r)| r)
-        .collect();
-    let adds: Vec<Add> = adds
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| !changed[bin_of(*i, |s| s.1)])
-        .map(|(_, a)| a)
-        .collect();
     let report = OptimizeReport {
         files_removed: removes.len(),
         files_added: adds.len(),
@@ -289,11 +314,7 @@ pub async fn optimize(
             .iter()
             .map(|a| u64::try_from(a.size).unwrap_or_default())
             .sum(),
-        rows_purged: removes
-            .iter()
-            .filter_map(|r| r.deletion_vector.as_ref())
-            .map(|d| u64::try_from(d.cardinality).unwrap_or_default())
-            .sum(),
+        rows_purged,
         deletion_vectors_removed: removes
             .iter()
             .filter(|r| r.deletion_vector.is_some())
@@ -331,6 +352,138 @@ pub async fn optimize(
         version: Some(committed.version()),
         ..report
     })
+}
+
+/// One bin, rewritten: the removes of its files and the adds of its new files.
+struct Rewrite {
+    removes: Vec<Remove>,
+    adds: Vec<Add>,
+    /// Per file of the bin, the live rows read from it, when the new files hold those rows in
+    /// the bin's order (a Z-order sort or a split by partition does not keep it).
+    read: Option<Vec<u64>>,
+}
+
+/// Carries over to a bin's new files what statements committed since OPTIMIZE read the bin did
+/// to its files: rows a new deletion vector marks, or every row of a file removed since, are
+/// marked deleted in the new files (by deletion vectors of their own; a new file left with no
+/// row is not added), and the bin removes its files as they are now. `None` when that cannot
+/// be done, and the bin is dropped: the new files' row order is unknown, the table does not
+/// take deletion vectors, or a file's new deletion vector lacks rows its old one marked.
+async fn rebase(
+    handle: &TableHandle,
+    newest: &Snapshot,
+    bin: &Bin<'_>,
+    rewrite: Rewrite,
+    now: i64,
+) -> Result<Option<(Vec<Remove>, Vec<Add>)>> {
+    let Some(read) = rewrite.read else {
+        return Ok(None);
+    };
+    if !deletion_vectors_enabled(newest).is_empty() {
+        return Ok(None);
+    }
+    // Positions in the bin's output: the live rows of its files, one file after the other.
+    let mut gone = RoaringTreemap::new();
+    let mut removes = Vec::with_capacity(bin.len());
+    let mut start = 0u64;
+    for (((add, _), remove), rows) in bin.iter().zip(rewrite.removes).zip(read) {
+        match newest.file(&add.path) {
+            Some(_) if still_live(newest, &remove) => removes.push(remove),
+            Some(current) => {
+                let before = handle.deletion_vector(add).await?.unwrap_or_default();
+                let Some(after) = handle.deletion_vector(current).await? else {
+                    return Ok(None);
+                };
+                let Some(positions) = newly_deleted(&before, &after, rows) else {
+                    return Ok(None);
+                };
+                gone.extend(positions.iter().map(|p| start + p));
+                removes.push(Remove {
+                    data_change: false,
+                    ..Remove::of(current, now)
+                });
+            }
+            None => {
+                gone.insert_range(start..start + rows);
+            }
+        }
+        start += rows;
+    }
+    let mut file_rows = Vec::with_capacity(rewrite.adds.len());
+    for add in &rewrite.adds {
+        match FileStats::of(add).num_records {
+            Some(rows) => file_rows.push(rows),
+            None => return Ok(None),
+        }
+    }
+    if file_rows.iter().sum::<u64>() != start {
+        return Ok(None);
+    }
+    let store = handle.log().store();
+    let mut adds = Vec::with_capacity(rewrite.adds.len());
+    for ((add, rows), deleted) in rewrite
+        .adds
+        .into_iter()
+        .zip(&file_rows)
+        .zip(split_positions(&gone, &file_rows))
+    {
+        if deleted.is_empty() {
+            adds.push(add);
+        } else if deleted.len() < *rows {
+            let (descriptor, _) =
+                write_deletion_vector(store.as_ref(), handle.log().root(), &deleted)
+                    .await
+                    .map_err(external)?;
+            adds.push(Add {
+                stats: Some(loose_stats(add.stats.as_deref(), *rows)),
+                deletion_vector: Some(descriptor),
+                ..add
+            });
+        }
+    }
+    Ok(Some((removes, adds)))
+}
+
+/// The rows `after` marks deleted that `before` did not, numbered among the `rows` rows that
+/// `before` left live (their positions in a rewrite of the file); `None` when `after` lacks a
+/// row of `before` or names a row past the file.
+fn newly_deleted(
+    before: &RoaringTreemap,
+    after: &RoaringTreemap,
+    rows: u64,
+) -> Option<RoaringTreemap> {
+    if !after.is_superset(before) {
+        return None;
+    }
+    let mut positions = RoaringTreemap::new();
+    for row in after.iter().filter(|row| !before.contains(*row)) {
+        // `row` is not in `before`, so `rank` counts the deleted rows ahead of it.
+        let live = row - before.rank(row);
+        if live >= rows {
+            return None;
+        }
+        positions.insert(live);
+    }
+    Some(positions)
+}
+
+/// `positions` in a sequence of files of `file_rows` rows each, split into each file's own.
+fn split_positions(positions: &RoaringTreemap, file_rows: &[u64]) -> Vec<RoaringTreemap> {
+    let mut start = 0u64;
+    file_rows
+        .iter()
+        .map(|rows| {
+            let end = start + rows;
+            let mine = positions
+                .iter()
+                .skip_while(|p| *p < start)
+                .take_while(|p| *p < end)
+                .map(|p| p - start)
+                .collect();
+            start = end;
+            mine
+        })
+        .collect()
 }
 
 /// The files being written by one OPTIMIZE bin.
@@ -441,4 +594,43 @@ fn conflict(handle: &TableHandle, newest: &Snapshot, reason: String) -> DataFusi
         version: newest.version() + 1,
         reason,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(values: &[u64]) -> RoaringTreemap {
+        values.iter().copied().collect()
+    }
+
+    #[test]
+    fn newly_deleted_rows_are_numbered_among_the_rows_left_live() {
+        // Rows 1 and 4 of 8 were deleted when the file was read: rows 0, 2, 3, 5, 6, 7 went
+        // out as positions 0..6.
+        let before = rows(&[1, 4]);
+        let after = rows(&[1, 2, 4, 7]);
+        assert_eq!(newly_deleted(&before, &after, 6), Some(rows(&[1, 5])));
+        assert_eq!(newly_deleted(&before, &before, 6), Some(rows(&[])));
+        assert_eq!(
+            newly_deleted(&rows(&[]), &rows(&[0, 3]), 8),
+            Some(rows(&[0, 3]))
+        );
+    }
+
+    #[test]
+    fn a_vector_that_forgot_rows_or_names_rows_past_the_file_is_refused() {
+        assert_eq!(newly_deleted(&rows(&[1, 4]), &rows(&[1, 5]), 6), None);
+        assert_eq!(newly_deleted(&rows(&[1]), &rows(&[1, 9]), 6), None);
+    }
+
+    #[test]
+    fn positions_split_by_file() {
+        let split = split_positions(&rows(&[0, 2, 3, 9, 10, 14]), &[3, 7, 5]);
+        assert_eq!(split, vec![rows(&[0, 2]), rows(&[0, 6]), rows(&[0, 4])]);
+        assert_eq!(
+            split_positions(&rows(&[]), &[2, 2]),
+            vec![rows(&[]), rows(&[])]
+        );
+    }
 }

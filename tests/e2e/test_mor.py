@@ -14,6 +14,7 @@ import pytest
 from deltalake import write_deltalake
 from deltalake.writer import WriterProperties
 
+from conftest import parse_ascii_table
 from test_delta_interop import read_delta_rs, read_duckdb
 
 
@@ -110,6 +111,40 @@ def test_deleting_every_row_of_a_file_removes_it(server, conn):
     assert [next(iter(a)) for a in actions] == ["commitInfo", "remove"]
     assert not list(table.glob("deletion_vector_*.bin"))
     assert query(cur, "SELECT id FROM t") == [(3,)]
+
+
+def test_deletion_vectors_are_cached_within_one_budget_for_all_tables(start_server):
+    """Parsed deletion vectors are kept for the next statement, all tables' within the
+    --deletion-vector-cache budget: reads hit it, the least recently used vector makes room,
+    and answers stay right."""
+    server = start_server(["--deletion-vector-cache", "40KiB"])
+
+    def tier(t) -> dict[str, int]:
+        header, rows = parse_ascii_table(t.ok(
+            "SELECT capacity_bytes, used_bytes, blocks, hits, misses, evictions FROM sys.cache "
+            "WHERE tier = 'deletion_vectors';"))
+        return {name: int(value) for name, value in zip(header, rows[0])}
+
+    with server.text() as t:
+        assert tier(t)["capacity_bytes"] == 40 * 1024
+        for table in ("a", "b", "c"):
+            t.ok(f"CREATE TABLE {table} (id INT);")
+            t.ok(f"INSERT INTO {table} SELECT value FROM generate_series(0, 99999);")
+            # About 16 KB of bitmap each: two fit, the third evicts the oldest.
+            assert t.query(f"DELETE FROM {table} WHERE id % 3 = 0;") == \
+                f"Deleted 33334 row(s) from {table}"
+        count = lambda table: parse_ascii_table(t.ok(
+            f"SELECT count(*) FROM {table} WHERE id % 2 = 1;"))[1]
+        assert count("a") == [["33333"]]
+        first = tier(t)
+        assert count("a") == [["33333"]]
+        again = tier(t)
+        assert again["hits"] > first["hits"] and again["misses"] == first["misses"], again
+        for table in ("b", "c", "a"):
+            assert count(table) == [["33333"]]
+        last = tier(t)
+        assert last["evictions"] > 0 and last["misses"] > again["misses"], last
+        assert 0 < last["used_bytes"] <= last["capacity_bytes"], last
 
 
 def test_row_positions_count_across_row_groups(server, conn):

@@ -5,6 +5,7 @@ nothing."""
 from __future__ import annotations
 
 import threading
+import time
 
 from conftest import parse_ascii_table
 from test_file_skipping import scan_counts
@@ -135,6 +136,52 @@ def test_optimize_and_a_delete_of_the_same_rows_never_both_win(server, text, con
     cur = conn.cursor()
     assert query(cur, "SELECT id FROM d ORDER BY id") == [(i,) for i in range(1, 20, 2)]
     assert execute(cur, "DELETE FROM d WHERE id = 1") == 1
+
+
+def test_optimize_carries_over_deletes_committed_while_it_rewrote(server, text, conn):
+    """A DELETE committed between OPTIMIZE's read and its commit does not make OPTIMIZE fail:
+    the rows it deleted are marked deleted in the new file too (a file it emptied, entirely),
+    and the next OPTIMIZE purges them."""
+    text.ok("CREATE TABLE r (id INT PRIMARY KEY, v VARCHAR);")
+    for f in range(4):
+        values = ", ".join(f"({f * 100 + i}, 'v{i}')" for i in range(100))
+        text.ok(f"INSERT INTO r VALUES {values};")
+    text.ok("DELETE FROM r WHERE id % 10 = 1;")
+
+    # The transaction holds the table's writer lock from its DELETE until COMMIT, so OPTIMIZE
+    # rewrites the files as they were and waits to commit.
+    with server.text() as tx, server.text() as watcher:
+        tx.ok("BEGIN;")
+        assert tx.query("DELETE FROM r WHERE id < 100 OR id % 7 = 0;") == \
+            "Deleted 129 row(s) from r"
+        answers: list[str] = []
+        optimizer = threading.Thread(target=lambda: answers.append(text.query("OPTIMIZE TABLE r;")))
+        optimizer.start()
+        deadline = time.monotonic() + 30
+        while "OPTIMIZE" not in watcher.query("SELECT query_text FROM sys.queries;"):
+            assert time.monotonic() < deadline, "OPTIMIZE never started"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert tx.query("COMMIT;") == "Transaction committed"
+        optimizer.join()
+    header, rows = parse_ascii_table(answers[0])
+    report = dict(zip(header, rows[0]))
+    assert (report["files_removed"], report["files_added"]) == ("3", "1"), report
+    assert report["rows_purged"] == "30", report  # the first DELETE's; the second's carry over
+
+    expected = [(i, f"v{i % 100}") for i in range(100, 400) if i % 10 != 1 and i % 7 != 0]
+    cur = conn.cursor()
+    assert query(cur, "SELECT id, v FROM r ORDER BY id") == expected
+    assert "deletion vectors applied in 1 files" in text.query("EXPLAIN SELECT * FROM r;")
+    assert query(cur, "SELECT id FROM r WHERE id = 106") == [(106,)]  # by the primary key
+    assert query(cur, "SELECT id FROM r WHERE id = 105") == []
+    for name, peer in peer_rows(server.data_dir / "default" / "r").items():
+        assert sorted(peer) == expected, name
+
+    report = optimize(text, "r")
+    assert (report["files_removed"], report["files_added"]) == ("1", "1"), report
+    assert query(cur, "SELECT id, v FROM r ORDER BY id") == expected
+    assert "deletion vectors" not in text.query("EXPLAIN SELECT * FROM r;")
 
 
 def test_zorder_clusters_every_column_so_statistics_skip_files(server, text, conn):

@@ -219,17 +219,7 @@ impl IndexCache {
     }
 
     fn find(&self, key: &EntryKey) -> Option<Entry> {
-        let mut entries = lock(&self.entries);
-        match entries.find(key) {
-            Some((entry, len)) => {
-                entries.hit(len);
-                Some(entry)
-            }
-            None => {
-                entries.miss();
-                None
-            }
-        }
+        lock(&self.entries).lookup(key)
     }
 
     fn keep(&self, key: EntryKey, entry: Entry, bytes: usize) {
