@@ -24,6 +24,9 @@ pub enum CatalogError {
         is: &'static str,
         wanted: &'static str,
     },
+    /// A statement that would change a table of `sys` or `information_schema`.
+    #[error("'{0}' is a system table: it can be read, not changed")]
+    SystemTable(String),
     /// Something stored that MiniDB cannot read back.
     #[error("cannot read {what}: {reason}")]
     Corrupt { what: String, reason: String },

@@ -20,9 +20,11 @@ mod views;
 
 pub use activity::{CompactionRun, MaintenanceLog};
 pub use error::CatalogError;
-pub use names::{AsOf, DEFAULT_DATABASE, as_of_name, split_as_of, validate_name};
+pub use names::{AsOf, DEFAULT_DATABASE, as_of_name, is_reserved, split_as_of, validate_name};
 pub use provider::{CATALOG_NAME, ReadSet, Scope, StatementCatalog};
 pub use statements::{RunningStatement, RunningStatements, StatementOrigin, StopReason};
 pub use store::Catalog;
-pub use system::{SYSTEM_DATABASE, SystemTables, column_type_name, sql_type_name, system_tables};
+pub use system::{
+    SYSTEM_DATABASE, SystemTables, check_writable, column_type_name, sql_type_name, system_tables,
+};
 pub use views::ViewDef;

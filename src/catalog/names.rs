@@ -8,6 +8,12 @@ pub const DEFAULT_DATABASE: &str = "default";
 /// Names reserved for catalogs MiniDB or DataFusion provide themselves.
 const RESERVED: &[&str] = &["information_schema", "sys"];
 
+/// True when `database` is one MiniDB or DataFusion provides itself (`sys`,
+/// `information_schema`): its tables can be read, never written.
+pub fn is_reserved(database: &str) -> bool {
+    RESERVED.contains(&database.to_ascii_lowercase().as_str())
+}
+
 /// Checks that `name` can be a database or table name: ASCII letters, digits and `_`, not
 /// starting with `_` (hidden in Delta layouts), at most 128 characters.
 pub fn validate_name(name: &str) -> Result<(), CatalogError> {
@@ -29,7 +35,7 @@ pub fn validate_name(name: &str) -> Result<(), CatalogError> {
     if name.starts_with('_') {
         return invalid("names cannot start with '_'");
     }
-    if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+    if is_reserved(name) {
         return invalid("this name is reserved");
     }
     Ok(())

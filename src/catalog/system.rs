@@ -18,7 +18,7 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::MemTable;
 
-use super::{Catalog, CatalogError};
+use super::{Catalog, CatalogError, is_reserved};
 use crate::table::partitioning::{Partitioner, partition_of, tagged_partition};
 use crate::table::statistics::{ColumnStats, analyzed};
 use crate::table::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, TableHandle, table_indexes};
@@ -38,6 +38,19 @@ const TABLES: [&str; 9] = [
     "cache",
     "queries",
 ];
+
+/// Refuses a statement that would write table `database.table` of `sys` or
+/// `information_schema`, naming it (or, for a name `sys` lacks, saying it does not exist).
+pub fn check_writable(database: &str, table: &str) -> Result<(), CatalogError> {
+    if !is_reserved(database) {
+        return Ok(());
+    }
+    let name = format!("{database}.{table}");
+    if database.eq_ignore_ascii_case(SYSTEM_DATABASE) && !TABLES.contains(&table) {
+        return Err(CatalogError::TableNotFound(name));
+    }
+    Err(CatalogError::SystemTable(name))
+}
 
 /// The system tables with their columns.
 pub fn system_tables() -> impl Iterator<Item = (&'static str, Schema)> {

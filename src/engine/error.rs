@@ -82,9 +82,9 @@ fn catalog_kind(e: &CatalogError) -> ErrorKind {
         CatalogError::DatabaseExists(_)
         | CatalogError::TableExists(_)
         | CatalogError::ViewExists(_) => ErrorKind::AlreadyExists,
-        CatalogError::InvalidName { .. } | CatalogError::WrongKind { .. } => {
-            ErrorKind::InvalidInput
-        }
+        CatalogError::InvalidName { .. }
+        | CatalogError::WrongKind { .. }
+        | CatalogError::SystemTable(_) => ErrorKind::InvalidInput,
         CatalogError::Corrupt { .. } => ErrorKind::DataLoss,
         CatalogError::TxLog(e) => txlog_kind(e),
         CatalogError::ObjectStore(_) => ErrorKind::Internal,

@@ -252,7 +252,7 @@ def test_mixed_workload_stays_flat(start_server):
     # Small caches: their filling would hide a leak for most of a short run.
     server = start_server(
         ["--memory-limit", "512MiB", "--column-cache", "64MiB", "--index-cache", "32MiB",
-         "--compaction-interval-ms", "5000"]
+         "--deletion-vector-cache", "16MiB", "--compaction-interval-ms", "5000"]
     )
     setup = server.text()
     setup.ok("CREATE DATABASE soak;")
@@ -303,6 +303,10 @@ def test_mixed_workload_stays_flat(start_server):
     print(f"\nsoak for {SECONDS:.0f} s, calls and retried conflicts per client:")
     for worker in workers:
         print(f"  {worker.name:14} {worker.calls:7} calls  {worker.conflicts:5} conflicts")
+    header, tiers = parse_ascii_table(setup.ok(
+        "SELECT tier, capacity_bytes, used_bytes, blocks, hits, misses, evictions FROM sys.cache;"))
+    for tier in tiers:
+        print("  cache " + ", ".join(f"{name}={value}" for name, value in zip(header, tier)))
     quarters = [soak.window(q / 4, (q + 1) / 4) for q in range(4)]
     kinds = sorted(soak.latencies)
     print("quarter  rss MB  fds  live files  " + "  ".join(f"p99 {k} ms" for k in kinds))

@@ -1,8 +1,8 @@
 //! `CREATE DATABASE`, `DROP DATABASE`, `USE`, `SHOW DATABASES` and `SHOW TABLES` (which lists
-//! views too).
+//! views too, and for `sys` the system tables).
 
 use super::{Engine, EngineError, Outcome, Session};
-use crate::catalog::{CatalogError, DEFAULT_DATABASE};
+use crate::catalog::{CatalogError, DEFAULT_DATABASE, SYSTEM_DATABASE, system_tables};
 use crate::engine::Listing;
 
 impl Engine {
@@ -44,6 +44,12 @@ impl Engine {
         session: &mut Session,
         name: String,
     ) -> Result<Outcome, EngineError> {
+        if name.eq_ignore_ascii_case(SYSTEM_DATABASE) {
+            return Err(EngineError::InvalidInput(format!(
+                "{SYSTEM_DATABASE} holds the system tables, which are read by their full name \
+                 ({SYSTEM_DATABASE}.tables, …), not a database to USE"
+            )));
+        }
         if !self.catalog.database_exists(&name).await? {
             return Err(CatalogError::DatabaseNotFound(name).into());
         }
@@ -65,6 +71,17 @@ impl Engine {
         database: Option<String>,
     ) -> Result<Outcome, EngineError> {
         let database = session.database_or_current(database);
+        if database.eq_ignore_ascii_case(SYSTEM_DATABASE) {
+            let mut tables: Vec<String> = system_tables().map(|(name, _)| name.into()).collect();
+            tables.sort();
+            return Ok(Outcome::names(
+                Listing::Tables {
+                    database: SYSTEM_DATABASE.to_string(),
+                },
+                "table_name",
+                tables,
+            ));
+        }
         let mut tables = self.catalog.tables(&database).await?;
         tables.extend(self.catalog.views(&database).await?);
         tables.sort();

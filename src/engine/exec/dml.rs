@@ -24,7 +24,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
 
 use super::{Engine, EngineError, Outcome, Session};
-use crate::catalog::CatalogError;
+use crate::catalog::{CatalogError, check_writable};
 use crate::engine::insert::store;
 use crate::engine::running::task_context;
 use crate::engine::sql::{TableName, normalize, table_name};
@@ -153,6 +153,7 @@ impl Engine {
     async fn execute_dml(&self, session: &Session, dml: Dml) -> Result<Outcome, EngineError> {
         let database = session.database_or_current(dml.table.database.clone());
         let table = dml.table.table.clone();
+        check_writable(&database, &table)?;
         let handle = match self.catalog.table(&database, &table).await {
             Ok(handle) => handle,
             Err(e) => return Err(self.table_error(&database, &table, e).await),

@@ -15,7 +15,9 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
 
 use super::{Engine, EngineError, Outcome, Session};
-use crate::catalog::{CatalogError, ReadSet, SYSTEM_DATABASE, Scope, StatementCatalog};
+use crate::catalog::{
+    CatalogError, ReadSet, SYSTEM_DATABASE, Scope, StatementCatalog, check_writable,
+};
 use crate::engine::insert;
 use crate::engine::running::task_context;
 use crate::engine::sql::{NAME_MARK, TableName, output_name, table_name};
@@ -74,6 +76,10 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let target = insert_target(&insert);
         let table = target.table.clone();
+        check_writable(
+            &session.database_or_current(target.database.clone()),
+            &table,
+        )?;
         let (plan, _) = match self.physical_plan(session, insert).await {
             Ok(planned) => planned,
             Err(e) => {
