@@ -409,16 +409,15 @@ async fn rebase(
         }
         start += rows;
     }
-    let mut file_rows = Vec::with_capacity(rewrite.adds.len());
-    for add in &rewrite.adds {
-        match FileStats::of(add).num_records {
-            Some(rows) => file_rows.push(rows),
-            None => return Ok(None),
-        }
-    }
-    if file_rows.iter().sum::<u64>() != start {
+    let Some(file_rows) = rewrite
+        .adds
+        .iter()
+        .map(|add| FileStats::of(add).num_records)
+        .collect::<Option<Vec<u64>>>()
+        .filter(|rows| rows.iter().sum::<u64>() == start)
+    else {
         return Ok(None);
-    }
+    };
     let store = handle.log().store();
     let mut adds = Vec::with_capacity(rewrite.adds.len());
     for ((add, rows), deleted) in rewrite
