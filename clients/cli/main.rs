@@ -2,25 +2,30 @@
 //!
 //! Interactive (a terminal on stdin): a `SQL>` prompt with line editing and history, statements
 //! ending at `;` across lines, results as tables, `\timing`, and a running clock on stderr while
-//! a statement takes longer than a second. Otherwise it runs `-c` statements, a `-f` file or
-//! stdin, and exits with 1 if any statement failed (2 if it cannot connect).
+//! a statement takes longer than a second; Ctrl-C cancels the running statement (on the server
+//! too) and, pressed twice at the prompt, quits. Otherwise it runs `-c` statements, a `-f` file
+//! or stdin, and exits with 1 if any statement failed (2 if it cannot connect, 130 if Ctrl-C
+//! stopped it).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::util::display::FormatOptions;
 use arrow::util::pretty::pretty_format_batches_with_options;
-use arrow_flight::HandshakeRequest;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::{Action, CancelFlightInfoRequest, FlightInfo, HandshakeRequest};
 use clap::Parser;
-use futures::TryStreamExt;
+use futures::{FutureExt, TryStreamExt};
 use minidb::protocol::text::{Piece, StatementSplitter};
+use prost::Message;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
+use tokio::sync::Notify;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// Header that names the database statements run in (set by `USE`).
@@ -62,12 +67,40 @@ struct Args {
     file: Option<PathBuf>,
 }
 
+/// Exit code of a script stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// A script was stopped by Ctrl-C.
+struct Interrupted;
+
 /// A connection and the settings the user toggled.
 struct Shell {
     client: FlightSqlServiceClient<Channel>,
     timing: bool,
     /// Whether to show a running clock for slow statements (stderr is a terminal).
     clock: bool,
+    /// A permit for every Ctrl-C (SIGINT) received while no line was being read.
+    interrupts: Arc<Notify>,
+}
+
+/// How a statement ended.
+enum Ran {
+    Ok,
+    Failed,
+    /// Ctrl-C stopped it (the server was told to cancel it).
+    Interrupted,
+}
+
+/// Why a statement has no answer to print.
+enum Stop {
+    Failed(String),
+    Interrupted,
+}
+
+/// What a step of a statement came to: its value, or a Ctrl-C first.
+enum Raced<T> {
+    Done(T),
+    Interrupted,
 }
 
 #[tokio::main]
@@ -83,19 +116,24 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let ok = if let Some(sql) = &args.command {
+    let interactive =
+        args.command.is_none() && args.file.is_none() && std::io::stdin().is_terminal();
+    if !interactive {
+        shell.catch_interrupts();
+    }
+    let ran = if let Some(sql) = &args.command {
         shell.run_text(sql).await
     } else if let Some(path) = &args.file {
         match std::fs::read_to_string(path) {
             Ok(text) => shell.run_text(&text).await,
             Err(e) => {
                 eprintln!("minidb-cli: {}: {e}", path.display());
-                false
+                Ok(false)
             }
         }
-    } else if std::io::stdin().is_terminal() {
+    } else if interactive {
         shell.repl().await;
-        true
+        Ok(true)
     } else {
         let mut text = String::new();
         for line in std::io::stdin().lock().lines() {
@@ -112,10 +150,10 @@ async fn main() -> ExitCode {
         }
         shell.run_text(&text).await
     };
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    match ran {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
     }
 }
 
@@ -154,6 +192,7 @@ async fn connect(args: &Args) -> Result<Shell, String> {
         client,
         timing: false,
         clock: std::io::stderr().is_terminal(),
+        interrupts: Arc::new(Notify::new()),
     })
 }
 
@@ -189,8 +228,22 @@ fn ask_password(user: &str) -> Result<String, String> {
 }
 
 impl Shell {
-    /// Runs every statement in `text`; false if any failed.
-    async fn run_text(&mut self, text: &str) -> bool {
+    /// Counts Ctrl-C presses (SIGINT) from now on: while a statement runs, one stops it. At the
+    /// interactive prompt the line editor reads Ctrl-C as a key instead. Called after the line
+    /// editor is made, whose own SIGINT handler would otherwise replace this one (this one
+    /// passes the signal on to it).
+    fn catch_interrupts(&self) {
+        let notify = Arc::clone(&self.interrupts);
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                notify.notify_one();
+            }
+        });
+    }
+
+    /// Runs every statement in `text`; false if any failed. Ctrl-C stops the statement
+    /// running and the ones after it.
+    async fn run_text(&mut self, text: &str) -> Result<bool, Interrupted> {
         let mut splitter = StatementSplitter::default();
         let mut ok = true;
         let mut lines: Vec<String> = text.lines().map(|l| format!("{l}\n")).collect();
@@ -202,10 +255,14 @@ impl Shell {
                 continue;
             }
             for piece in splitter.push_line(&line) {
-                ok &= self.run_piece(piece).await;
+                match self.run_piece(piece).await {
+                    Ran::Ok => {}
+                    Ran::Failed => ok = false,
+                    Ran::Interrupted => return Err(Interrupted),
+                }
             }
         }
-        ok
+        Ok(ok)
     }
 
     /// The interactive loop.
@@ -217,6 +274,7 @@ impl Shell {
                 return;
             }
         };
+        self.catch_interrupts();
         let history =
             std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".minidb_history"));
         if let Some(path) = &history {
@@ -228,9 +286,22 @@ impl Shell {
         );
         let mut splitter = StatementSplitter::default();
         let mut entered = String::new();
+        let mut interrupted = false;
+        // The line editor's SIGINT handler saw the Ctrl-C that stopped a statement too; its
+        // next read reports it, and that report is not a key pressed at the prompt.
+        let mut stale_interrupt = false;
         loop {
             let prompt = if splitter.is_idle() { "SQL> " } else { "  -> " };
-            match editor.readline(prompt) {
+            let line = editor.readline(prompt);
+            if std::mem::take(&mut stale_interrupt)
+                && matches!(line, Err(ReadlineError::Interrupted))
+            {
+                continue;
+            }
+            if !matches!(line, Err(ReadlineError::Interrupted)) {
+                interrupted = false;
+            }
+            match line {
                 Ok(line) => {
                     if splitter.is_idle() && line.trim_start().starts_with('\\') {
                         let command = line.trim();
@@ -250,13 +321,18 @@ impl Shell {
                             save(&mut editor, &history);
                             return;
                         }
-                        self.run_piece(piece).await;
+                        // A Ctrl-C pressed while no statement ran is not meant for this one.
+                        while self.interrupts.notified().now_or_never().is_some() {}
+                        stale_interrupt = matches!(self.run_piece(piece).await, Ran::Interrupted);
                     }
                 }
+                Err(ReadlineError::Interrupted) if interrupted => break,
                 Err(ReadlineError::Interrupted) => {
-                    // Ctrl-C drops the statement being typed.
+                    // Ctrl-C drops the statement being typed; a second one in a row quits.
                     splitter = StatementSplitter::default();
                     entered.clear();
+                    interrupted = true;
+                    println!("(Ctrl-C again, \\q or Ctrl-D to quit)");
                 }
                 Err(ReadlineError::Eof) => break,
                 Err(e) => {
@@ -294,19 +370,19 @@ impl Shell {
         }
     }
 
-    async fn run_piece(&mut self, piece: Piece) -> bool {
+    async fn run_piece(&mut self, piece: Piece) -> Ran {
         match piece {
             Piece::TooLong => {
                 eprintln!("ERROR: statement too long");
-                false
+                Ran::Failed
             }
-            Piece::Statement(sql) if is_exit(&sql) => true,
+            Piece::Statement(sql) if is_exit(&sql) => Ran::Ok,
             Piece::Statement(sql) => self.run(&sql).await,
         }
     }
 
-    /// Runs one statement and prints its answer; false if it failed.
-    async fn run(&mut self, sql: &str) -> bool {
+    /// Runs one statement and prints its answer.
+    async fn run(&mut self, sql: &str) -> Ran {
         let started = Instant::now();
         let clock = self.clock.then(|| tokio::spawn(running_clock(started)));
         let result = self.answer(sql).await;
@@ -314,36 +390,50 @@ impl Shell {
             clock.abort();
             eprint!("\r\x1b[K");
         }
-        let ok = match result {
+        let ran = match result {
             Ok(text) => {
                 println!("{text}");
                 if let Some(database) = used_database(sql) {
                     self.client.set_header(DATABASE_HEADER, database);
                 }
-                true
+                Ran::Ok
             }
-            Err(e) => {
+            Err(Stop::Failed(e)) => {
                 eprintln!("ERROR: {e}");
-                false
+                Ran::Failed
+            }
+            Err(Stop::Interrupted) => {
+                eprintln!("ERROR: canceling statement due to user request");
+                Ran::Interrupted
             }
         };
         if self.timing {
             println!("Time: {:.3} ms", started.elapsed().as_secs_f64() * 1000.0);
         }
-        ok
+        ran
     }
 
-    /// What a statement answers, ready to print.
-    async fn answer(&mut self, sql: &str) -> Result<String, String> {
-        let info = self
-            .client
-            .execute(sql.to_string(), None)
-            .await
-            .map_err(|e| message(&e))?;
+    /// `step`, unless Ctrl-C comes first (then `step` is dropped, which ends its call).
+    async fn race<T>(interrupts: &Notify, step: impl Future<Output = T>) -> Raced<T> {
+        tokio::select! {
+            value = step => Raced::Done(value),
+            () = interrupts.notified() => Raced::Interrupted,
+        }
+    }
+
+    /// What a statement answers, ready to print. Ctrl-C ends the call under way: the server
+    /// stops a statement whose call its client dropped, and a query started for a DoGet is
+    /// also cancelled by name (CancelFlightInfo).
+    async fn answer(&mut self, sql: &str) -> Result<String, Stop> {
+        let call = self.client.execute(sql.to_string(), None);
+        let info = match Self::race(&self.interrupts, call).await {
+            Raced::Done(info) => info.map_err(|e| Stop::Failed(message(&e)))?,
+            Raced::Interrupted => return Err(Stop::Interrupted),
+        };
         let schema = info
             .clone()
             .try_decode_schema()
-            .map_err(|e| message(&e.into()))?;
+            .map_err(|e| Stop::Failed(message(&e.into())))?;
         if schema.fields().is_empty() {
             // A statement without rows ran at GetFlightInfo; its count is in total_records.
             return Ok(match info.total_records {
@@ -351,19 +441,17 @@ impl Shell {
                 _ => "OK".to_string(),
             });
         }
-        let mut batches: Vec<RecordBatch> = Vec::new();
-        for endpoint in &info.endpoint {
-            let Some(ticket) = endpoint.ticket.clone() else {
-                continue;
-            };
-            let stream = self.client.do_get(ticket).await.map_err(|e| message(&e))?;
-            batches.extend(
-                stream
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .map_err(|e| message(&e))?,
-            );
-        }
+        let fetch = fetch(&mut self.client, &info);
+        let batches = match Self::race(&self.interrupts, fetch).await {
+            Raced::Done(batches) => batches.map_err(|e| Stop::Failed(message(&e)))?,
+            Raced::Interrupted => {
+                let request = CancelFlightInfoRequest::new(info);
+                let action = Action::new("CancelFlightInfo", request.encode_to_vec());
+                // The dropped DoGet already stopped the query; this covers one not yet read.
+                let _ = self.client.do_action(action).await;
+                return Err(Stop::Interrupted);
+            }
+        };
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if rows == 0 {
             let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -371,13 +459,29 @@ impl Shell {
         }
         // NULL is spelled out, as over :7205, so `[NULL]` and `[]` differ.
         let options = FormatOptions::default().with_null("NULL");
-        let table =
-            pretty_format_batches_with_options(&batches, &options).map_err(|e| e.to_string())?;
+        let table = pretty_format_batches_with_options(&batches, &options)
+            .map_err(|e| Stop::Failed(e.to_string()))?;
         Ok(format!(
             "{table}\n({rows} row{})",
             if rows == 1 { "" } else { "s" }
         ))
     }
+}
+
+/// Every batch of every endpoint of `info`.
+async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: &FlightInfo,
+) -> Result<Vec<RecordBatch>, FlightError> {
+    let mut batches = Vec::new();
+    for endpoint in &info.endpoint {
+        let Some(ticket) = endpoint.ticket.clone() else {
+            continue;
+        };
+        let stream = client.do_get(ticket).await?;
+        batches.extend(stream.try_collect::<Vec<_>>().await?);
+    }
+    Ok(batches)
 }
 
 /// The server's message of a failed call, without transport noise.

@@ -94,6 +94,9 @@ pub struct StatementOrigin {
     pub protocol: &'static str,
     pub user: Option<String>,
     pub database: String,
+    /// The connection's own stop: when it fires (the client went away), the statement stops
+    /// as if cancelled.
+    pub hangup: Option<CancellationToken>,
 }
 
 /// The running statements of this server.
@@ -122,7 +125,9 @@ impl RunningStatements {
             text: text.trim().to_string(),
             started_at_ms,
             began: Instant::now(),
-            stop: CancellationToken::new(),
+            stop: origin
+                .hangup
+                .map_or_else(CancellationToken::new, |hangup| hangup.child_token()),
             reason: OnceLock::new(),
             committing: Arc::default(),
             admitted: AtomicBool::new(false),
@@ -164,6 +169,7 @@ mod tests {
             protocol: "text",
             user: None,
             database: "default".into(),
+            hangup: None,
         };
         let a = running.start(origin.clone(), " SELECT 1 ");
         let b = running.start(origin, "SELECT 2");
@@ -177,5 +183,22 @@ mod tests {
         running.finish(a.id);
         assert!(!running.cancel(a.id));
         assert_eq!(running.list().len(), 1);
+    }
+
+    #[test]
+    fn a_hangup_stops_the_statements_of_its_connection_only() {
+        let running = RunningStatements::default();
+        let hangup = CancellationToken::new();
+        let origin = |hangup: Option<CancellationToken>| StatementOrigin {
+            protocol: "text",
+            user: None,
+            database: "default".into(),
+            hangup,
+        };
+        let mine = running.start(origin(Some(hangup.clone())), "SELECT 1");
+        let other = running.start(origin(None), "SELECT 2");
+        hangup.cancel();
+        assert!(mine.stop.is_cancelled());
+        assert!(!other.stop.is_cancelled());
     }
 }

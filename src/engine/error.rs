@@ -38,6 +38,9 @@ pub enum ErrorKind {
 pub enum EngineError {
     #[error("{0}")]
     InvalidInput(String),
+    /// The statement does not parse (see `sql::syntax`).
+    #[error("{0}")]
+    Syntax(String),
     #[error("not supported: {0}")]
     NotSupported(String),
     /// Rows appended to an existing table do not match its columns.
@@ -61,7 +64,7 @@ pub enum EngineError {
 impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::InvalidInput(_) => ErrorKind::InvalidInput,
+            EngineError::InvalidInput(_) | EngineError::Syntax(_) => ErrorKind::InvalidInput,
             EngineError::NotSupported(_) => ErrorKind::NotSupported,
             EngineError::SchemaMismatch(_) => ErrorKind::AlreadyExists,
             EngineError::Stopped(StopReason::Cancelled, _) => ErrorKind::Cancelled,

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::catalog::{DEFAULT_DATABASE, StatementOrigin};
 use crate::table::Transaction;
 
@@ -16,6 +18,8 @@ pub struct Session {
     statement_timeout: Option<Duration>,
     protocol: &'static str,
     user: Option<String>,
+    /// Fires when the connection closes, stopping its running statement.
+    hangup: Option<CancellationToken>,
 }
 
 impl Session {
@@ -27,6 +31,7 @@ impl Session {
             statement_timeout: None,
             protocol: "engine",
             user: None,
+            hangup: None,
         }
     }
 
@@ -51,11 +56,18 @@ impl Session {
         self
     }
 
+    /// Stops the session's running statement when `hangup` fires (its client went away).
+    pub fn with_hangup(mut self, hangup: CancellationToken) -> Self {
+        self.hangup = Some(hangup);
+        self
+    }
+
     pub(crate) fn origin(&self) -> StatementOrigin {
         StatementOrigin {
             protocol: self.protocol,
             user: self.user.clone(),
             database: self.database.clone(),
+            hangup: self.hangup.clone(),
         }
     }
 

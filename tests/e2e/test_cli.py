@@ -1,14 +1,20 @@
 """minidb-cli against a real server: one-shot statements, files, piped input, errors, timing,
-USE, logins and TLS."""
+USE, logins and TLS, and Ctrl-C at a terminal (a pseudo-terminal)."""
 
 from __future__ import annotations
 
 import os
+import pty
+import select
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from conftest import MINIDB_BIN, MiniDBServer, self_signed_cert
 from test_auth import hashed_line
+from test_flight_control import cpu_used_within, wait_until_busy
+from test_statement_limits import HEAVY
 
 CLI = str(Path(MINIDB_BIN).with_name("minidb-cli"))
 
@@ -81,3 +87,101 @@ def test_login_and_tls(tmp_path):
         assert done.returncode == 1 and "authentication required" in done.stderr
     finally:
         server.stop()
+
+
+class Terminal:
+    """minidb-cli on a pseudo-terminal, as a user at a keyboard runs it."""
+
+    def __init__(self, server, home: Path):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            env = {**os.environ, "HOME": str(home), "TERM": "xterm"}
+            os.execve(CLI, [CLI, "--port", str(server.flight_port)], env)
+        self.seen = b""
+        self.status: int | None = None
+
+    def read_until(self, marker: bytes, timeout: float = 30) -> bytes:
+        """What the terminal shows up to and including `marker` (which must appear)."""
+        deadline = time.monotonic() + timeout
+        while marker not in self.seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {marker!r} on the terminal; it shows {self.seen[-2000:]!r}"
+            if select.select([self.fd], [], [], left)[0]:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:  # the client exited and its terminal closed
+                    chunk = b""
+                assert chunk, f"the terminal closed before {marker!r}: {self.seen[-2000:]!r}"
+                self.seen += chunk
+        shown, self.seen = self.seen.split(marker, 1)
+        return shown + marker
+
+    def type(self, keys: str) -> None:
+        os.write(self.fd, keys.encode())
+
+    def exit_status(self, timeout: float = 10) -> int | None:
+        """The client's exit code once it has exited, None if it is still running."""
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() >= deadline:
+                break
+            else:
+                try:
+                    os.read(self.fd, 65536)
+                except OSError:
+                    pass
+                time.sleep(0.05)
+        return self.status
+
+    def close(self) -> None:
+        if self.exit_status(timeout=0) is None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
+
+def test_ctrl_c_cancels_the_running_statement_and_twice_at_the_prompt_quits(server, tmp_path):
+    terminal = Terminal(server, tmp_path)
+    try:
+        terminal.read_until(b"SQL> ")
+        terminal.type(HEAVY + ";\r")
+        wait_until_busy(server.proc.pid)
+        pressed = time.monotonic()
+        terminal.type("\x03")
+        terminal.read_until(b"ERROR: canceling statement due to user request", timeout=5)
+        terminal.read_until(b"SQL> ", timeout=5)
+        assert time.monotonic() - pressed < 1.0
+        # The server stopped computing, not only the client waiting.
+        assert cpu_used_within(server.proc.pid, 1.0) < 0.2
+        # The session goes on.
+        terminal.type("SELECT 40 + 2 AS answer;\r")
+        assert b"| 42     |" in terminal.read_until(b"SQL> ")
+        # Ctrl-C at the prompt drops the line being typed; a second one in a row quits.
+        terminal.type("SELECT 'not run'\x03")
+        terminal.read_until(b"Ctrl-C again")
+        terminal.type("\x03")
+        assert terminal.exit_status() == 0
+        assert b"not run" not in (tmp_path / ".minidb_history").read_bytes()
+    finally:
+        terminal.close()
+
+
+def test_ctrl_c_stops_a_script_with_exit_code_130(server, tmp_path):
+    script = tmp_path / "long.sql"
+    script.write_text(f"CREATE TABLE reached (id INT);\n{HEAVY};\nINSERT INTO reached VALUES (1);\n")
+    run = subprocess.Popen([CLI, "--port", str(server.flight_port), "-f", str(script)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until_busy(server.proc.pid)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=10)
+    finally:
+        run.kill()
+    assert run.returncode == 130, (out, err)
+    assert "canceling statement due to user request" in err
+    assert cpu_used_within(server.proc.pid, 1.0) < 0.2
+    done = cli(server, "-c", "SELECT count(*) AS n FROM reached")
+    assert "| 0 |" in done.stdout, done.stdout

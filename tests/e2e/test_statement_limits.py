@@ -17,7 +17,7 @@ import pyarrow.flight as flight
 import pytest
 
 from conftest import parse_ascii_table
-from test_flight_control import wait_until_busy, wait_until_idle
+from test_flight_control import cpu_used_within, wait_until_busy, wait_until_idle
 from test_flight_ingest import ingest_command
 from test_flight_pyarrow import FLIGHT_ERRORS, statement_query
 
@@ -178,6 +178,21 @@ def test_cancel_query_stops_a_text_session_from_flight(server, text):
     finally:
         conn.close()
     wait_until_idle(server.proc.pid)
+
+
+def test_closing_a_text_connection_stops_its_statement_within_a_second(server, text):
+    text.ok("CREATE TABLE after_hangup (id INT);")
+    gone = socket.create_connection(("127.0.0.1", server.text_port))
+    gone.recv(4096)
+    # A statement pipelined behind the heavy one must not run once the client is gone.
+    gone.sendall(f"{HEAVY};\nINSERT INTO after_hangup VALUES (1);\n".encode())
+    wait_until_busy(server.proc.pid)
+    assert len(running_ids(text, HEAVY)) == 1
+    gone.close()
+    time.sleep(1.0)
+    assert running_ids(text, HEAVY) == []
+    assert cpu_used_within(server.proc.pid, 1.0) < 0.2
+    assert parse_ascii_table(text.query("SELECT count(*) FROM after_hangup;"))[1] == [["0"]]
 
 
 def test_session_options_carry_the_statement_timeout(server):

@@ -13,7 +13,7 @@ use crate::engine::EngineError;
 pub fn tokens(sql: &str) -> Result<Vec<TokenWithSpan>, EngineError> {
     let spanned = Tokenizer::new(&GenericDialect {}, sql)
         .tokenize_with_location()
-        .map_err(|e| EngineError::InvalidInput(format!("syntax error: {e}")))?;
+        .map_err(|e| super::syntax::error(sql, &e.to_string()))?;
     Ok(spanned
         .into_iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))

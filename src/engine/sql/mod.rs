@@ -22,10 +22,13 @@ mod own_syntax;
 pub mod parameters;
 mod partition_clause;
 mod statement;
+pub mod syntax;
 mod time_travel;
 
+use datafusion::common::DataFusionError;
 use datafusion::sql::parser::DFParser;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::ParserError;
 
 pub use fixups::{NAME_MARK, output_name};
 pub use names::{TableName, normalize, table_name};
@@ -57,8 +60,11 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
         }
         return Ok(statement);
     }
-    let mut statements = DFParser::parse_sql_with_dialect(&sql, &GenericDialect {})
-        .map_err(|e| EngineError::InvalidInput(e.strip_backtrace()))?;
+    let mut statements =
+        DFParser::parse_sql_with_dialect(&sql, &GenericDialect {}).map_err(|e| match e {
+            DataFusionError::SQL(e, _) => syntax::error(&sql, &parser_message(&e)),
+            other => EngineError::InvalidInput(other.strip_backtrace()),
+        })?;
     match (statements.pop_front(), statements.is_empty()) {
         (Some(mut parsed), true) => {
             fixups::apply(&mut parsed);
@@ -68,6 +74,14 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
         (Some(_), false) => Err(EngineError::InvalidInput(
             "one statement at a time, please (found several separated by ';')".into(),
         )),
+    }
+}
+
+/// What sqlparser says, without its `sql parser error: ` prefix.
+fn parser_message(e: &ParserError) -> String {
+    match e {
+        ParserError::TokenizerError(text) | ParserError::ParserError(text) => text.clone(),
+        ParserError::RecursionLimitExceeded => "the statement nests too deeply".to_string(),
     }
 }
 

@@ -7,7 +7,7 @@ use arrow::array::RecordBatch;
 use bytes::BytesMut;
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -101,7 +101,10 @@ async fn run_session(
     );
     let mut login = Login::default();
     writer.write_all(greeting.as_bytes()).await?;
-    let mut session = Session::default().with_origin("text", None);
+    let hangup = CancellationToken::new();
+    let mut session = Session::default()
+        .with_origin("text", None)
+        .with_hangup(hangup.clone());
     let mut splitter = StatementSplitter::default();
     let mut input = BytesMut::with_capacity(8 * 1024);
     let mut skipping_long_line = false;
@@ -146,7 +149,11 @@ async fn run_session(
                     }
                     continue;
                 }
-                run_statement(&engine, &mut session, &statement, &mut writer).await?;
+                let run = run_statement(&engine, &mut session, &statement, &mut writer);
+                if !watching_for_hangup(run, &mut reader, &mut input, &hangup).await? {
+                    // The client is gone: the statement was stopped, nothing more runs.
+                    return Ok(());
+                }
             }
             if splitter.is_idle() {
                 writer.write_all(format!("\n{PROMPT}").as_bytes()).await?;
@@ -157,6 +164,32 @@ async fn run_session(
             skipping_long_line = true;
             let text = format!("ERROR: line longer than {MAX_STATEMENT_BYTES} bytes, ignored\n");
             writer.write_all(text.as_bytes()).await?;
+        }
+    }
+}
+
+/// Drives `run` (a statement) while reading what the client sends meanwhile into `input`, for
+/// the statements after it. If the client closes the connection, `hangup` stops the statement
+/// at once (as `CANCEL QUERY` would; one past its commit finishes) and, once it has ended,
+/// false is returned: a closed connection leaves nothing running.
+async fn watching_for_hangup(
+    run: impl Future<Output = std::io::Result<()>>,
+    reader: &mut OwnedReadHalf,
+    input: &mut BytesMut,
+    hangup: &CancellationToken,
+) -> std::io::Result<bool> {
+    tokio::pin!(run);
+    let mut open = true;
+    loop {
+        tokio::select! {
+            done = &mut run => return done.map(|()| open),
+            // Past a statement's worth of pipelined input, the client waits for this one.
+            read = reader.read_buf(input), if open && input.len() <= MAX_STATEMENT_BYTES => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    open = false;
+                    hangup.cancel();
+                }
+            }
         }
     }
 }
