@@ -1,5 +1,6 @@
 //! A shared handle on one table's log and its newest known snapshot.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -58,6 +59,9 @@ pub struct TableHandle {
     concurrency: Concurrency,
     /// The caches shared by every table of the server.
     caches: TableCaches,
+    /// The commit time (milliseconds since the epoch) log retention must pass before a log
+    /// cleanup can delete anything (see [`CleanUp`]); unknown (`i64::MIN`) until the first.
+    log_cleanup_due: Arc<AtomicI64>,
 }
 
 impl TableHandle {
@@ -73,6 +77,7 @@ impl TableHandle {
             writer: Arc::new(AsyncMutex::new(())),
             concurrency,
             caches,
+            log_cleanup_due: Arc::new(AtomicI64::new(i64::MIN)),
         }
     }
 
@@ -128,8 +133,9 @@ impl TableHandle {
         }
         let log = self.log.clone();
         let snapshot = Arc::clone(snapshot);
+        let cleanup_due = Arc::clone(&self.log_cleanup_due);
         tokio::spawn(async move {
-            if let Err(e) = checkpoint(&log, &snapshot).await {
+            if let Err(e) = checkpoint(&log, &snapshot, &cleanup_due).await {
                 tracing::warn!(table = %log.root(), version = snapshot.version(), error = %e, "checkpoint failed");
             }
         });
@@ -258,8 +264,14 @@ impl TableHandle {
 }
 
 /// Writes the checkpoint of `snapshot`, keeping tombstones within file retention, then deletes
-/// the commits that log retention lets go.
-async fn checkpoint(log: &DeltaLog, snapshot: &Snapshot) -> Result<(), TxLogError> {
+/// the commits that log retention lets go — when there can be any: a cleanup lists the whole
+/// log, which grows with every commit, so it runs only once the commit it is due at
+/// (`cleanup_due`, from the last cleanup) falls behind the retention cutoff.
+async fn checkpoint(
+    log: &DeltaLog,
+    snapshot: &Snapshot,
+    cleanup_due: &AtomicI64,
+) -> Result<(), TxLogError> {
     let now = chrono::Utc::now().timestamp_millis();
     let before = |retention: Result<Duration, String>, default: Duration| {
         let retention = retention.unwrap_or_else(|e| {
@@ -276,16 +288,20 @@ async fn checkpoint(log: &DeltaLog, snapshot: &Snapshot) -> Result<(), TxLogErro
         ),
     )
     .await?;
-    let deleted = log
-        .clean_up(before(
-            properties::log_retention(snapshot),
-            properties::DEFAULT_LOG_RETENTION,
-        ))
-        .await?;
+    let cutoff = before(
+        properties::log_retention(snapshot),
+        properties::DEFAULT_LOG_RETENTION,
+    );
+    let mut expired_log_files = 0;
+    if cleanup_due.load(Ordering::Relaxed) <= cutoff {
+        let cleanup = log.clean_up(cutoff).await?;
+        cleanup_due.store(cleanup.next_due, Ordering::Relaxed);
+        expired_log_files = cleanup.deleted;
+    }
     tracing::info!(
         table = %log.root(),
         version = snapshot.version(),
-        expired_log_files = deleted,
+        expired_log_files,
         "checkpoint written"
     );
     Ok(())

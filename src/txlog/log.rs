@@ -543,6 +543,11 @@ impl DeltaLog {
         version: i64,
     ) -> Result<Vec<Action>, TxLogError> {
         let parts = listing.checkpoints.get(&version).copied().unwrap_or(1);
+        self.checkpoint_parts(version, parts).await
+    }
+
+    /// The actions of the `parts`-part checkpoint at `version`, all parts in order.
+    async fn checkpoint_parts(&self, version: i64, parts: u32) -> Result<Vec<Action>, TxLogError> {
         let mut actions = Vec::new();
         for part in 1..=parts {
             let path = self
@@ -622,39 +627,10 @@ impl DeltaLog {
         cutoff: i64,
     ) -> Result<Vec<Remove>, TxLogError> {
         let version = snapshot.version();
-        let listing = self.list_for(Some(version)).await?;
-        let Some(start) = listing.start_for(version) else {
-            return Ok(Vec::new());
+        let removed = match self.removed_since_last_checkpoint(version).await? {
+            Some(removed) => removed,
+            None => self.removed_as_listed(version).await?,
         };
-        let mut removed: HashMap<(String, Option<String>), Remove> = HashMap::new();
-        let mut apply = |actions: Vec<Action>, timestamp: i64| {
-            for action in actions {
-                match action {
-                    Action::Remove(mut remove) => {
-                        remove.deletion_timestamp.get_or_insert(timestamp);
-                        removed.insert(file_key(&remove.path, &remove.deletion_vector), remove);
-                    }
-                    Action::Add(add) => {
-                        removed.remove(&file_key(&add.path, &add.deletion_vector));
-                    }
-                    _ => {}
-                }
-            }
-        };
-        let first_commit = match start {
-            Some(checkpoint) => {
-                apply(self.checkpoint_actions(&listing, checkpoint).await?, 0);
-                checkpoint + 1
-            }
-            None => 0,
-        };
-        for commit in listing
-            .commits
-            .iter()
-            .filter(|c| (first_commit..=version).contains(&c.version))
-        {
-            apply(self.commit_actions(commit.version).await?, commit.timestamp);
-        }
         let mut tombstones: Vec<Remove> = removed
             .into_values()
             .filter(|r| r.deletion_timestamp.unwrap_or_default() >= cutoff)
@@ -668,28 +644,104 @@ impl DeltaLog {
         Ok(tombstones)
     }
 
+    /// The files removed up to `version`, read from the checkpoint `_last_checkpoint` names
+    /// and the commits after it, each by its name: no listing of the log, whose cost grows
+    /// with every commit until log cleanup. `None` when there is no such checkpoint at or
+    /// before `version`, it cannot be read, or a commit after it is missing.
+    async fn removed_since_last_checkpoint(
+        &self,
+        version: i64,
+    ) -> Result<Option<Removed>, TxLogError> {
+        let Some(last) = self
+            .last_checkpoint()
+            .await
+            .filter(|l| l.version <= version)
+        else {
+            return Ok(None);
+        };
+        let parts = last.parts.and_then(|p| u32::try_from(p).ok()).unwrap_or(1);
+        // A checkpoint that cannot be read leaves it to the listing, which finds one that can.
+        let Ok(checkpoint) = self.checkpoint_parts(last.version, parts).await else {
+            return Ok(None);
+        };
+        let mut removed = Removed::default();
+        removed.apply(checkpoint, 0);
+        for v in last.version + 1..=version {
+            let Some(actions) = self.read_commit(v).await? else {
+                return Ok(None);
+            };
+            // A remove without its own time takes its commit's (the listing's object time is
+            // not known here; MiniDB's removes always carry theirs).
+            let timestamp = actions
+                .iter()
+                .find_map(|a| match a {
+                    Action::CommitInfo(info) => info.timestamp,
+                    _ => None,
+                })
+                .unwrap_or_default();
+            removed.apply(actions, timestamp);
+        }
+        Ok(Some(removed))
+    }
+
+    /// The files removed up to `version`, from a listing of the log.
+    async fn removed_as_listed(&self, version: i64) -> Result<Removed, TxLogError> {
+        let listing = self.list_for(Some(version)).await?;
+        let mut removed = Removed::default();
+        let Some(start) = listing.start_for(version) else {
+            return Ok(removed);
+        };
+        let first_commit = match start {
+            Some(checkpoint) => {
+                removed.apply(self.checkpoint_actions(&listing, checkpoint).await?, 0);
+                checkpoint + 1
+            }
+            None => 0,
+        };
+        for commit in listing
+            .commits
+            .iter()
+            .filter(|c| (first_commit..=version).contains(&c.version))
+        {
+            removed.apply(self.commit_actions(commit.version).await?, commit.timestamp);
+        }
+        Ok(removed)
+    }
+
     /// Deletes the log files that reading no longer needs once commits older than `cutoff`
     /// (milliseconds since the epoch) expire: everything before the newest checkpoint whose
     /// commit is older than the cutoff. Versions before that checkpoint can no longer be read.
-    /// Returns how many files it deleted.
-    pub async fn clean_up(&self, cutoff: i64) -> Result<usize, TxLogError> {
+    ///
+    /// It lists the whole log, so it says when running it again can next delete anything.
+    pub async fn clean_up(&self, cutoff: i64) -> Result<CleanUp, TxLogError> {
         let dir = self.log_dir();
         let entries: Vec<ObjectMeta> = self.store.list(Some(&dir)).try_collect().await?;
         let listing = Listing::new(&entries);
-        let expired: HashSet<i64> = listing
+        let committed_at: HashMap<i64, i64> = listing
             .commits
             .iter()
-            .filter(|c| c.timestamp <= cutoff)
-            .map(|c| c.version)
+            .map(|c| (c.version, c.timestamp))
             .collect();
-        let Some(keep_from) = listing
+        let keep_from = listing
             .checkpoints
             .keys()
             .rev()
-            .find(|v| expired.contains(v))
-            .copied()
-        else {
-            return Ok(0);
+            .find(|v| committed_at.get(v).is_some_and(|t| *t <= cutoff))
+            .copied();
+        // The next cleanup needs a checkpoint after the oldest version kept to expire: the
+        // oldest one there is, or one not written yet (committed from now on).
+        let oldest_kept =
+            keep_from.unwrap_or_else(|| listing.commits.first().map_or(0, |c| c.version));
+        let next_due = listing
+            .checkpoints
+            .range(oldest_kept + 1..)
+            .find_map(|(v, _)| committed_at.get(v).copied())
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        let Some(keep_from) = keep_from else {
+            return Ok(CleanUp {
+                deleted: 0,
+                next_due,
+            });
         };
         let mut doomed: Vec<(i64, Path)> = entries
             .into_iter()
@@ -709,7 +761,10 @@ impl DeltaLog {
         for (_, path) in &doomed {
             delete_if_present(&self.store, path).await?;
         }
-        Ok(doomed.len())
+        Ok(CleanUp {
+            deleted: doomed.len(),
+            next_due,
+        })
     }
 
     /// The actions of a commit the listing showed.
@@ -1031,6 +1086,44 @@ impl Listing {
             .range(first - 1..)
             .next()
             .map_or(first, |(v, _)| *v)
+    }
+}
+
+/// What a log cleanup did, and when another can next delete anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanUp {
+    /// Log files deleted.
+    pub deleted: usize,
+    /// A cleanup deletes nothing until its cutoff passes this commit time (milliseconds since
+    /// the epoch).
+    pub next_due: i64,
+}
+
+/// Files removed and not added back, each with the `remove` that took it out.
+#[derive(Default)]
+struct Removed(HashMap<(String, Option<String>), Remove>);
+
+impl Removed {
+    /// Applies a commit's (or checkpoint's) actions; `timestamp` stands in for a remove's
+    /// missing deletion time.
+    fn apply(&mut self, actions: Vec<Action>, timestamp: i64) {
+        for action in actions {
+            match action {
+                Action::Remove(mut remove) => {
+                    remove.deletion_timestamp.get_or_insert(timestamp);
+                    self.0
+                        .insert(file_key(&remove.path, &remove.deletion_vector), remove);
+                }
+                Action::Add(add) => {
+                    self.0.remove(&file_key(&add.path, &add.deletion_vector));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn into_values(self) -> impl Iterator<Item = Remove> {
+        self.0.into_values()
     }
 }
 
@@ -1468,8 +1561,28 @@ mod tests {
         let v4 = log.commit(&v, operation, actions).await.unwrap();
         log.checkpoint(&v4, 0).await.unwrap();
         let v5 = log.commit(&v4, append(), vec![add("d")]).await.unwrap();
-        // Every commit is older than the cutoff: all before the checkpoint go.
-        assert_eq!(log.clean_up(i64::MAX).await.unwrap(), 4);
+        // The tombstones read without a listing (checkpoint 4 and commit 5 by name) are the
+        // ones a listing finds.
+        let by_name = log.removed_since_last_checkpoint(5).await.unwrap().unwrap();
+        let listed = log.removed_as_listed(5).await.unwrap();
+        assert_eq!(by_name.0, listed.0);
+        assert_eq!(by_name.0.len(), 1);
+        // A cutoff before every commit deletes nothing, until checkpoint 4's commit expires.
+        let checkpoint_committed = log.commits().await.unwrap()[4].timestamp;
+        let none = log.clean_up(0).await.unwrap();
+        assert_eq!(
+            none,
+            CleanUp {
+                deleted: 0,
+                next_due: checkpoint_committed
+            }
+        );
+        // Every commit is older than the cutoff: all before the checkpoint go. The next
+        // cleanup waits for a checkpoint not written yet.
+        let before = chrono::Utc::now().timestamp_millis();
+        let done = log.clean_up(i64::MAX).await.unwrap();
+        assert_eq!(done.deleted, 4);
+        assert!(done.next_due >= before);
         let commits: Vec<i64> = log
             .commits()
             .await

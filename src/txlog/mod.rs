@@ -31,7 +31,7 @@ pub use actions::{
 pub use dv::{DeletionVectorDescriptor, write_deletion_vector};
 pub use error::TxLogError;
 pub use log::{
-    CommitFile, DeltaLog, LogRepair, MIN_READABLE_VERSION, Operation, SET_ASIDE_DIR,
+    CleanUp, CommitFile, DeltaLog, LogRepair, MIN_READABLE_VERSION, Operation, SET_ASIDE_DIR,
     VACUUM_OPERATION,
 };
 pub use schema::{
