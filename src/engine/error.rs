@@ -2,6 +2,7 @@
 
 use datafusion::common::DataFusionError;
 
+use super::wording;
 use crate::catalog::{CatalogError, StopReason};
 use crate::table::TableError;
 use crate::txlog::TxLogError;
@@ -142,6 +143,10 @@ fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
             }
         }
         DataFusionError::NotImplemented(_) => ErrorKind::NotSupported,
+        e if wording::is_unknown_table(e) => ErrorKind::NotFound,
+        DataFusionError::Plan(message) if message == "Insert-on clause not supported" => {
+            ErrorKind::NotSupported
+        }
         DataFusionError::ResourcesExhausted(_) => ErrorKind::ResourcesExhausted,
         DataFusionError::SQL(..)
         | DataFusionError::Plan(_)
@@ -171,8 +176,8 @@ fn damage_in(e: &DataFusionError) -> Option<&TableError> {
     None
 }
 
-/// DataFusion's message without its internal prefixes ("Error during planning: " and the like
-/// stay, they help; backtraces and nested "External error:" wrappers go).
+/// DataFusion's message in MiniDB's words (see `wording`), without backtraces and nested
+/// "External error:" wrappers.
 fn describe_datafusion(e: &DataFusionError) -> String {
     if let Some(damage) = damage_in(e) {
         return damage.to_string();
@@ -191,7 +196,7 @@ fn describe_datafusion(e: &DataFusionError) -> String {
             describe_datafusion(inner)
         }
         DataFusionError::Shared(inner) => describe_datafusion(inner),
-        other => other.strip_backtrace(),
+        other => wording::reworded(other).unwrap_or_else(|| other.strip_backtrace()),
     }
 }
 

@@ -11,7 +11,9 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
-use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
+use datafusion::execution::{
+    FunctionRegistry, SendableRecordBatchStream, SessionStateBuilder, TaskContext,
+};
 use datafusion::optimizer::Analyzer;
 use datafusion::optimizer::Optimizer;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -21,6 +23,7 @@ use datafusion::prelude::SessionConfig;
 
 use super::decorrelate::{self, SubqueryPlanner};
 use super::exec::query::client_schema;
+use super::functions;
 use super::running::{Admission, AdmissionLimits, Watch, counted};
 use super::selectivity::EstimateFilterSelectivity;
 use super::sql::{self, Answer, Statement, parameters};
@@ -235,7 +238,7 @@ impl Engine {
         if let Some(cache) = store.column_cache() {
             config = config.with_extension(Arc::clone(cache));
         }
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
@@ -244,6 +247,9 @@ impl Engine {
             .with_query_planner(Arc::new(SubqueryPlanner))
             .with_physical_optimizer_rules(physical_optimizer_rules())
             .build();
+        for function in functions::replacements() {
+            state.register_udf(function)?;
+        }
         let caches = TableCaches::new(
             options.index_cache_bytes,
             options.deletion_vector_cache_bytes,

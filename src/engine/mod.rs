@@ -19,6 +19,7 @@ mod compactor;
 mod decorrelate;
 mod error;
 mod exec;
+mod functions;
 mod ingest;
 mod insert;
 mod instance;
@@ -28,6 +29,7 @@ mod selectivity;
 mod session;
 mod sql;
 mod types;
+mod wording;
 
 pub use catalog_api::{CatalogStatus, CompactionHistory};
 pub use compactor::{CompactionOptions, Compactor};

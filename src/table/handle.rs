@@ -159,7 +159,7 @@ impl TableHandle {
             Err(_) => {
                 metrics().conflict();
                 Err(TxLogError::LockTimeout {
-                    table: self.log.root().to_string(),
+                    table: self.log.table_name(),
                     waited: timeout,
                 })
             }

@@ -589,7 +589,7 @@ fn still_live(newest: &Snapshot, remove: &Remove) -> bool {
 
 fn conflict(handle: &TableHandle, newest: &Snapshot, reason: String) -> DataFusionError {
     external(TxLogError::Conflict {
-        table: handle.log().root().to_string(),
+        table: handle.log().table_name(),
         version: newest.version() + 1,
         reason,
     })

@@ -75,6 +75,11 @@ impl DeltaLog {
     }
 
     /// The table root, relative to the store root.
+    /// The table as users name it in messages: `database.table`.
+    pub fn table_name(&self) -> String {
+        self.root.as_ref().replace('/', ".")
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -215,7 +220,7 @@ impl DeltaLog {
         let latest = listing.latest();
         if !(0..=latest).contains(&version) {
             return Err(TxLogError::VersionNotFound {
-                table: self.root.to_string(),
+                table: self.table_name(),
                 requested: format!("version {version}"),
                 available: format!("versions 0 to {latest}"),
             });
@@ -223,7 +228,7 @@ impl DeltaLog {
         if listing.start_for(version).is_none() {
             let first = listing.first_readable();
             return Err(TxLogError::VersionNotFound {
-                table: self.root.to_string(),
+                table: self.table_name(),
                 requested: format!("version {version}"),
                 available: format!(
                     "log cleanup removed the commits before version {first} (delta.logRetentionDuration); versions {first} to {latest} remain"
@@ -251,7 +256,7 @@ impl DeltaLog {
             .max();
         if let Some(horizon) = horizon.filter(|h| version < *h) {
             return Err(TxLogError::VersionNotFound {
-                table: self.root.to_string(),
+                table: self.table_name(),
                 requested: format!("version {version}"),
                 available: format!(
                     "VACUUM removed the files of versions before {horizon}; versions {horizon} to {latest} remain"
@@ -273,7 +278,7 @@ impl DeltaLog {
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
                 .unwrap_or_default();
             return Err(TxLogError::VersionNotFound {
-                table: self.root.to_string(),
+                table: self.table_name(),
                 requested: format!("timestamp {asked}"),
                 available: format!("the oldest version still in the log was committed at {first}"),
             });
@@ -338,7 +343,7 @@ impl DeltaLog {
     async fn replay(&self, listing: &Listing, version: i64) -> Result<Snapshot, TxLogError> {
         let Some(start) = listing.start_for(version) else {
             return Err(TxLogError::VersionNotFound {
-                table: self.root.to_string(),
+                table: self.table_name(),
                 requested: format!("version {version}"),
                 available: format!(
                     "versions {} to {}",
@@ -798,7 +803,7 @@ impl DeltaLog {
         match self.put_if_absent(0, body).await {
             Ok(()) => {}
             Err(TxLogError::ObjectStore(object_store::Error::AlreadyExists { .. })) => {
-                return Err(TxLogError::TableExists(self.root.to_string()));
+                return Err(TxLogError::TableExists(self.table_name()));
             }
             Err(e) => return Err(e),
         }
@@ -861,7 +866,7 @@ impl DeltaLog {
             };
             if let Some(reason) = reason {
                 return Err(TxLogError::Conflict {
-                    table: self.root.to_string(),
+                    table: self.table_name(),
                     version,
                     reason: reason.into(),
                 });
@@ -869,7 +874,7 @@ impl DeltaLog {
             base = Arc::new(base.advance(version, winner)?);
         }
         Err(TxLogError::Conflict {
-            table: self.root.to_string(),
+            table: self.table_name(),
             version: base.version() + 1,
             reason: format!("lost {MAX_COMMIT_ATTEMPTS} commit races in a row"),
         })

@@ -334,5 +334,5 @@ def test_an_ingest_is_listed_and_cancel_query_stops_it(server, text):
 
 def test_a_cancelled_ingest_takes_the_table_it_created_with_it(server, text):
     cancel_an_ingest(server, text, "slow")
-    assert "not found" in text.query("SELECT * FROM slow;")
+    assert "table 'default.slow' does not exist" in text.query("SELECT * FROM slow;")
     assert not list((server.data_dir / "default" / "slow").glob("_delta_log/*.json"))

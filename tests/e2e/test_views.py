@@ -48,7 +48,7 @@ def test_views_survive_a_restart_and_reach_a_second_server(server, tmp_path):
         cur.close()
         conn.close()
         with second.text() as text:
-            assert "not found" in text.query("SELECT * FROM odd;")
+            assert "does not exist" in text.query("SELECT * FROM odd;")
     finally:
         second.stop()
 
@@ -119,7 +119,7 @@ def test_tpch_q15_runs_as_written_over_the_text_protocol_in_one_line(text):
     header, rows = parse_ascii_table(answer.split("\n", 1)[1].rsplit("\n", 1)[0])
     assert header == ["s_suppkey", "s_name", "s_address", "s_phone", "total_revenue"]
     assert [tuple(r[:4]) + (Decimal(r[4]),) for r in rows] == EXPECTED
-    assert "not found" in text.query("SELECT * FROM revenue0;")
+    assert "does not exist" in text.query("SELECT * FROM revenue0;")
 
 
 def test_tpch_q15_runs_over_flight_sql_as_three_calls(conn):

@@ -9,7 +9,14 @@ const CONTEXT_CHARS: usize = 60;
 /// The error for `sql`, which the parser or tokenizer rejected with `message` (sqlparser's text:
 /// `Expected: …, found: …`, ending in ` at Line: L, Column: C` when it knows where).
 pub fn error(sql: &str, message: &str) -> EngineError {
-    let (what, at) = split_location(message);
+    let (what, mut at) = split_location(message);
+    // The end of the statement has no location of its own: it is after the last character.
+    if at.is_none() && what.ends_with(", found: EOF") {
+        let text = sql.trim_end().trim_end_matches(';').trim_end();
+        let line = text.lines().count().max(1);
+        let column = text.lines().last().map_or(0, |l| l.chars().count()) + 1;
+        at = Some((line, column));
+    }
     let what = reword(what);
     EngineError::Syntax(match at {
         Some((line, column)) => format!(
@@ -100,6 +107,15 @@ mod tests {
             ),
             "syntax error at line 2, column 13: expected an expression, found the end of the \
              statement\nFROM t WHERE\n            ^"
+        );
+    }
+
+    #[test]
+    fn a_statement_that_ends_too_soon_is_marked_at_its_end() {
+        assert_eq!(
+            text("SELECT 1 FROM;", "Expected: identifier, found: EOF"),
+            "syntax error at line 1, column 14: expected identifier, found the end of the \
+             statement\nSELECT 1 FROM;\n             ^"
         );
     }
 
