@@ -3,7 +3,8 @@ and to a plain pyarrow.flight client, beside a minimal Flight SQL server (pyarro
 roundtrip.py's) sending the same Arrow table from memory, in 65,536-row batches, to the same
 two clients. Reports
 GB/s of Arrow data received (the table's in-memory size over the wall time of the call, best
-of --runs) and the ratio to the reference server.
+of --runs), the ratio to the reference server, and the CPU time MiniDB's process spent on one
+stream (median of --runs; the client and the server share the machine's cores).
 
     .venv/bin/python tests/bench/stream.py [--scale 1] [--runs 3]
 
@@ -13,7 +14,9 @@ Uses MINIDB_BIN (build with `cargo build --release`).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -33,16 +36,28 @@ SQL = "SELECT * FROM lineitem"
 BATCH_ROWS = 65_536
 
 
-def best(call, runs: int) -> tuple[float, int]:
-    """The shortest wall time of `runs` calls, and the bytes the last call received."""
-    times, size = [], 0
+def cpu_seconds(pid: int | None) -> float:
+    """The user and system CPU time process `pid` has used (0 for none)."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def best(call, runs: int, pid: int | None = None) -> tuple[float, int, float]:
+    """The shortest wall time of `runs` calls, the bytes the last call received, and the median
+    CPU time process `pid` (the server) spent on one call."""
+    times, cpu, size = [], [], 0
     for _ in range(runs):
+        before = cpu_seconds(pid)
         started = time.perf_counter()
         table = call()
         times.append(time.perf_counter() - started)
+        cpu.append(cpu_seconds(pid) - before)
         size = table.nbytes
         del table
-    return min(times), size
+    return min(times), size, statistics.median(cpu)
 
 
 def adbc_reader(uri: str):
@@ -102,8 +117,9 @@ def main() -> None:
         cur.close()
         conn.close()
         for client, reader in (("ADBC", adbc_reader), ("pyarrow.flight", flight_reader)):
-            for name, uri in (("reference", reference_uri), ("MiniDB", server.flight_uri)):
-                results[(client, name)] = best(reader(uri), args.runs)
+            for name, uri, pid in (("reference", reference_uri, None),
+                                   ("MiniDB", server.flight_uri, server.proc.pid)):
+                results[(client, name)] = best(reader(uri), args.runs, pid)
     finally:
         server.stop()
         reference.shutdown()
@@ -111,14 +127,16 @@ def main() -> None:
 
     print(f"{SQL} (SF{args.scale:g}, {lineitem.num_rows} rows, {lineitem.nbytes / 1e9:.2f} GB "
           f"of Arrow), best of {args.runs}")
-    print(f"{'client':16} {'reference GB/s':>14} {'MiniDB GB/s':>12} {'MiniDB/reference':>16}")
+    print(f"{'client':16} {'reference GB/s':>14} {'MiniDB GB/s':>12} {'MiniDB/reference':>16} "
+          f"{'MiniDB CPU s':>12}")
     for client in ("ADBC", "pyarrow.flight"):
         speeds = {}
         for name in ("reference", "MiniDB"):
-            seconds, size = results[(client, name)]
+            seconds, size, _ = results[(client, name)]
             speeds[name] = size / seconds / 1e9
+        server_cpu = results[(client, "MiniDB")][2]
         print(f"{client:16} {speeds['reference']:14.2f} {speeds['MiniDB']:12.2f} "
-              f"{speeds['MiniDB'] / speeds['reference']:16.2f}")
+              f"{speeds['MiniDB'] / speeds['reference']:16.2f} {server_cpu:12.2f}")
 
 
 if __name__ == "__main__":
