@@ -144,9 +144,7 @@ fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
         }
         DataFusionError::NotImplemented(_) => ErrorKind::NotSupported,
         e if wording::is_unknown_table(e) => ErrorKind::NotFound,
-        DataFusionError::Plan(message) if message == "Insert-on clause not supported" => {
-            ErrorKind::NotSupported
-        }
+        e if wording::is_unsupported(e) => ErrorKind::NotSupported,
         DataFusionError::ResourcesExhausted(_) => ErrorKind::ResourcesExhausted,
         DataFusionError::SQL(..)
         | DataFusionError::Plan(_)

@@ -14,13 +14,14 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{
     FunctionRegistry, SendableRecordBatchStream, SessionStateBuilder, TaskContext,
 };
-use datafusion::optimizer::Analyzer;
 use datafusion::optimizer::Optimizer;
+use datafusion::optimizer::{Analyzer, AnalyzerRule};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionConfig;
 
+use super::checked::CheckedArithmetic;
 use super::decorrelate::{self, SubqueryPlanner};
 use super::exec::query::client_schema;
 use super::functions;
@@ -160,6 +161,14 @@ impl Default for EngineOptions {
 /// Rows per batch in query execution (`datafusion.execution.batch_size`).
 const BATCH_ROWS: usize = 64 * 1024;
 
+/// DataFusion's analyzer rules, with subquery placement ahead of type coercion and checked
+/// integer arithmetic after everything.
+fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
+    let mut rules = decorrelate::analyzer_rules(Analyzer::new().rules);
+    rules.push(Arc::new(CheckedArithmetic::new()));
+    rules
+}
+
 /// DataFusion's physical optimizer rules, with MiniDB's filter estimates ahead of join
 /// selection (which decides each hash join's build side from them).
 fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
@@ -242,7 +251,7 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_analyzer_rules(decorrelate::analyzer_rules(Analyzer::new().rules))
+            .with_analyzer_rules(analyzer_rules())
             .with_optimizer_rules(decorrelate::optimizer_rules(Optimizer::new().rules))
             .with_query_planner(Arc::new(SubqueryPlanner))
             .with_physical_optimizer_rules(physical_optimizer_rules())

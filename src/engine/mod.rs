@@ -15,6 +15,7 @@
 //!    Flight SQL. Protocols use this module's API only, never the layers below it.
 
 mod catalog_api;
+mod checked;
 mod compactor;
 mod decorrelate;
 mod error;

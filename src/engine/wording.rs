@@ -4,34 +4,14 @@
 //! prefix, Arrow's type names and the catalog's name in table names. This module says the same
 //! thing the way the user wrote it: SQL type names, tables as `database.table`, no prefixes.
 
+use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use datafusion::common::{DataFusionError, SchemaError};
 
-use crate::catalog::CATALOG_NAME;
+use crate::catalog::{CATALOG_NAME, sql_type_name};
 
-/// Arrow type names and the SQL names they stand for in messages, longest first.
-const TYPE_NAMES: [(&str, &str); 20] = [
-    ("LargeUtf8", "VARCHAR"),
-    ("Utf8View", "VARCHAR"),
-    ("LargeBinary", "BINARY"),
-    ("BinaryView", "BINARY"),
-    ("Utf8", "VARCHAR"),
-    ("Binary", "BINARY"),
-    ("Boolean", "BOOLEAN"),
-    ("Float16", "HALF"),
-    ("Float32", "REAL"),
-    ("Float64", "DOUBLE"),
-    ("UInt16", "USMALLINT"),
-    ("UInt32", "UINTEGER"),
-    ("UInt64", "UBIGINT"),
-    ("UInt8", "UTINYINT"),
-    ("Int16", "SMALLINT"),
-    ("Int32", "INT"),
-    ("Int64", "BIGINT"),
-    ("Int8", "TINYINT"),
-    ("Date32", "DATE"),
-    ("Date64", "DATE"),
-];
+/// DataFusion's refusal of `INSERT … ON CONFLICT`.
+const INSERT_ON_CONFLICT: &str = "Insert-on clause not supported";
 
 /// `e` in MiniDB's words, when it is one of the errors worded here.
 pub(super) fn reworded(e: &DataFusionError) -> Option<String> {
@@ -71,6 +51,11 @@ fn signature_mismatch(text: &str) -> Option<String> {
         ),
         None => format!("function {name} does not take these arguments"),
     })
+}
+
+/// Whether `e` refuses a statement MiniDB does not support (said as "not supported: …").
+pub(super) fn is_unsupported(e: &DataFusionError) -> bool {
+    matches!(e, DataFusionError::Plan(message) if message == INSERT_ON_CONFLICT)
 }
 
 /// Whether `e` says a table does not exist (DataFusion plans a name its catalog does not know).
@@ -132,7 +117,7 @@ fn plan_error(message: &str) -> String {
              function"
         );
     }
-    if message == "Insert-on clause not supported" {
+    if message == INSERT_ON_CONFLICT {
         return "not supported: INSERT … ON CONFLICT".to_string();
     }
     sql_types(&lowercase_first(message))
@@ -179,12 +164,7 @@ pub(super) fn sql_types(text: &str) -> String {
             .map_or(text.len(), |n| at + n);
         let word = &text[at..end];
         let after = &text[end..];
-        let sql = parameterised_type(word, after).or_else(|| {
-            TYPE_NAMES
-                .iter()
-                .find(|(arrow, _)| *arrow == word)
-                .map(|(_, sql)| ((*sql).to_string(), 0))
-        });
+        let sql = parameterised_type(word, after).or_else(|| Some((simple_type(word)?, 0)));
         match sql {
             Some((sql, consumed)) => {
                 out.push_str(&sql);
@@ -226,10 +206,18 @@ fn parameterised_type(word: &str, after: &str) -> Option<(String, usize)> {
             Some(quoted) => format!("'{}'", quoted.strip_suffix('"').unwrap_or(quoted)),
             None => (*text).to_string(),
         },
-        (_, [value]) if TYPE_NAMES.iter().any(|(arrow, _)| *arrow == word) => (*value).to_string(),
+        (_, [value]) if simple_type(word).is_some() => (*value).to_string(),
         _ => return None,
     };
     Some((sql, close + 2))
+}
+
+/// The SQL name of the Arrow type named `word` without parameters (`Int64` → `BIGINT`), when
+/// the two differ.
+fn simple_type(word: &str) -> Option<String> {
+    let data_type: DataType = word.parse().ok()?;
+    let sql = sql_type_name(&data_type);
+    (sql != word).then_some(sql)
 }
 
 fn lowercase_first(text: &str) -> String {
