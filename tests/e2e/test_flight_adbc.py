@@ -311,3 +311,23 @@ def test_repeated_column_names_come_back_as_written(conn, text):
     with conn.cursor() as cur:
         got = run(cur, "SELECT * FROM dupw ORDER BY a")
         assert got.column_names == ["a", "b", "c"]
+
+
+def test_result_columns_are_named_as_written(conn, text):
+    """An unaliased expression's column is named by its text as written, as DuckDB names it
+    (not DataFusion's `Int64(1)`, `Utf8("a")`, `sum(db.t.a)`); a column keeps its name and a cast
+    its operand's, as in PostgreSQL; the same over both protocols."""
+    text.ok("CREATE TABLE named (a INT, b VARCHAR);")
+    text.ok("INSERT INTO named VALUES (1, 'x'), (2, 'y');")
+    sql = ("SELECT 1, 'a', sum(a), a + 1, CAST(a AS BIGINT), named.b, upper(b), "
+           "(SELECT max(a) FROM named) FROM named WHERE a = 2 GROUP BY a, b")
+    expected = ["1", "'a'", "sum(a)", "a + 1", "a", "b", "upper(b)", "(SELECT max(a) FROM named)"]
+    with conn.cursor() as cur:
+        got = run(cur, sql)
+        assert got.column_names == expected
+        assert got.to_pylist()[0] == dict(zip(expected, [1, "a", 2, 3, 2, "y", "Y", 2]))
+        # A query around it reads the columns by those names.
+        got = run(cur, 'SELECT "a + 1" * 10 AS t FROM (SELECT a + 1 FROM named) s ORDER BY t')
+        assert got.column("t").to_pylist() == [20, 30]
+    header, rows = parse_ascii_table(text.query(f"{sql};"))
+    assert header == expected and rows == [["1", "a", "2", "3", "2", "y", "Y", "2"]]

@@ -13,8 +13,12 @@
 //!
 //! And two rewrites of SELECT lists:
 //!
-//! 1. An unnamed item with a subquery is named by its text, as DuckDB names it. DataFusion would
-//!    name every one `(<subquery>)`, and two of them in one list would then clash.
+//! 1. An unnamed item that is not a column is named by its text as written, as DuckDB names
+//!    it: `SELECT 1, 'a', sum(id), a + 1` returns columns `1`, `'a'`, `sum(id)`, `a + 1`, where
+//!    DataFusion would name them `Int64(1)`, `Utf8("a")`, `sum(db.t.id)` and
+//!    `db.t.a + Int64(1)`, and every subquery `(<subquery>)`, so that two of them clashed. A
+//!    column keeps its name, and so does a column in a cast, parentheses or unary `+`
+//!    (`CAST(a AS INT)` is `a`, as in PostgreSQL; DataFusion would say `db.t.a`).
 //! 2. Items whose names repeat (`SELECT a, a`, `SELECT count(*), count(*)`, `SELECT *, a`) are
 //!    named apart: each after the first gets its name followed by [`NAME_MARK`] and its
 //!    position. DataFusion
@@ -27,13 +31,15 @@ use std::ops::ControlFlow;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     DataType, ExactNumberInfo, Expr, Ident, Query, SelectItem, SetExpr, TypedString, UnaryOperator,
-    Value, ValueWithSpan, VisitMut, VisitorMut, visit_expressions, visit_expressions_mut,
+    Value, ValueWithSpan, VisitMut, VisitorMut, visit_expressions_mut,
 };
 
 /// Applies the rewrites to every expression of `statement`.
 pub fn apply(statement: &mut DFStatement) {
     match statement {
         DFStatement::Statement(inner) => {
+            // Names first, so that they are the text as written, before the rewrites below.
+            let _ = inner.visit(&mut NameItems);
             let _ = visit_expressions_mut(inner.as_mut(), |expr| {
                 while let Expr::UnaryOp {
                     op: UnaryOperator::Plus,
@@ -69,7 +75,6 @@ pub fn apply(statement: &mut DFStatement) {
                 }
                 ControlFlow::<()>::Continue(())
             });
-            let _ = inner.visit(&mut NameSubqueryItems);
         }
         DFStatement::Explain(explain) => apply(&mut explain.statement),
         _ => {}
@@ -92,11 +97,11 @@ pub fn output_name(name: &str) -> &str {
     name.split(NAME_MARK).next().unwrap_or(name)
 }
 
-/// Names each unnamed SELECT item that holds a subquery by its text, and names apart the items
-/// whose names repeat.
-struct NameSubqueryItems;
+/// Names each unnamed SELECT item that is not a column or a cast by its text, and names apart
+/// the items whose names repeat.
+struct NameItems;
 
-impl VisitorMut for NameSubqueryItems {
+impl VisitorMut for NameItems {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
@@ -110,9 +115,9 @@ fn name_items(body: &mut SetExpr) {
         SetExpr::Select(select) => {
             for item in &mut select.projection {
                 if let SelectItem::UnnamedExpr(expr) = item
-                    && holds_subquery(expr)
+                    && let Some(name) = written_name(expr)
                 {
-                    let alias = Ident::with_quote('"', expr.to_string());
+                    let alias = Ident::with_quote('"', name);
                     let expr = std::mem::replace(expr, Expr::value(Value::Null));
                     *item = SelectItem::ExprWithAlias { expr, alias };
                 }
@@ -183,10 +188,23 @@ fn normalized(ident: &Ident) -> String {
     }
 }
 
-fn holds_subquery(expr: &Expr) -> bool {
-    visit_expressions(expr, |e| match e {
-        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    })
-    .is_break()
+/// The name an unnamed SELECT item `expr` is given: a column in casts, parentheses or unary
+/// `+` the column's, any other expression its text; `None` for a bare column, which DataFusion
+/// names already.
+fn written_name(expr: &Expr) -> Option<String> {
+    let mut core = expr;
+    while let Expr::Cast { expr: inner, .. }
+    | Expr::Nested(inner)
+    | Expr::UnaryOp {
+        op: UnaryOperator::Plus,
+        expr: inner,
+    } = core
+    {
+        core = inner;
+    }
+    match column_name(core) {
+        Some(_) if std::ptr::eq(core, expr) => None,
+        Some(name) => Some(name),
+        None => Some(expr.to_string()),
+    }
 }

@@ -192,7 +192,11 @@ mod tests {
         else {
             panic!("a query parses through DataFusion")
         };
-        assert_eq!(parsed.to_string(), "SELECT ((name)) FROM t WHERE (-a) > 1");
+        // The column keeps its name.
+        assert_eq!(
+            parsed.to_string(),
+            "SELECT ((name)) AS \"name\" FROM t WHERE (-a) > 1"
+        );
     }
 
     #[test]
