@@ -4,8 +4,8 @@
 //! ending at `;` across lines, results as tables, `\timing`, and a running clock on stderr while
 //! a statement takes longer than a second; Ctrl-C cancels the running statement (on the server
 //! too) and, pressed twice at the prompt, quits. Otherwise it runs `-c` statements, a `-f` file
-//! or stdin, and exits with 1 if any statement failed (2 if it cannot connect, 130 if Ctrl-C
-//! stopped it).
+//! or stdin, and exits with 1 if any statement failed (2 if it cannot connect, log in or use
+//! the `-d` database, 130 if Ctrl-C stopped it).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -186,6 +186,12 @@ async fn connect(args: &Args) -> Result<Shell, String> {
             .map_err(|status| format!("login failed: {}", status.message()))?;
     }
     if let Some(database) = &args.database {
+        // A statement that reads no table would run in a database that does not exist: check
+        // it now, as psql does, so that a misspelt -d fails before anything runs.
+        client
+            .execute(format!("USE {database}"), None)
+            .await
+            .map_err(|e| message(&e))?;
         client.set_header(DATABASE_HEADER, database.clone());
     }
     Ok(Shell {

@@ -55,6 +55,11 @@ def test_files_span_lines_and_use_switches_database(server, tmp_path):
     assert "Timing is on." in done.stdout and "Time: " in done.stdout
     done = cli(server, "-d", "shop", "-c", "SELECT count(*) AS n FROM items")
     assert "| 1 |" in done.stdout
+    # A database that does not exist fails before anything runs, even a statement that reads
+    # no table, with the code of a failed connection.
+    done = cli(server, "-d", "nosuchdb", "-c", "SELECT 1")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "database 'nosuchdb' does not exist" in done.stderr and done.stdout == ""
 
 
 def test_piped_input_errors_and_exit_codes(server):
