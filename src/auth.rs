@@ -31,7 +31,10 @@ pub enum AuthError {
     BadCredentials,
     #[error("invalid or expired token")]
     BadToken,
-    #[error("authentication required: send 'authorization: Bearer <token>' (Handshake gives one)")]
+    #[error(
+        "authentication required: log in with a user name and password (minidb-cli --user, \
+         ADBC's username and password options, JDBC's user and password properties)"
+    )]
     Missing,
     #[error("users file {path}: {reason}")]
     UsersFile { path: String, reason: String },

@@ -90,6 +90,7 @@ def test_login_and_tls(tmp_path):
         assert done.returncode == 2 and "login failed: invalid user name or password" in done.stderr
         done = cli(server, *tls, "-c", "SELECT 1")
         assert done.returncode == 1 and "authentication required" in done.stderr
+        assert "minidb-cli --user" in done.stderr and "Bearer" not in done.stderr
     finally:
         server.stop()
 
