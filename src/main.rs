@@ -149,6 +149,11 @@ struct ServeArgs {
     /// off). Default: a sixty-fourth of the memory the server may use.
     #[arg(long, env = "MINIDB_DELETION_VECTOR_CACHE", value_parser = byte_size)]
     deletion_vector_cache: Option<u64>,
+    /// Memory for the parsed Parquet footers (metadata and page indexes) of data files, which
+    /// scans read instead of storage, shared by all tables (`64MiB`…; `0` turns it off).
+    /// Default: a sixty-fourth of the memory the server may use.
+    #[arg(long, env = "MINIDB_FOOTER_CACHE", value_parser = byte_size)]
+    footer_cache: Option<u64>,
     /// Memory all running statements may hold together in their operators (`8GiB`…). Sorts,
     /// aggregations and joins spill to --spill-dir at their share; a statement that cannot fit
     /// fails with "resources exhausted" and the others go on. Default: half of the memory the
@@ -302,6 +307,9 @@ fn server_config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
             deletion_vector_cache_bytes: args
                 .deletion_vector_cache
                 .unwrap_or_else(minidb::server::default_deletion_vector_cache_bytes),
+            footer_cache_bytes: args
+                .footer_cache
+                .unwrap_or_else(minidb::server::default_footer_cache_bytes),
         },
         compaction: CompactionOptions {
             interval: (args.compaction_interval_ms > 0)

@@ -106,10 +106,16 @@ pub fn default_deletion_vector_cache_bytes() -> u64 {
     memory_available().map_or(64 << 20, |bytes| bytes / 64)
 }
 
+/// The footer cache's default size: a sixty-fourth of the memory this process may use, or
+/// 64 MiB where that cannot be read.
+pub fn default_footer_cache_bytes() -> u64 {
+    memory_available().map_or(64 << 20, |bytes| bytes / 64)
+}
+
 /// The default memory limit of running statements: half of the memory this process may use
-/// (the column cache takes a quarter, the index cache a sixteenth and the deletion-vector
-/// cache a sixty-fourth; the rest is left to buffers, Arrow batches in flight and the system),
-/// or 4 GiB where that cannot be read.
+/// (the column cache takes a quarter, the index cache a sixteenth, the deletion-vector and
+/// footer caches a sixty-fourth each; the rest is left to buffers, Arrow batches in flight and
+/// the system), or 4 GiB where that cannot be read.
 pub fn default_memory_limit() -> u64 {
     memory_available().map_or(4 << 30, |bytes| bytes / 2)
 }

@@ -420,7 +420,11 @@ impl SystemTables {
                 let mut tiers = store.read_cache().map(|c| c.report()).unwrap_or_default();
                 tiers.extend(store.column_cache().map(|c| c.report()));
                 let caches = self.catalog.caches();
-                tiers.extend([caches.indexes.report(), caches.vectors.report()]);
+                tiers.extend([
+                    caches.indexes.report(),
+                    caches.vectors.report(),
+                    caches.footers.report(),
+                ]);
                 for tier in tiers {
                     let int = |n: u64| Some(i64::try_from(n).unwrap_or(i64::MAX));
                     out.text("tier", Some(tier.tier.to_string()));

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -34,7 +35,7 @@ use crate::catalog::{
     StatementOrigin,
 };
 use crate::storage::DataStore;
-use crate::table::{Concurrency, TableCaches, Transaction};
+use crate::table::{CacheBudgets, Concurrency, TableCaches, Transaction};
 
 /// The query engine behind every protocol. Cheap to share: all state is in the object store.
 #[derive(Debug)]
@@ -135,6 +136,9 @@ pub struct EngineOptions {
     pub index_cache_bytes: u64,
     /// Bytes of parsed deletion vectors kept in memory, for all tables together (0 keeps none).
     pub deletion_vector_cache_bytes: u64,
+    /// Bytes of parsed Parquet footers of data files kept in memory, for all tables together
+    /// (0 keeps none).
+    pub footer_cache_bytes: u64,
 }
 
 impl Default for EngineOptions {
@@ -154,6 +158,7 @@ impl Default for EngineOptions {
             },
             index_cache_bytes: 64 * 1024 * 1024,
             deletion_vector_cache_bytes: 16 * 1024 * 1024,
+            footer_cache_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -189,7 +194,19 @@ impl Engine {
 
     /// Opens the catalog in `store` and prepares DataFusion to read it.
     pub async fn open_with(store: DataStore, options: EngineOptions) -> Result<Self, EngineError> {
-        let mut runtime = RuntimeEnvBuilder::new();
+        let caches = TableCaches::new(CacheBudgets {
+            indexes: options.index_cache_bytes,
+            vectors: options.deletion_vector_cache_bytes,
+            footers: options.footer_cache_bytes,
+        });
+        let footers: Arc<FileMetadataCache> = Arc::clone(&caches.footers) as _;
+        let mut runtime = RuntimeEnvBuilder::new().with_cache_manager(
+            CacheManagerConfig::default()
+                .with_file_metadata_cache(Some(footers))
+                .with_metadata_cache_limit(
+                    usize::try_from(options.footer_cache_bytes).unwrap_or(usize::MAX),
+                ),
+        );
         if let Some(limit) = options.memory_limit {
             // Fair shares among the operators that can spill; the error names the largest
             // holders when a statement cannot get what it asks for.
@@ -259,10 +276,6 @@ impl Engine {
         for function in functions::replacements() {
             state.register_udf(function)?;
         }
-        let caches = TableCaches::new(
-            options.index_cache_bytes,
-            options.deletion_vector_cache_bytes,
-        );
         let catalog = Arc::new(Catalog::open(store, options.concurrency, caches).await?);
         Ok(Self {
             catalog,

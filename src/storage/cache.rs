@@ -181,6 +181,36 @@ impl<K: Hash + Eq + Clone, V: Clone> Tier<K, V> {
             dropped.push(old);
         }
         self.used += len;
+        dropped.extend(self.resize(self.capacity));
+        dropped
+    }
+
+    /// Whether the tier holds the block (not counted as a hit or a miss).
+    pub(crate) fn contains(&self, key: &K) -> bool {
+        self.blocks.contains(key)
+    }
+
+    /// How many blocks the tier holds.
+    pub(crate) fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The byte budget.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Every block with its length, most recently used first.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&K, &V, u64)> {
+        self.blocks
+            .iter()
+            .map(|(key, (value, len))| (key, value, *len))
+    }
+
+    /// Changes the byte budget, evicting least recently used blocks down to it; returns them.
+    pub(crate) fn resize(&mut self, capacity: u64) -> Vec<V> {
+        self.capacity = capacity;
+        let mut dropped = Vec::new();
         while self.used > self.capacity {
             let Some((_, (old, old_len))) = self.blocks.pop_lru() else {
                 break;
@@ -194,8 +224,17 @@ impl<K: Hash + Eq + Clone, V: Clone> Tier<K, V> {
         dropped
     }
 
+    /// Forgets every block; returns their values.
+    pub(crate) fn clear(&mut self) -> Vec<V> {
+        let blocks = std::mem::replace(&mut self.blocks, LruCache::unbounded());
+        let dropped = blocks.into_iter().map(|(_, (value, _))| value).collect();
+        self.used = 0;
+        metrics().cache_used(self.name, self.used);
+        dropped
+    }
+
     /// Forgets one block; returns its value.
-    fn forget(&mut self, key: &K) -> Option<V> {
+    pub(crate) fn forget(&mut self, key: &K) -> Option<V> {
         let (value, len) = self.blocks.pop(key)?;
         self.used -= len;
         metrics().cache_used(self.name, self.used);

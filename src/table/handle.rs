@@ -1,13 +1,16 @@
 //! A shared handle on one table's log and its newest known snapshot.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use object_store::path::Path;
 use roaring::RoaringTreemap;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::damage::Damage;
+use super::footers::FooterCache;
 use super::index::{IndexCache, IndexDef, IndexScan, KeyCodec, Lookup, Probe, segment_location};
 use super::scan::data_file;
 use super::vectors::DeletionVectorCache;
@@ -26,14 +29,25 @@ pub struct TableCaches {
     pub indexes: Arc<IndexCache>,
     /// Parsed deletion vectors.
     pub vectors: Arc<DeletionVectorCache>,
+    /// Parsed Parquet footers of data files (DataFusion's file metadata cache).
+    pub footers: Arc<FooterCache>,
+}
+
+/// The budgets of [`TableCaches`], in bytes (0 keeps nothing).
+#[derive(Debug, Clone, Copy)]
+pub struct CacheBudgets {
+    pub indexes: u64,
+    pub vectors: u64,
+    pub footers: u64,
 }
 
 impl TableCaches {
-    /// Caches of `index_bytes` of index segments and `vector_bytes` of deletion vectors.
-    pub fn new(index_bytes: u64, vector_bytes: u64) -> Self {
+    /// Empty caches within `budgets`.
+    pub fn new(budgets: CacheBudgets) -> Self {
         Self {
-            indexes: Arc::new(IndexCache::new(index_bytes)),
-            vectors: Arc::new(DeletionVectorCache::new(vector_bytes)),
+            indexes: Arc::new(IndexCache::new(budgets.indexes)),
+            vectors: Arc::new(DeletionVectorCache::new(budgets.vectors)),
+            footers: Arc::new(FooterCache::new(budgets.footers)),
         }
     }
 }
@@ -105,6 +119,7 @@ impl TableHandle {
         operation: Operation,
         actions: Vec<Action>,
     ) -> Result<Arc<Snapshot>, TxLogError> {
+        let removed = removed_files(self.log.root(), &actions);
         let committed = match self.log.commit(read, operation, actions).await {
             Ok(committed) => committed,
             Err(e) => {
@@ -115,6 +130,7 @@ impl TableHandle {
             }
         };
         metrics().commit();
+        self.caches.footers.forget_files(&removed);
         self.remember(&committed);
         self.checkpoint_if_due(&committed);
         Ok(committed)
@@ -261,6 +277,27 @@ impl TableHandle {
             *latest = Arc::clone(snapshot);
         }
     }
+}
+
+/// The data files, relative to the store root, that `actions` take out of the table: those
+/// removed and not added again (a new deletion vector removes and re-adds a file).
+fn removed_files(table_root: &Path, actions: &[Action]) -> Vec<Path> {
+    let added: HashSet<&str> = actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Add(add) => Some(add.path.as_str()),
+            _ => None,
+        })
+        .collect();
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Remove(remove) if !added.contains(remove.path.as_str()) => {
+                Path::from_url_path(format!("{table_root}/{}", remove.path)).ok()
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Writes the checkpoint of `snapshot`, keeping tombstones within file retention, then deletes

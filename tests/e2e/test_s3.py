@@ -236,7 +236,7 @@ def test_read_cache_answers_repeat_reads_and_stays_correct_across_commits(tmp_pa
             tiers = {row[0]: row for row in parse_ascii_table(t.ok(
                 "SELECT tier, hits, misses, blocks, used_bytes, capacity_bytes FROM sys.cache "
                 "ORDER BY tier;"))[1]}
-        assert set(tiers) == {"deletion_vectors", "disk", "index", "memory"}, tiers
+        assert set(tiers) == {"deletion_vectors", "disk", "footers", "index", "memory"}, tiers
         disk = tiers["disk"]
         assert int(disk[1]) > 0 and int(disk[2]) > 0, f"the second scan read from disk: {disk}"
         assert int(disk[3]) > 0 and 0 < int(disk[4]) <= 64 * 1024 * 1024, disk

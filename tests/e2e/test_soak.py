@@ -252,7 +252,8 @@ def test_mixed_workload_stays_flat(start_server):
     # Small caches: their filling would hide a leak for most of a short run.
     server = start_server(
         ["--memory-limit", "512MiB", "--column-cache", "64MiB", "--index-cache", "32MiB",
-         "--deletion-vector-cache", "16MiB", "--compaction-interval-ms", "5000"]
+         "--deletion-vector-cache", "16MiB", "--footer-cache", "16MiB",
+         "--compaction-interval-ms", "5000"]
     )
     setup = server.text()
     setup.ok("CREATE DATABASE soak;")
