@@ -25,6 +25,7 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use futures::StreamExt;
 
 use super::TableHandle;
+use super::damage::execute_naming_damage;
 use super::index::{IndexDef, KeyCodec, Probe, table_indexes};
 use super::pruning::scalar_from_json;
 use super::scan::{ParquetScan, live_file, parquet_scan};
@@ -264,7 +265,7 @@ impl KeyChecker {
             partitions: 1,
             rows: None,
         })?;
-        let mut stream = plan.execute(0, context)?;
+        let mut stream = execute_naming_damage(&plan, 0, context)?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let columns = batch.columns().to_vec();

@@ -15,13 +15,19 @@ use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use arrow::error::ArrowError;
 use bytes::Bytes;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::physical_plan::parquet::{
     DefaultParquetFileReaderFactory, ParquetFileReaderFactory,
 };
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use object_store::path::Path;
@@ -160,6 +166,75 @@ pub fn undecodable(location: &Path, row_group: usize, e: ParquetError) -> DataFu
         ))
         .into(),
     }
+}
+
+/// Runs partition `partition` of `plan`, a Parquet scan; when it fails as damaged bytes would
+/// make it fail (the footer read fine, a page does not decode), the files of the partition are
+/// examined and the first damaged one is named instead of the decoder's bare message.
+pub fn execute_naming_damage(
+    plan: &Arc<dyn ExecutionPlan>,
+    partition: usize,
+    context: Arc<TaskContext>,
+) -> Result<SendableRecordBatchStream> {
+    let files = plan
+        .downcast_ref::<DataSourceExec>()
+        .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+        .and_then(|config| {
+            let group = config.file_groups.get(partition)?;
+            let store = context
+                .runtime_env()
+                .object_store(&config.object_store_url)
+                .ok()?;
+            let files: Vec<(Path, u64)> = group
+                .iter()
+                .map(|file| (file.object_meta.location.clone(), file.object_meta.size))
+                .collect();
+            Some((store, files))
+        });
+    let stream = plan.execute(partition, context)?;
+    let Some((store, files)) = files else {
+        return Ok(stream);
+    };
+    let schema = stream.schema();
+    let named = stream.then(move |batch| {
+        let (store, files) = (Arc::clone(&store), files.clone());
+        async move {
+            match batch {
+                Err(e) if may_be_damage(&e) => Err(name_damage(&store, &files).await.unwrap_or(e)),
+                other => other,
+            }
+        }
+    });
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, named)))
+}
+
+/// Whether `e` is the Parquet decoder failing on the bytes it was given.
+fn may_be_damage(e: &DataFusionError) -> bool {
+    match e.find_root() {
+        DataFusionError::ParquetError(e) => !store_failed(e),
+        DataFusionError::ArrowError(e, _) => matches!(e.as_ref(), ArrowError::ParquetError(_)),
+        _ => false,
+    }
+}
+
+/// The error for the first of `files` that is damaged, if any is.
+async fn name_damage(
+    store: &Arc<dyn ObjectStore>,
+    files: &[(Path, u64)],
+) -> Option<DataFusionError> {
+    for (location, size) in files {
+        let problem = match examine(store, location, *size).await {
+            Some(problem) => Some(problem),
+            None => undecodable_file(store, location, *size)
+                .await
+                .ok()
+                .flatten(),
+        };
+        if let Some(problem) = problem {
+            return Some(TableError::Damaged(Damage::at(location, problem)).into());
+        }
+    }
+    None
 }
 
 /// Runs `decode` over a data file's bytes; a panic of the Parquet reader becomes a decode error

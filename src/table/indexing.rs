@@ -21,6 +21,7 @@ use serde_json::json;
 
 use super::TableHandle;
 use super::constraints::key_text;
+use super::damage::execute_naming_damage;
 use super::datafile::upload_segment;
 use super::error::external;
 use super::index::{IndexDef, KeyCodec, table_indexes, with_indexes};
@@ -165,7 +166,9 @@ async fn key_columns(
         partitions: 1,
         rows: None,
     })?;
-    let batches: Vec<RecordBatch> = plan.execute(0, Arc::clone(context))?.try_collect().await?;
+    let batches: Vec<RecordBatch> = execute_naming_damage(&plan, 0, Arc::clone(context))?
+        .try_collect()
+        .await?;
     (0..columns.len())
         .map(|c| {
             let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();

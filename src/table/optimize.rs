@@ -39,6 +39,7 @@ use roaring::RoaringTreemap;
 use serde_json::json;
 
 use super::TableHandle;
+use super::damage::execute_naming_damage;
 use super::datafile::DataFilesWriter;
 use super::error::external;
 use super::mutation::{deletion_vectors_enabled, loose_stats};
@@ -175,7 +176,8 @@ pub async fn optimize(
             let mut read = Vec::with_capacity(files.len());
             for file in files {
                 let before = output.files.rows();
-                let mut rows = scan(vec![file], None)?.execute(0, Arc::clone(&context))?;
+                let mut rows =
+                    execute_naming_damage(&scan(vec![file], None)?, 0, Arc::clone(&context))?;
                 while let Some(batch) = rows.try_next().await? {
                     output.write(&batch).await?;
                 }
@@ -565,7 +567,7 @@ async fn sample_columns(
     let stride = rows.div_ceil(SAMPLE_ROWS).max(1);
     let mut sample: Vec<Vec<ArrayRef>> = vec![Vec::new(); plan.schema().fields().len()];
     let mut seen = 0usize;
-    let mut batches = plan.execute(0, Arc::clone(context))?;
+    let mut batches = execute_naming_damage(&plan, 0, Arc::clone(context))?;
     while let Some(batch) = batches.try_next().await? {
         let first = (stride - seen % stride) % stride;
         let picked = UInt32Array::from_iter_values(

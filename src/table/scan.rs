@@ -35,7 +35,7 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use roaring::RoaringTreemap;
 
 use super::TableHandle;
-use super::damage::DamageChecking;
+use super::damage::{DamageChecking, execute_naming_damage};
 use super::error::external;
 use crate::metrics::metrics;
 use crate::storage::parquet::read_footer;
@@ -219,7 +219,7 @@ impl ExecutionPlan for DeltaScanExec {
                 (counts.in_snapshot - counts.after_stats) as u64,
             );
         }
-        self.input.execute(partition, context)
+        execute_naming_damage(&self.input, partition, context)
     }
 }
 
