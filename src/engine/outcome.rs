@@ -67,6 +67,8 @@ pub enum Listing {
     },
     /// A table MiniDB computes itself: OPTIMIZE's figures, DESCRIBE HISTORY.
     Report,
+    /// SQL statements, one per row (SHOW CREATE TABLE).
+    Statements,
 }
 
 impl Outcome {
@@ -87,12 +89,15 @@ impl Outcome {
         Outcome::Listing(listing, batch)
     }
 
-    /// The schema of a DESCRIBE listing.
+    /// The schema of a DESCRIBE listing: `column_key` is `PRI` for a primary key column, `UNI`
+    /// for a column UNIQUE alone, NULL otherwise.
     pub(crate) fn columns_schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new("column_name", DataType::Utf8, false),
             Field::new("data_type", DataType::Utf8, false),
             Field::new("is_nullable", DataType::Utf8, false),
+            Field::new("column_key", DataType::Utf8, true),
+            Field::new("column_default", DataType::Utf8, true),
         ]))
     }
 

@@ -44,9 +44,15 @@ pub const DEFAULT_LOG_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Prefix of the properties MiniDB manages itself.
 const RESERVED_PREFIX: &str = "minidb.";
 
+/// Whether MiniDB keeps one of its own declarations (keys, defaults, indexes, partitioning…)
+/// in the table property `key`, which SQL sets by other means.
+pub fn is_managed(key: &str) -> bool {
+    key.starts_with(RESERVED_PREFIX)
+}
+
 /// Checks that `key` may be set to `value`; the error says why not.
 pub fn check(key: &str, value: &str) -> Result<(), String> {
-    if key.starts_with(RESERVED_PREFIX) {
+    if is_managed(key) {
         return Err(format!(
             "table property {key} is managed by MiniDB (constraints and indexes are declared with SQL)"
         ));

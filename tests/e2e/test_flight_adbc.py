@@ -128,12 +128,14 @@ def test_describe_via_cursor(conn):
         make_items(cur)
         t = run(cur, "DESCRIBE items")
         rows = [tuple(r.values()) for r in t.to_pylist()]
+        assert t.column_names == [
+            "column_name", "data_type", "is_nullable", "column_key", "column_default"]
         assert rows[:5] == [
-            ("id", "INT", "NO"),
-            ("name", "VARCHAR(40)", "YES"),
-            ("price", "DECIMAL(10,2)", "YES"),
-            ("sold", "DATE", "YES"),
-            ("at", "TIMESTAMP", "YES"),
+            ("id", "INT", "NO", None, None),
+            ("name", "VARCHAR(40)", "YES", None, None),
+            ("price", "DECIMAL(10,2)", "YES", None, None),
+            ("sold", "DATE", "YES", None, None),
+            ("at", "TIMESTAMP", "YES", None, None),
         ]
         assert len(rows) == 12
         assert run(cur, "SHOW COLUMNS FROM items").to_pylist() == t.to_pylist()

@@ -243,3 +243,48 @@ def test_unnamed_subquery_columns_are_named_by_their_text(text):
         "(SELECT max(b) FROM sq)",
     ]
     assert rows == [["1", "0", "20"], ["2", "1", "20"]]
+
+
+def test_show_create_table_recreates_the_table_on_both_protocols(server, text):
+    """SHOW CREATE TABLE prints runnable statements over :7205 (one per line, each ending in a
+    semicolon) and answers them as rows over Flight SQL; running them after a DROP gives a table
+    that describes itself the same way, with its rows' rules (key, default, length) intact."""
+    assert text.query("CREATE DATABASE shop;") == "Database created: shop"
+    text.ok("CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, customer VARCHAR(30) NOT NULL, "
+            "status VARCHAR DEFAULT 'new', total DECIMAL(12,2), \"Note\" TEXT) "
+            "PARTITION BY RANGE (id) (PARTITION a VALUES LESS THAN (100), "
+            "PARTITION b VALUES LESS THAN (MAXVALUE)) "
+            "TBLPROPERTIES ('delta.targetFileSize' = '1048576');")
+    text.ok("CREATE UNIQUE INDEX orders_customer ON shop.orders (customer);")
+    shown = text.query("SHOW CREATE TABLE shop.orders;")
+    assert shown == (
+        "CREATE TABLE shop.orders (id BIGINT, customer VARCHAR(30) NOT NULL, "
+        "status VARCHAR DEFAULT 'new', total DECIMAL(12,2), \"Note\" VARCHAR, PRIMARY KEY (id)) "
+        "PARTITION BY RANGE (id) (PARTITION a VALUES LESS THAN (100), "
+        "PARTITION b VALUES LESS THAN (MAXVALUE)) "
+        "TBLPROPERTIES ('delta.targetFileSize' = '1048576');\n"
+        "CREATE UNIQUE INDEX orders_customer ON shop.orders (customer);"
+    )
+    described = text.query("DESCRIBE shop.orders;")
+
+    conn = server.adbc()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW CREATE TABLE shop.orders")
+            table = cur.fetch_arrow_table()
+            assert table.column_names == ["statement"]
+            statements = table.column("statement").to_pylist()
+            assert [f"{s};" for s in statements] == shown.split("\n")
+            cur.execute("DROP TABLE shop.orders")
+            for statement in statements:
+                cur.execute(statement)
+            cur.execute("SHOW CREATE TABLE shop.orders")
+            assert cur.fetch_arrow_table().column("statement").to_pylist() == statements
+    finally:
+        conn.close()
+    assert text.query("DESCRIBE shop.orders;") == described
+    text.ok("INSERT INTO shop.orders (id, customer) VALUES (1, 'ann');")
+    assert parse_ascii_table(text.ok("SELECT status FROM shop.orders;"))[1] == [["new"]]
+    assert "duplicate key" in text.query("INSERT INTO shop.orders (id, customer) VALUES (1, 'bo');")
+    assert "UNIQUE INDEX orders_customer" in text.query(
+        "INSERT INTO shop.orders (id, customer) VALUES (2, 'ann');")

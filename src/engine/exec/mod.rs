@@ -3,6 +3,7 @@
 //! transactions, session settings, DML and queries.
 
 mod database;
+mod declaration;
 mod dml;
 mod history;
 mod index;
@@ -60,6 +61,7 @@ impl Engine {
                 self.drop_views(session, names, if_exists).await
             }
             Statement::Describe(name) => self.describe(session, name).await,
+            Statement::ShowCreateTable(name) => self.show_create_table(session, name).await,
             Statement::CreateIndex {
                 name,
                 table,

@@ -1,6 +1,7 @@
 //! `CREATE TABLE` (its columns, keys, defaults, partitioning and TBLPROPERTIES), `ALTER TABLE`,
 //! `DROP TABLE` and `DESCRIBE`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray};
@@ -8,6 +9,7 @@ use arrow::datatypes::{Field, Schema};
 use datafusion::common::DFSchema;
 use datafusion::sql::sqlparser::ast::{self, ColumnOption};
 
+use super::declaration::declared;
 use super::{Engine, EngineError, Outcome, Session, drop_outcome};
 use crate::catalog::{CatalogError, column_type_name};
 use crate::engine::Listing;
@@ -211,8 +213,24 @@ impl Engine {
         session: &Session,
         name: TableName,
     ) -> Result<Outcome, EngineError> {
+        let mut keys: HashMap<String, &str> = HashMap::new();
+        let mut defaults: HashMap<String, String> = HashMap::new();
         let (database, schema) = match self.named_table(session, &name).await {
-            Ok((database, handle)) => (database, Arc::clone(handle.cached().schema())),
+            Ok((database, handle)) => {
+                let snapshot = handle.cached();
+                let unique: Vec<Vec<String>> =
+                    declared(&snapshot, UNIQUE_PROPERTY)?.unwrap_or_default();
+                for key in unique {
+                    if let [column] = key.as_slice() {
+                        keys.insert(column.clone(), "UNI");
+                    }
+                }
+                let primary_key: Vec<String> =
+                    declared(&snapshot, PRIMARY_KEY_PROPERTY)?.unwrap_or_default();
+                keys.extend(primary_key.into_iter().map(|column| (column, "PRI")));
+                defaults = declared(&snapshot, DEFAULTS_PROPERTY)?.unwrap_or_default();
+                (database, Arc::clone(snapshot.schema()))
+            }
             Err(e) => {
                 // A view's columns are those its query returns.
                 let database = session.database_or_current(name.database.clone());
@@ -239,6 +257,12 @@ impl Engine {
                     fields
                         .iter()
                         .map(|f| if f.is_nullable() { "YES" } else { "NO" }),
+                )),
+                Arc::new(StringArray::from_iter(
+                    fields.iter().map(|f| keys.get(f.name()).copied()),
+                )),
+                Arc::new(StringArray::from_iter(
+                    fields.iter().map(|f| defaults.get(f.name()).cloned()),
                 )),
             ],
         )

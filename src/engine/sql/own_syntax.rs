@@ -140,6 +140,12 @@ fn show(cursor: &mut Cursor<'_>) -> Result<Option<Statement>, EngineError> {
     if cursor.word("statement_timeout") {
         return Ok(Some(Statement::ShowStatementTimeout));
     }
+    if cursor.keyword(CREATE) {
+        if !(cursor.keyword(TABLE) || cursor.keyword(VIEW)) {
+            return Err(syntax("expected SHOW CREATE TABLE table".into()));
+        }
+        return Ok(Some(Statement::ShowCreateTable(cursor.table_name()?)));
+    }
     if cursor.keyword(DATABASES) || cursor.keyword(SCHEMAS) {
         return Ok(Some(Statement::ShowDatabases));
     }

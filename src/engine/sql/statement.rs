@@ -43,6 +43,8 @@ pub enum Statement {
     },
     /// `DESCRIBE t`, `SHOW COLUMNS FROM t`.
     Describe(TableName),
+    /// `SHOW CREATE TABLE t` (a view too).
+    ShowCreateTable(TableName),
     CreateIndex {
         name: String,
         table: TableName,
@@ -226,6 +228,7 @@ impl Statement {
             Statement::ShowDatabases
             | Statement::ShowTables(_)
             | Statement::Describe(_)
+            | Statement::ShowCreateTable(_)
             | Statement::ShowIndexes(_)
             | Statement::ShowStatementTimeout => Answer::Listing,
             Statement::Optimize { .. } => Answer::Report(Outcome::optimize_schema()),

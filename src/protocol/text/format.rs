@@ -53,6 +53,11 @@ pub fn listing(listing: &Listing, batch: &RecordBatch) -> Result<String, ArrowEr
             &names()?,
             "(no tables left)",
         ),
+        Listing::Statements => names()?
+            .iter()
+            .map(|statement| format!("{statement};"))
+            .collect::<Vec<_>>()
+            .join("\n"),
         Listing::Columns { .. } | Listing::Indexes { .. } | Listing::Report => {
             let rows = cells(batch)?;
             let mut table = AsciiTable::new(batch, &rows);
