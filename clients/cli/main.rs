@@ -93,6 +93,7 @@ enum Ran {
 
 /// Why a statement has no answer to print.
 enum Stop {
+    /// The error line to print: `ERROR <SQLSTATE>: <message>`.
     Failed(String),
     Interrupted,
 }
@@ -191,7 +192,7 @@ async fn connect(args: &Args) -> Result<Shell, String> {
         client
             .execute(format!("USE {database}"), None)
             .await
-            .map_err(|e| message(&e))?;
+            .map_err(|e| error_line(&e))?;
         client.set_header(DATABASE_HEADER, database.clone());
     }
     Ok(Shell {
@@ -404,12 +405,12 @@ impl Shell {
                 }
                 Ran::Ok
             }
-            Err(Stop::Failed(e)) => {
-                eprintln!("ERROR: {e}");
+            Err(Stop::Failed(line)) => {
+                eprintln!("{line}");
                 Ran::Failed
             }
             Err(Stop::Interrupted) => {
-                eprintln!("ERROR: canceling statement due to user request");
+                eprintln!("ERROR 57014: canceling statement due to user request");
                 Ran::Interrupted
             }
         };
@@ -433,13 +434,13 @@ impl Shell {
     async fn answer(&mut self, sql: &str) -> Result<String, Stop> {
         let call = self.client.execute(sql.to_string(), None);
         let info = match Self::race(&self.interrupts, call).await {
-            Raced::Done(info) => info.map_err(|e| Stop::Failed(message(&e)))?,
+            Raced::Done(info) => info.map_err(|e| Stop::Failed(error_line(&e)))?,
             Raced::Interrupted => return Err(Stop::Interrupted),
         };
         let schema = info
             .clone()
             .try_decode_schema()
-            .map_err(|e| Stop::Failed(message(&e.into())))?;
+            .map_err(|e| Stop::Failed(error_line(&e.into())))?;
         if schema.fields().is_empty() {
             // A statement without rows ran at GetFlightInfo; its count is in total_records.
             return Ok(match info.total_records {
@@ -449,7 +450,7 @@ impl Shell {
         }
         let fetch = fetch(&mut self.client, &info);
         let batches = match Self::race(&self.interrupts, fetch).await {
-            Raced::Done(batches) => batches.map_err(|e| Stop::Failed(message(&e)))?,
+            Raced::Done(batches) => batches.map_err(|e| Stop::Failed(error_line(&e)))?,
             Raced::Interrupted => {
                 let request = CancelFlightInfoRequest::new(info);
                 let action = Action::new("CancelFlightInfo", request.encode_to_vec());
@@ -466,7 +467,7 @@ impl Shell {
         // NULL is spelled out, as over :7205, so `[NULL]` and `[]` differ.
         let options = FormatOptions::default().with_null("NULL");
         let table = pretty_format_batches_with_options(&batches, &options)
-            .map_err(|e| Stop::Failed(e.to_string()))?;
+            .map_err(|e| Stop::Failed(format!("ERROR: {e}")))?;
         Ok(format!(
             "{table}\n({rows} row{})",
             if rows == 1 { "" } else { "s" }
@@ -490,12 +491,20 @@ async fn fetch(
     Ok(batches)
 }
 
-/// The server's message of a failed call, without transport noise.
-fn message(error: &FlightError) -> String {
+/// The line that reports a failed call: `ERROR <SQLSTATE>: <the server's message>`, without
+/// transport noise (`ERROR: …` when the server sent no code).
+fn error_line(error: &FlightError) -> String {
     match error {
-        FlightError::Tonic(status) => status.message().to_string(),
-        FlightError::Arrow(arrow::error::ArrowError::IpcError(text)) => text.clone(),
-        other => other.to_string(),
+        FlightError::Tonic(status) => match status.metadata().get("sqlstate") {
+            Some(code) => format!(
+                "ERROR {}: {}",
+                code.to_str().unwrap_or_default(),
+                status.message()
+            ),
+            None => format!("ERROR: {}", status.message()),
+        },
+        FlightError::Arrow(arrow::error::ArrowError::IpcError(text)) => format!("ERROR: {text}"),
+        other => format!("ERROR: {other}"),
     }
 }
 

@@ -29,6 +29,7 @@ pub(crate) mod running;
 mod selectivity;
 mod session;
 mod sql;
+mod sqlstate;
 mod types;
 mod wording;
 
@@ -41,6 +42,10 @@ pub use outcome::{Listing, Outcome};
 pub use running::{AdmissionLimits, parse_duration};
 pub use session::Session;
 pub use sql::parameters;
+pub use sqlstate::{
+    FEATURE_NOT_SUPPORTED, INVALID_AUTHORIZATION, INVALID_PASSWORD, PROGRAM_LIMIT_EXCEEDED,
+    SYNTAX_ERROR, TOO_MANY_CONNECTIONS,
+};
 
 // Names and types of the layers below that are part of the engine's API.
 pub use crate::catalog::{CATALOG_NAME, CompactionRun, DEFAULT_DATABASE, SYSTEM_DATABASE};

@@ -144,14 +144,14 @@ def test_flightsql_dbapi_logs_in(secured):
 def test_text_protocol_requires_login(secured):
     with secured.text() as c:
         assert "LOGIN" in c.greeting
-        assert c.query("SELECT 1;").startswith("ERROR: authentication required")
-        assert c.query("LOGIN alice;").startswith("ERROR: usage")
-        assert c.query("LOGIN alice wrong;") == "ERROR: invalid user name or password"
+        assert c.query("SELECT 1;").startswith("ERROR 28000: authentication required")
+        assert c.query("LOGIN alice;").startswith("ERROR 42601: usage")
+        assert c.query("LOGIN alice wrong;") == "ERROR 28P01: invalid user name or password"
         assert c.query("LOGIN alice 'secret1';") == "Logged in as alice"
         assert "2" in c.ok("SELECT 1 + 1;")
     with secured.text() as c:
         for _ in range(2):
-            assert c.query("LOGIN bob nope;").startswith("ERROR: invalid")
+            assert c.query("LOGIN bob nope;").startswith("ERROR 28P01: invalid")
         c.send_raw(b"LOGIN bob nope;\n")
         assert b"too many failed logins" in c.read_to_eof()
 
@@ -185,7 +185,7 @@ def test_sys_queries_names_the_user_on_both_protocols(secured):
 
 
 def test_login_on_a_server_without_users_says_so(server, text):
-    assert text.query("LOGIN alice secret1;") == "ERROR: authentication is not enabled on this server"
+    assert text.query("LOGIN alice secret1;") == "ERROR 0A000: authentication is not enabled on this server"
 
 
 def test_grpc_over_tls(tmp_path, users_file):

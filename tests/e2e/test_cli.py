@@ -66,7 +66,7 @@ def test_piped_input_errors_and_exit_codes(server):
     done = cli(server, stdin="SELECT 1 AS one;\nSELECT * FROM missing;\nSELECT 2 AS two;\n")
     assert done.returncode == 1
     assert "| one |" in done.stdout and "| two |" in done.stdout
-    assert "ERROR:" in done.stderr and "missing" in done.stderr
+    assert "ERROR 42P01: table 'default.missing' does not exist" in done.stderr, done.stderr
     assert "transport" not in done.stderr
     unreachable = subprocess.run([CLI, "--port", "1", "-c", "SELECT 1"], capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 2 and "cannot connect" in unreachable.stderr
@@ -157,7 +157,7 @@ def test_ctrl_c_cancels_the_running_statement_and_twice_at_the_prompt_quits(serv
         wait_until_busy(server.proc.pid)
         pressed = time.monotonic()
         terminal.type("\x03")
-        terminal.read_until(b"ERROR: canceling statement due to user request", timeout=5)
+        terminal.read_until(b"ERROR 57014: canceling statement due to user request", timeout=5)
         terminal.read_until(b"SQL> ", timeout=5)
         assert time.monotonic() - pressed < 1.0
         # The server stopped computing, not only the client waiting.

@@ -85,23 +85,23 @@ def test_a_damaged_data_file_is_named_refused_by_optimize_and_removed_by_fsck(se
 
     with server.text() as text:
         answer = text.query("SELECT count(*), sum(id) FROM t;")
-        assert answer.startswith(f"ERROR: data file '{damaged}' of table default.t "), answer
+        assert answer.startswith(f"ERROR XX001: data file '{damaged}' of table default.t "), answer
         assert problem in answer, answer
         assert "FSCK REPAIR TABLE default.t removes it (and its rows) from the table" in answer
         assert rows(text, "SELECT x FROM other;") == [["7"]]
         # OPTIMIZE reads past the column cache, with DataFusion's Parquet reader: it names the
         # file too.
         optimize = text.query("OPTIMIZE t;")
-        assert optimize.startswith(f"ERROR: data file '{damaged}' of table default.t "), optimize
+        assert optimize.startswith(f"ERROR XX001: data file '{damaged}' of table default.t "), optimize
         assert problem in optimize, optimize
         delete = text.query("DELETE FROM t WHERE id % 7 = 100;")
-        assert delete.startswith(f"ERROR: data file '{damaged}' of table default.t "), delete
+        assert delete.startswith(f"ERROR XX001: data file '{damaged}' of table default.t "), delete
         assert rows(text, "SELECT version FROM sys.table_metadata WHERE table_name = 't';") == [["2"]]
 
         report = rows(text, "FSCK REPAIR TABLE t DRY RUN;")
         assert len(report) == 1 and report[0][0] == damaged and report[0][2] == "would remove"
         assert problem in report[0][1]
-        assert text.query("SELECT sum(id), max(s) FROM t;").startswith("ERROR: data file")
+        assert text.query("SELECT sum(id), max(s) FROM t;").startswith("ERROR XX001: data file")
 
         report = rows(text, "FSCK REPAIR TABLE t;")
         assert [r[0] for r in report] == [damaged] and report[0][2] == "removed"
@@ -148,7 +148,7 @@ def test_a_damaged_deletion_vector_names_its_data_file(server, damage):
 
     with server.text() as text:
         answer = text.query("SELECT id FROM t;")
-        assert answer.startswith(f"ERROR: data file '{first}' of table default.t {problem}"), answer
+        assert answer.startswith(f"ERROR XX001: data file '{first}' of table default.t {problem}"), answer
         assert rows(text, "FSCK REPAIR TABLE t DRY RUN;") == [[first, problem, "would remove"]]
         assert rows(text, "FSCK REPAIR TABLE t;") == [[first, problem, "removed"]]
         assert rows(text, "SELECT id FROM t;") == [["4"]]
@@ -211,7 +211,7 @@ def test_a_damaged_newest_commit_is_set_aside_by_fsck(server):
     with server.text() as text:
         for sql in ("SELECT * FROM t;", "OPTIMIZE t;", "VACUUM t;"):
             answer = text.query(sql)
-            assert answer.startswith(f"ERROR: corrupt Delta log at 'default/t/_delta_log/{commit.name}'"), answer
+            assert answer.startswith(f"ERROR XX001: corrupt Delta log at 'default/t/_delta_log/{commit.name}'"), answer
             assert "FSCK REPAIR TABLE sets a damaged newest commit aside" in answer, answer
         report = rows(text, "FSCK REPAIR TABLE t DRY RUN;")
         assert [r[0] for r in report] == [f"_delta_log/{commit.name}"]
@@ -243,11 +243,11 @@ def test_a_damaged_earlier_commit_cannot_be_repaired_and_says_so(server):
     with server.text() as text:
         for sql in ("SELECT * FROM t;", "OPTIMIZE t;", "VACUUM t;"):
             answer = text.query(sql)
-            assert answer.startswith(f"ERROR: corrupt Delta log at 'default/t/_delta_log/{commit.name}'"), answer
+            assert answer.startswith(f"ERROR XX001: corrupt Delta log at 'default/t/_delta_log/{commit.name}'"), answer
             assert "an earlier one must be restored from a copy of the table" in answer, answer
         report = rows(text, "FSCK REPAIR TABLE t;")
         assert [(r[0], r[2]) for r in report] == [
             (f"_delta_log/{commit.name}", "kept: later commits build on it; restore it from a copy of the table")
         ]
-        assert text.query("SELECT * FROM t;").startswith("ERROR: corrupt Delta log")
+        assert text.query("SELECT * FROM t;").startswith("ERROR XX001: corrupt Delta log")
     assert commit.stat().st_size == 40

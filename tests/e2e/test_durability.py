@@ -247,7 +247,7 @@ def test_a_corrupt_table_fails_alone_and_system_tables_name_it(server):
     with server.text() as text:
         answer = text.query("SELECT * FROM broken;")
         assert answer.startswith(
-            "ERROR: corrupt Delta log at 'default/broken/_delta_log/00000000000000000002.json'"
+            "ERROR XX001: corrupt Delta log at 'default/broken/_delta_log/00000000000000000002.json'"
         ), answer
         assert parse_ascii_table(text.query("SELECT x FROM fine;"))[1] == [["7"]]
         header, rows = parse_ascii_table(

@@ -15,64 +15,65 @@ SETUP = [
     "INSERT INTO shop.orders VALUES (1, 2, 'a');",
 ]
 
-#: (statement, message, gRPC status as ADBC reports it). A message ending in `…` is a prefix.
+#: (statement, message, gRPC status as ADBC reports it, SQLSTATE). A message ending in `…` is a
+#: prefix.
 MISTAKES = [
     ("SELEC * FROM shop.orders",
      "syntax error at line 1, column 1: expected an SQL statement, found SELEC\nSELEC * FROM shop.orders\n^",
-     "INVALID_ARGUMENT"),
+     "INVALID_ARGUMENT", "42601"),
     ("SELECT 1 FROM",
      "syntax error at line 1, column 14: expected identifier, found the end of the statement\nSELECT 1 FROM\n             ^",
-     "INVALID_ARGUMENT"),
+     "INVALID_ARGUMENT", "42601"),
     ("SELECT 'unterminated",
      "syntax error at line 1, column 8: unterminated string literal\nSELECT 'unterminated\n       ^",
-     "INVALID_ARGUMENT"),
+     "INVALID_ARGUMENT", "42601"),
     ("CREATE TABLE 1bad (id INT)",
      "syntax error at line 1, column 14: expected identifier, found 1\nCREATE TABLE 1bad (id INT)\n             ^",
-     "INVALID_ARGUMENT"),
-    ("SELECT 1/0", "division by zero", "INVALID_ARGUMENT"),
-    ("SELECT * FROM shop.ordrs", "table 'shop.ordrs' does not exist", "NOT_FOUND"),
-    ("SELECT * FROM nosuchdb.t", "table 'nosuchdb.t' does not exist", "NOT_FOUND"),
-    ("DROP TABLE shop.nothing", "table 'shop.nothing' does not exist", "NOT_FOUND"),
-    ("USE nosuchdb", "database 'nosuchdb' does not exist", "NOT_FOUND"),
-    ("SELECT nope FROM shop.orders", "column 'nope' does not exist (did you mean 'note'?)", "INVALID_ARGUMENT"),
+     "INVALID_ARGUMENT", "42601"),
+    ("SELECT 1/0", "division by zero", "INVALID_ARGUMENT", "22012"),
+    ("SELECT * FROM shop.ordrs", "table 'shop.ordrs' does not exist", "NOT_FOUND", "42P01"),
+    ("SELECT * FROM nosuchdb.t", "table 'nosuchdb.t' does not exist", "NOT_FOUND", "42P01"),
+    ("DROP TABLE shop.nothing", "table 'shop.nothing' does not exist", "NOT_FOUND", "42P01"),
+    ("USE nosuchdb", "database 'nosuchdb' does not exist", "NOT_FOUND", "3D000"),
+    ("SELECT nope FROM shop.orders", "column 'nope' does not exist (did you mean 'note'?)", "INVALID_ARGUMENT", "42703"),
     ("DELETE FROM shop.orders WHERE nope = 1", "column 'nope' does not exist (did you mean 'note'?)",
-     "INVALID_ARGUMENT"),
+     "INVALID_ARGUMENT", "42703"),
     ("INSERT INTO shop.orders (id, nope) VALUES (9, 1)", "column 'nope' does not exist (did you mean 'note'?)",
-     "INVALID_ARGUMENT"),
-    ("SELECT nosuchfn(1)", "function 'nosuchfn' does not exist…", "INVALID_ARGUMENT"),
+     "INVALID_ARGUMENT", "42703"),
+    ("SELECT nosuchfn(1)", "function 'nosuchfn' does not exist…", "INVALID_ARGUMENT", "42883"),
     ("SELECT sum(note) FROM shop.orders",
-     "function sum(VARCHAR) does not exist: no form of sum takes VARCHAR arguments", "INVALID_ARGUMENT"),
-    ("SELECT 'a' + 1", "cannot coerce arithmetic expression VARCHAR + BIGINT to valid types", "INVALID_ARGUMENT"),
+     "function sum(VARCHAR) does not exist: no form of sum takes VARCHAR arguments", "INVALID_ARGUMENT", "42883"),
+    ("SELECT 'a' + 1", "cannot coerce arithmetic expression VARCHAR + BIGINT to valid types", "INVALID_ARGUMENT", "42883"),
     ("SELECT id FROM shop.orders GROUP BY qty",
-     "column 'id' must appear in the GROUP BY clause or be used in an aggregate function", "INVALID_ARGUMENT"),
-    ("SELECT CAST('x' AS BIGINT)", "invalid value 'x' for BIGINT", "INVALID_ARGUMENT"),
-    ("SELECT * FROM shop.orders WHERE id = 'abc'", "invalid value 'abc' for INT", "INVALID_ARGUMENT"),
-    ("SELECT DATE '2024-13-45'", "invalid value '2024-13-45' for DATE", "INVALID_ARGUMENT"),
+     "column 'id' must appear in the GROUP BY clause or be used in an aggregate function", "INVALID_ARGUMENT", "42803"),
+    ("SELECT CAST('x' AS BIGINT)", "invalid value 'x' for BIGINT", "INVALID_ARGUMENT", "22P02"),
+    ("SELECT * FROM shop.orders WHERE id = 'abc'", "invalid value 'abc' for INT", "INVALID_ARGUMENT", "22P02"),
+    ("SELECT DATE '2024-13-45'", "invalid value '2024-13-45' for DATE", "INVALID_ARGUMENT", "22P02"),
     ("INSERT INTO shop.orders VALUES (1, 3, 'b')", "duplicate key violates PRIMARY KEY (id): (1) already exists",
-     "INVALID_ARGUMENT"),
+     "INVALID_ARGUMENT", "23505"),
     ("INSERT INTO shop.orders VALUES (2, NULL, 'b')", "column 'qty' is NOT NULL: NULL not allowed",
-     "INVALID_ARGUMENT"),
-    ("INSERT INTO shop.orders VALUES ('x', 1, 'c')", "value x does not fit column 'id' (INT)", "INVALID_ARGUMENT"),
+     "INVALID_ARGUMENT", "23502"),
+    ("INSERT INTO shop.orders VALUES ('x', 1, 'c')", "value x does not fit column 'id' (INT)", "INVALID_ARGUMENT", "22P02"),
     ("INSERT INTO shop.orders VALUES (3, 1, 'toolongvalue')",
-     "value 'toolongvalue' is too long for column 'note' (VARCHAR(5)): 12 characters", "INVALID_ARGUMENT"),
-    ("UPDATE shop.orders SET qty = 'many'", "value many does not fit column 'qty' (INT)", "INVALID_ARGUMENT"),
-    ("CREATE TABLE shop.orders (id INT)", "table 'shop.orders' already exists", "ALREADY_EXISTS"),
-    ("CREATE DATABASE shop", "database 'shop' already exists", "ALREADY_EXISTS"),
-    ("CREATE TABLE shop.bad (id INTEGR)", "not supported: column type INTEGR", "NOT_IMPLEMENTED"),
+     "value 'toolongvalue' is too long for column 'note' (VARCHAR(5)): 12 characters", "INVALID_ARGUMENT", "22001"),
+    ("UPDATE shop.orders SET qty = 'many'", "value many does not fit column 'qty' (INT)", "INVALID_ARGUMENT", "22P02"),
+    ("CREATE TABLE shop.orders (id INT)", "table 'shop.orders' already exists", "ALREADY_EXISTS", "42P07"),
+    ("CREATE DATABASE shop", "database 'shop' already exists", "ALREADY_EXISTS", "42P04"),
+    ("CREATE TABLE shop.bad (id INTEGR)", "not supported: column type INTEGR", "NOT_IMPLEMENTED", "0A000"),
     ("INSERT INTO shop.orders (id, qty) VALUES (5, 1) ON CONFLICT DO NOTHING",
-     "not supported: INSERT … ON CONFLICT", "NOT_IMPLEMENTED"),
+     "not supported: INSERT … ON CONFLICT", "NOT_IMPLEMENTED", "0A000"),
     ("ALTER TABLE shop.orders DROP COLUMN qty",
      "not supported: ALTER TABLE shop.orders DROP COLUMN qty (ALTER TABLE supports SET TBLPROPERTIES only)",
-     "NOT_IMPLEMENTED"),
+     "NOT_IMPLEMENTED", "0A000"),
     ("SELECT * FROM shop.orders VERSION AS OF 99", "table 'shop.orders' has no version 99: versions 0 to 1",
-     "NOT_FOUND"),
+     "NOT_FOUND", "22023"),
     ("CREATE INDEX i ON shop.orders (nope)", "cannot create index i on orders: column 'nope' does not exist",
-     "INVALID_ARGUMENT"),
-    ("CANCEL QUERY 99999", "no running statement has query_id 99999 (sys.queries lists them)", "INVALID_ARGUMENT"),
+     "INVALID_ARGUMENT", "42703"),
+    ("CANCEL QUERY 99999", "no running statement has query_id 99999 (sys.queries lists them)", "INVALID_ARGUMENT", "42000"),
     ("INSERT INTO sys.db_metadata VALUES ('x', 1)",
-     "'sys.db_metadata' is a system table: it can be read, not changed", "INVALID_ARGUMENT"),
-    ("DROP DATABASE default", "the default database cannot be dropped", "INVALID_ARGUMENT"),
-    ("SELECT * FROM shop.orders LIMIT -1", "LIMIT must be >= 0, '-1' was provided", "INVALID_ARGUMENT"),
+     "'sys.db_metadata' is a system table: it can be read, not changed", "INVALID_ARGUMENT", "42501"),
+    ("DROP DATABASE default", "the default database cannot be dropped", "INVALID_ARGUMENT", "42000"),
+    ("SELECT * FROM shop.orders LIMIT -1", "LIMIT must be >= 0, '-1' was provided", "INVALID_ARGUMENT", "42000"),
 ]
 
 #: What never reaches a user: engine error categories, Arrow type names, debug formatting.
@@ -107,8 +108,8 @@ def shop(tmp_path_factory, request):
         server.stop()
 
 
-@pytest.mark.parametrize("sql,expected,status", MISTAKES, ids=[m[0][:40] for m in MISTAKES])
-def test_a_mistake_is_answered_in_the_users_words_on_both_protocols(shop, sql, expected, status):
+@pytest.mark.parametrize("sql,expected,status,sqlstate", MISTAKES, ids=[m[0][:40] for m in MISTAKES])
+def test_a_mistake_is_answered_in_the_users_words_on_both_protocols(shop, sql, expected, status, sqlstate):
     answer = ""
     # Over :7205 an open quote continues the statement onto the next line instead.
     if sql.count("'") % 2 == 0:
@@ -117,8 +118,8 @@ def test_a_mistake_is_answered_in_the_users_words_on_both_protocols(shop, sql, e
             answer = text.query(sql + ";").rstrip("\n")
         finally:
             text.close()
-        assert answer.startswith("ERROR: "), answer
-        assert matches(answer[len("ERROR: "):], expected), answer
+        assert answer.startswith(f"ERROR {sqlstate}: "), answer
+        assert matches(answer[len(f"ERROR {sqlstate}: "):], expected), answer
 
     conn = shop.adbc()
     try:
@@ -132,6 +133,7 @@ def test_a_mistake_is_answered_in_the_users_words_on_both_protocols(shop, sql, e
     assert reported.startswith(f"{status}: [FlightSQL] "), reported
     message = reported[len(f"{status}: [FlightSQL] "):].rsplit(" (", 1)[0]
     assert matches(message, expected), reported
+    assert (b"sqlstate", sqlstate.encode()) in raised.value.details, raised.value.details
     for internal in INTERNALS:
         assert internal not in answer and internal not in message, (internal, answer, reported)
 

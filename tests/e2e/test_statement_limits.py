@@ -56,7 +56,7 @@ def test_a_session_timeout_stops_a_query_over_text_and_the_server_goes_idle(serv
     assert text.ok("SET statement_timeout = '1s';").startswith("Set statement_timeout = 1s")
     started = time.monotonic()
     answer = text.query(HEAVY + ";")
-    assert "ERROR: canceling statement due to statement timeout (1s" in answer, answer
+    assert "ERROR 57014: canceling statement due to statement timeout (1s" in answer, answer
     assert time.monotonic() - started < 10
     wait_until_idle(server.proc.pid)
     header, rows = parse_ascii_table(text.query("SHOW statement_timeout;"))
@@ -172,7 +172,7 @@ def test_cancel_query_stops_a_text_session_from_flight(server, text):
             [(query_id,)] = cur.fetchall()
             cur.execute(f"CANCEL QUERY {query_id}")
             query.join(30)
-            assert f"ERROR: canceling statement due to user request (CANCEL QUERY {query_id})" in query.result
+            assert f"ERROR 57014: canceling statement due to user request (CANCEL QUERY {query_id})" in query.result
             with pytest.raises(adbc_driver_manager.ProgrammingError, match="no running statement has query_id"):
                 cur.execute(f"CANCEL QUERY {query_id}")
     finally:
@@ -253,7 +253,7 @@ def test_a_full_server_queues_then_refuses_and_still_answers_sys_queries_and_can
         # The queue is full: refused at once, naming the limits.
         answer = second.query("SELECT 1;")
         assert answer.startswith(
-            "ERROR: server busy: 1 statements running (--max-concurrent-queries) and the queue "
+            "ERROR 53300: server busy: 1 statements running (--max-concurrent-queries) and the queue "
             "is full (--max-queued-queries 1)"
         ), answer
         # The queued query gives up after --queue-timeout-ms.
@@ -284,7 +284,7 @@ def test_sessions_beyond_max_sessions_are_told_and_closed(start_server):
             refusal = b""
             while chunk := third.recv(4096):
                 refusal += chunk
-        assert refusal == b"ERROR: too many sessions: 2 are open (--max-sessions); try again later\n"
+        assert refusal == b"ERROR 53300: too many sessions: 2 are open (--max-sessions); try again later\n"
         assert parse_ascii_table(first.query("SELECT 1 AS one;"))[1] == [["1"]]
         second.close()
         deadline = time.monotonic() + 10

@@ -3,11 +3,24 @@
 use arrow_flight::error::FlightError;
 use datafusion::error::DataFusionError;
 use tonic::Status;
+use tonic::metadata::MetadataValue;
 use tracing::error;
 
 use crate::engine::{EngineError, ErrorKind};
 
+/// The status of a failed statement, with its SQLSTATE code in the `sqlstate` metadata.
 pub fn to_status(e: EngineError) -> Status {
+    let mut status = status_of(&e);
+    status
+        .metadata_mut()
+        .insert(SQLSTATE_KEY, MetadataValue::from_static(e.sqlstate()));
+    status
+}
+
+/// The metadata key a failed call's SQLSTATE code travels under.
+pub const SQLSTATE_KEY: &str = "sqlstate";
+
+fn status_of(e: &EngineError) -> Status {
     let message = e.to_string();
     match e.kind() {
         ErrorKind::InvalidInput => Status::invalid_argument(message),

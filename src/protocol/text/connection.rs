@@ -17,7 +17,10 @@ use super::format::{self, AsciiTable, cells};
 use super::framing::{MAX_STATEMENT_BYTES, Piece, StatementSplitter};
 use super::shorthand;
 use crate::auth::Authenticator;
-use crate::engine::{Engine, EngineError, Outcome, Session};
+use crate::engine::{
+    Engine, EngineError, FEATURE_NOT_SUPPORTED, INVALID_AUTHORIZATION, INVALID_PASSWORD, Outcome,
+    PROGRAM_LIMIT_EXCEEDED, SYNTAX_ERROR, Session, TOO_MANY_CONNECTIONS,
+};
 use crate::metrics::{Protocol, metrics};
 
 /// Rows used to size a result table's columns before the first rows are sent.
@@ -43,8 +46,8 @@ pub async fn serve(
                 Ok((mut socket, peer)) if max_sessions > 0 && sessions.len() >= max_sessions => {
                     debug!(%peer, "text session refused: too many sessions");
                     let refusal = format!(
-                        "ERROR: too many sessions: {max_sessions} are open (--max-sessions); \
-                         try again later\n"
+                        "ERROR {TOO_MANY_CONNECTIONS}: too many sessions: {max_sessions} are open \
+                         (--max-sessions); try again later\n"
                     );
                     sessions.spawn(async move {
                         let _ = socket.write_all(refusal.as_bytes()).await;
@@ -130,8 +133,9 @@ async fn run_session(
             for piece in splitter.push_line(&text) {
                 let statement = match piece {
                     Piece::TooLong => {
-                        let text =
-                            format!("ERROR: statement longer than {MAX_STATEMENT_BYTES} bytes\n");
+                        let text = format!(
+                            "ERROR {PROGRAM_LIMIT_EXCEEDED}: statement longer than {MAX_STATEMENT_BYTES} bytes\n"
+                        );
                         writer.write_all(text.as_bytes()).await?;
                         continue;
                     }
@@ -162,7 +166,9 @@ async fn run_session(
         if input.len() > MAX_STATEMENT_BYTES {
             input.clear();
             skipping_long_line = true;
-            let text = format!("ERROR: line longer than {MAX_STATEMENT_BYTES} bytes, ignored\n");
+            let text = format!(
+                "ERROR {PROGRAM_LIMIT_EXCEEDED}: line longer than {MAX_STATEMENT_BYTES} bytes, ignored\n"
+            );
             writer.write_all(text.as_bytes()).await?;
         }
     }
@@ -213,17 +219,26 @@ impl Login {
             .first()
             .is_some_and(|w| w.eq_ignore_ascii_case("login"));
         let Some(auth) = auth else {
-            return is_login
-                .then(|| "ERROR: authentication is not enabled on this server\n".into());
+            return is_login.then(|| {
+                format!(
+                    "ERROR {FEATURE_NOT_SUPPORTED}: authentication is not enabled on this server\n"
+                )
+            });
         };
         if !is_login {
             return self
                 .user
                 .is_none()
-                .then(|| "ERROR: authentication required: LOGIN <user> <password>;\n".to_string());
+                .then(|| {
+                format!(
+                    "ERROR {INVALID_AUTHORIZATION}: authentication required: LOGIN <user> <password>;\n"
+                )
+            });
         }
         let [_, user, password] = words[..] else {
-            return Some("ERROR: usage: LOGIN <user> <password>;\n".into());
+            return Some(format!(
+                "ERROR {SYNTAX_ERROR}: usage: LOGIN <user> <password>;\n"
+            ));
         };
         match auth.login(user, &unquote(password)) {
             Ok(_) => {
@@ -233,9 +248,11 @@ impl Login {
             Err(e) => {
                 self.failures += 1;
                 if self.failures >= MAX_LOGIN_FAILURES {
-                    Some(format!("ERROR: {e}; too many failed logins, bye\n"))
+                    Some(format!(
+                        "ERROR {INVALID_PASSWORD}: {e}; too many failed logins, bye\n"
+                    ))
                 } else {
-                    Some(format!("ERROR: {e}\n"))
+                    Some(format!("ERROR {INVALID_PASSWORD}: {e}\n"))
                 }
             }
         }
@@ -250,7 +267,7 @@ fn unquote(word: &str) -> String {
     }
 }
 
-/// Runs one statement and writes its answer (or `ERROR: …`).
+/// Runs one statement and writes its answer (or `ERROR <SQLSTATE>: …`).
 async fn run_statement(
     engine: &Engine,
     session: &mut Session,
@@ -272,7 +289,7 @@ async fn run_statement(
     let text = match result {
         Ok(text) if text.is_empty() || text.ends_with('\n') => text,
         Ok(text) => format!("{text}\n"),
-        Err(e) => format!("ERROR: {e}\n"),
+        Err(e) => format!("ERROR {}: {e}\n", e.sqlstate()),
     };
     writer.write_all(text.as_bytes()).await
 }

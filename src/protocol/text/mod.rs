@@ -2,7 +2,8 @@
 //!
 //! A connection is a session (its own current database). Statements end with `;`, may span
 //! lines and several may share a line; `EXIT`/`QUIT` ends the session. Errors print
-//! `ERROR: <cause>` and the session continues. Over-long lines, invalid UTF-8 and abrupt
+//! `ERROR <SQLSTATE>: <cause>` (`ERROR 42P01: table 'shop.ordrs' does not exist`) and the
+//! session continues. Over-long lines, invalid UTF-8 and abrupt
 //! disconnects only ever affect their own connection.
 
 mod connection;
