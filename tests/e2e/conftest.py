@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 MINIDB_BIN = os.environ.get("MINIDB_BIN", str(REPO / "target" / "debug" / "minidb"))
 STARTUP_TIMEOUT = float(os.environ.get("MINIDB_STARTUP_TIMEOUT", "60"))
 PROMPT = b"SQL> "
+#: Prompts for the next line of an open statement: `...> `, `..'> `, `..(> `…
+CONTINUATION = re.compile(r"^(?:\.\.[.'\"`(*]> )+")
 
 _LISTEN_RE = re.compile(
     rb"minidb (flight sql|text protocol|metrics) listening on (?:http://)?([0-9.]+):(\d+)"
@@ -225,6 +227,9 @@ class TextClient:
     def read_answer(self, timeout: float | None = None) -> str:
         """Text up to the next prompt, with the trailing blank line and prompt removed."""
         raw = self.read_until(PROMPT, timeout)[: -len(PROMPT)].decode("utf-8")
+        # The prompts for more lines of a statement sent in parts (test_text_protocol.py checks
+        # them) come before its answer.
+        raw = CONTINUATION.sub("", raw)
         if raw.endswith("\n\n"):
             raw = raw[:-2]
         elif raw.endswith("\n"):

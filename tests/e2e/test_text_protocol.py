@@ -288,3 +288,45 @@ def test_show_create_table_recreates_the_table_on_both_protocols(server, text):
     assert "duplicate key" in text.query("INSERT INTO shop.orders (id, customer) VALUES (1, 'bo');")
     assert "UNIQUE INDEX orders_customer" in text.query(
         "INSERT INTO shop.orders (id, customer) VALUES (2, 'ann');")
+
+
+def test_an_open_statement_prompts_for_its_next_line(text):
+    """A line that leaves a statement open answers a continuation prompt naming what is open,
+    so a missing `;` or an unclosed quote never leaves the session silent."""
+    text.send_raw(b"SELECT\n")
+    assert text.read_until(b"> ", timeout=5) == b"...> "
+    text.send_raw(b"count(*\n")
+    assert text.read_until(b"> ", timeout=5) == b"..(> "
+    text.send_raw(b") AS n, 'a\n")
+    assert text.read_until(b"> ", timeout=5) == b"..'> "
+    text.send_raw(b"b' = 'a' || chr(10) || 'b' AS same;\n")
+    assert text.read_answer() == (
+        "+---+------+\n"
+        "| n | same |\n"
+        "+---+------+\n"
+        "| 1 | true |\n"
+        "+---+------+"
+    )
+    # A statement without its `;` waits for it, and says so.
+    text.send_raw(b"SELECT 1\n")
+    assert text.read_until(b"> ", timeout=5) == b"...> "
+    assert text.query("AS one;") == "+-----+\n| one |\n+-----+\n| 1   |\n+-----+"
+
+
+def test_explain_prints_plans_as_indented_text_and_cells_stay_on_one_line(text):
+    text.ok("CREATE TABLE notes (id INT, body VARCHAR);")
+    text.ok("INSERT INTO notes VALUES (1, 'two' || chr(10) || 'lines'), (2, '日本語');")
+    plan = text.query("EXPLAIN SELECT id FROM notes WHERE id > 1;")
+    lines = plan.splitlines()
+    assert lines[0] == "logical_plan:", plan
+    assert "physical_plan:" in lines, plan
+    assert all(line.startswith("  ") for line in lines if not line.endswith("_plan:") and line), plan
+    assert "|" not in plan and "+--" not in plan, plan
+    assert text.query("SELECT body FROM notes ORDER BY id;") == (
+        "+------------+\n"
+        "| body       |\n"
+        "+------------+\n"
+        "| two\\nlines |\n"
+        "| 日本語     |\n"
+        "+------------+"
+    )

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use bytes::BytesMut;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -159,8 +159,13 @@ async fn run_session(
                     return Ok(());
                 }
             }
-            if splitter.is_idle() {
-                writer.write_all(format!("\n{PROMPT}").as_bytes()).await?;
+            match splitter.continuation() {
+                None => writer.write_all(format!("\n{PROMPT}").as_bytes()).await?,
+                // Only when the client waits: lines it already sent get no prompt each.
+                Some(more) if !input.contains(&b'\n') => {
+                    writer.write_all(more.as_bytes()).await?;
+                }
+                Some(_) => {}
             }
         }
         if input.len() > MAX_STATEMENT_BYTES {
@@ -300,6 +305,14 @@ async fn write_rows(
     mut stream: datafusion::execution::SendableRecordBatchStream,
     writer: &mut OwnedWriteHalf,
 ) -> std::io::Result<Result<String, EngineError>> {
+    if format::is_explain(&stream.schema()) {
+        return Ok(match stream.try_collect::<Vec<_>>().await {
+            Ok(batches) => {
+                format::explain_text(&batches).map_err(|e| EngineError::DataFusion(e.into()))
+            }
+            Err(e) => Err(e.into()),
+        });
+    }
     let mut sample: Vec<Vec<String>> = Vec::new();
     let mut table: Option<AsciiTable> = None;
     while let Some(batch) = stream.next().await {

@@ -1,8 +1,14 @@
 //! Rendering outcomes as text: ASCII tables and the seed's one-line messages.
+//!
+//! A table's columns are as wide as their widest cell on a terminal (East Asian wide characters
+//! and emoji count two, combining marks none); newlines, carriage returns and tabs inside a cell
+//! print as `\n`, `\r` and `\t`, so every row stays one line. `EXPLAIN` prints its plans as
+//! indented text rather than as a table.
 
 use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use unicode_width::UnicodeWidthStr;
 
 use crate::engine::{Listing, Outcome};
 
@@ -91,15 +97,58 @@ pub fn cells(batch: &RecordBatch) -> Result<Vec<Vec<String>>, ArrowError> {
         .map(|row| {
             formatters
                 .iter()
-                .map(|f| f.value(row).to_string())
+                .map(|f| escaped(f.value(row).to_string()))
                 .collect()
         })
         .collect())
 }
 
-/// An ASCII table whose column widths are fixed by its header and first rows; later rows that
-/// are wider simply overflow, so a long result streams without being held in memory.
+/// A cell's text on one line: control characters that would break the grid, escaped.
+fn escaped(text: String) -> String {
+    if !text.contains(['\n', '\r', '\t']) {
+        return text;
+    }
+    text.replace('\n', "\\n")
+        .replace('\r', "\\r")
+        .replace('\t', "\\t")
+}
+
+/// How many terminal columns `text` takes.
+fn width(text: &str) -> usize {
+    text.width()
+}
+
+/// Whether a result is `EXPLAIN`'s: a plan type and a plan per row.
+pub fn is_explain(schema: &arrow::datatypes::Schema) -> bool {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    names == ["plan_type", "plan"]
+}
+
+/// `EXPLAIN`'s rows as text: each plan type, then its plan indented under it.
+pub fn explain_text(batches: &[RecordBatch]) -> Result<String, ArrowError> {
+    let options = FormatOptions::default();
+    let mut text = String::new();
+    for batch in batches {
+        let kinds = ArrayFormatter::try_new(batch.column(0).as_ref(), &options)?;
+        let plans = ArrayFormatter::try_new(batch.column(1).as_ref(), &options)?;
+        for row in 0..batch.num_rows() {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&format!("{}:\n", kinds.value(row)));
+            for line in plans.value(row).to_string().lines() {
+                text.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    Ok(text)
+}
+
+/// An ASCII table whose column widths are fixed by its header and first rows. A later row that
+/// is wider widens its columns and draws the header again above it, so a long result streams
+/// without being held in memory and its grid never breaks.
 pub struct AsciiTable {
+    header: Vec<String>,
     widths: Vec<usize>,
     text: String,
 }
@@ -119,20 +168,27 @@ impl AsciiTable {
             .map(|(i, h)| {
                 sample
                     .iter()
-                    .map(|row| row[i].chars().count())
-                    .chain([h.chars().count()])
+                    .map(|row| width(&row[i]))
+                    .chain([width(h)])
                     .max()
                     .unwrap_or(0)
             })
             .collect();
         let mut table = Self {
+            header,
             widths,
             text: String::new(),
         };
-        table.border();
-        table.row(&header);
-        table.border();
+        table.heading();
         table
+    }
+
+    fn heading(&mut self) {
+        self.border();
+        let header = std::mem::take(&mut self.header);
+        self.row(&header);
+        self.header = header;
+        self.border();
     }
 
     fn border(&mut self) {
@@ -147,7 +203,7 @@ impl AsciiTable {
     fn row(&mut self, cells: &[String]) {
         self.text.push('|');
         for (cell, width) in cells.iter().zip(&self.widths) {
-            let pad = width.saturating_sub(cell.chars().count());
+            let pad = width.saturating_sub(self::width(cell));
             self.text.push(' ');
             self.text.push_str(cell);
             self.text.push_str(&" ".repeat(pad + 1));
@@ -158,6 +214,16 @@ impl AsciiTable {
 
     pub fn push_rows(&mut self, rows: &[Vec<String>]) {
         for row in rows {
+            let widths: Vec<usize> = row
+                .iter()
+                .zip(&self.widths)
+                .map(|(cell, column)| width(cell).max(*column))
+                .collect();
+            if widths != self.widths {
+                self.border();
+                self.widths = widths;
+                self.heading();
+            }
             self.row(row);
         }
     }
@@ -201,6 +267,35 @@ mod tests {
         assert_eq!(
             table.finish(),
             "+----+-------+\n| id | name  |\n+----+-------+\n| 1  | Alice |\n| 2  | NULL  |\n+----+-------+\n"
+        );
+    }
+
+    fn strings(values: &[&str]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(values.to_vec()))]).unwrap()
+    }
+
+    #[test]
+    fn wide_characters_count_two_columns_and_newlines_stay_on_their_row() {
+        let batch = strings(&["日本", "é", "a\tb\nc", "🦀"]);
+        let rows = cells(&batch).unwrap();
+        let mut table = AsciiTable::new(&batch, &rows);
+        table.push_rows(&rows);
+        assert_eq!(
+            table.finish(),
+            "+---------+\n| s       |\n+---------+\n| 日本    |\n| é       |\n| a\\tb\\nc |\n| 🦀      |\n+---------+\n"
+        );
+    }
+
+    #[test]
+    fn a_wider_row_later_draws_the_header_again() {
+        let first = strings(&["ab"]);
+        let mut table = AsciiTable::new(&first, &cells(&first).unwrap());
+        table.push_rows(&cells(&first).unwrap());
+        table.push_rows(&cells(&strings(&["abcd", "x"])).unwrap());
+        assert_eq!(
+            table.finish(),
+            "+----+\n| s  |\n+----+\n| ab |\n+----+\n+------+\n| s    |\n+------+\n| abcd |\n| x    |\n+------+\n"
         );
     }
 }

@@ -20,12 +20,30 @@ pub struct StatementSplitter {
     line_comment: bool,
     block_comment: bool,
     discarding: bool,
+    /// Parentheses opened and not yet closed, outside quotes and comments.
+    open_parens: usize,
 }
 
 impl StatementSplitter {
     /// True when no statement is partially entered.
     pub fn is_idle(&self) -> bool {
         self.buffer.trim().is_empty() && !self.discarding
+    }
+
+    /// The prompt for the next line of an open statement — `...> `, with the last dot replaced
+    /// by what is open: `..'> ` (a quote), `..(> ` (a parenthesis), `..*> ` (a comment) — or
+    /// `None` when no statement is open.
+    pub fn continuation(&self) -> Option<String> {
+        if self.is_idle() {
+            return None;
+        }
+        let open = match self.quote {
+            Some(q) => q,
+            None if self.block_comment => '*',
+            None if self.open_parens > 0 => '(',
+            None => '.',
+        };
+        Some(format!("..{open}> "))
     }
 
     /// Feeds one line (with its newline) and returns the pieces it completed.
@@ -58,6 +76,8 @@ impl StatementSplitter {
             } else {
                 match c {
                     '\'' | '"' | '`' => self.quote = Some(c),
+                    '(' => self.open_parens += 1,
+                    ')' => self.open_parens = self.open_parens.saturating_sub(1),
                     '-' if chars.peek() == Some(&'-') => self.line_comment = true,
                     '/' if chars.peek() == Some(&'*') => {
                         self.block_comment = true;
@@ -72,6 +92,7 @@ impl StatementSplitter {
                             }
                         }
                         self.buffer.clear();
+                        self.open_parens = 0;
                         continue;
                     }
                     _ => {}
@@ -116,6 +137,22 @@ mod tests {
             statements(&["SELECT 'a;b' -- c;d\n", ", \"x;y\";\n"]),
             vec![Piece::Statement("SELECT 'a;b' -- c;d\n, \"x;y\"".into())]
         );
+    }
+
+    #[test]
+    fn an_open_statement_prompts_for_more_and_says_what_is_open() {
+        let mut splitter = StatementSplitter::default();
+        assert_eq!(splitter.continuation(), None);
+        assert!(splitter.push_line("SELECT\n").is_empty());
+        assert_eq!(splitter.continuation().as_deref(), Some("...> "));
+        assert!(splitter.push_line("count(*\n").is_empty());
+        assert_eq!(splitter.continuation().as_deref(), Some("..(> "));
+        assert!(splitter.push_line(") FROM t WHERE s = 'O\n").is_empty());
+        assert_eq!(splitter.continuation().as_deref(), Some("..'> "));
+        assert!(splitter.push_line("Brien' /* a\n").is_empty());
+        assert_eq!(splitter.continuation().as_deref(), Some("..*> "));
+        assert_eq!(splitter.push_line("b */;\n").len(), 1);
+        assert_eq!(splitter.continuation(), None);
     }
 
     #[test]
