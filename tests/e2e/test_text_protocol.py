@@ -330,3 +330,13 @@ def test_explain_prints_plans_as_indented_text_and_cells_stay_on_one_line(text):
         "| 日本語     |\n"
         "+------------+"
     )
+
+
+def test_shorthand_values_may_be_quoted(text):
+    assert text.query("CREATE TABLE people name,city;") == "Table created: people"
+    assert text.query("INSERT INTO people name='O''Brien' city=\"Zoë's place\";") == "Inserted into people"
+    assert text.query("INSERT INTO people name=\"Zoë\" city='New York';") == "Inserted into people"
+    assert parse_ascii_table(text.query("SELECT name, city FROM people ORDER BY name;"))[1] == [
+        ["O'Brien", "Zoë's place"],
+        ["Zoë", "New York"],
+    ]

@@ -3,7 +3,9 @@
 //! - `CREATE TABLE users id,name,age` → `CREATE TABLE users (id VARCHAR, name VARCHAR, age VARCHAR)`
 //! - `INSERT INTO users id=1 name=Alice age=25` → `INSERT INTO users (id, name, age) VALUES ('1', 'Alice', '25')`
 //!
-//! Values become string literals and are converted to the column types like any INSERT.
+//! Values become string literals and are converted to the column types like any INSERT. A value
+//! may be quoted, with `'…'` or `"…"` (a doubled quote inside stands for one), to hold spaces or
+//! quotes: `name='O''Brien'`, `name="Zoë"`; the quotes are not part of it.
 
 /// Rewrites a shorthand statement into standard SQL; `None` when `sql` is not shorthand.
 pub fn expand(sql: &str) -> Option<String> {
@@ -71,12 +73,12 @@ fn insert(sql: &str) -> Option<String> {
             return None;
         }
         let after = after.trim_start();
-        let (value, remainder) = if let Some(quoted) = after.strip_prefix('\'') {
-            let end = quoted.find('\'')?;
-            (&quoted[..end], &quoted[end + 1..])
-        } else {
-            let end = after.find(char::is_whitespace).unwrap_or(after.len());
-            (&after[..end], &after[end..])
+        let (value, remainder) = match after.chars().next() {
+            Some(quote @ ('\'' | '"')) => unquoted(&after[1..], quote)?,
+            _ => {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                (after[..end].to_string(), &after[end..])
+            }
         };
         columns.push(column.to_string());
         values.push(format!("'{}'", value.replace('\'', "''")));
@@ -90,6 +92,23 @@ fn insert(sql: &str) -> Option<String> {
         columns.join(", "),
         values.join(", ")
     ))
+}
+
+/// The value of a quoted shorthand value whose opening `quote` is already read, and the text
+/// after its closing quote; a doubled quote inside stands for one. `None` when it never closes.
+fn unquoted(text: &str, quote: char) -> Option<(String, &str)> {
+    let mut value = String::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != quote {
+            value.push(c);
+        } else if chars.next_if(|(_, next)| *next == quote).is_some() {
+            value.push(quote);
+        } else {
+            return Some((value, &text[i + c.len_utf8()..]));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -110,6 +129,19 @@ mod tests {
             expand("insert into users id=3 name='O Brien' age=4").unwrap(),
             "INSERT INTO users (id, name, age) VALUES ('3', 'O Brien', '4')"
         );
+    }
+
+    #[test]
+    fn quoted_values_lose_their_quotes() {
+        assert_eq!(
+            expand("INSERT INTO users name='O''Brien' city=\"Zoë's \"\"place\"\"\"").unwrap(),
+            "INSERT INTO users (name, city) VALUES ('O''Brien', 'Zoë''s \"place\"')"
+        );
+        assert_eq!(
+            expand("INSERT INTO users name=\"Zoë\"").unwrap(),
+            "INSERT INTO users (name) VALUES ('Zoë')"
+        );
+        assert_eq!(expand("INSERT INTO users name='open"), None);
     }
 
     #[test]
