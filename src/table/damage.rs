@@ -196,8 +196,9 @@ pub fn execute_naming_damage(
         return Ok(stream);
     };
     let schema = stream.schema();
+    let files: Arc<[(Path, u64)]> = files.into();
     let named = stream.then(move |batch| {
-        let (store, files) = (Arc::clone(&store), files.clone());
+        let (store, files) = (Arc::clone(&store), Arc::clone(&files));
         async move {
             match batch {
                 Err(e) if may_be_damage(&e) => Err(name_damage(&store, &files).await.unwrap_or(e)),
