@@ -2,7 +2,7 @@
 //! text protocol's framing, the SQL front end, the Delta log, checkpoint and deletion-vector
 //! decoders, Flight SQL handles): how many inputs each runs, and inputs made by mutating a valid
 //! one. The test command runs a few thousand inputs per target; a campaign sets
-//! `MINIDB_FUZZ_CASES` (see the README's Tests section).
+//! `MINIDB_FUZZ_CASES` (see tests/README.md).
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;

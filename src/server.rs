@@ -134,7 +134,7 @@ pub enum ServerError {
     Storage(#[from] StorageError),
     #[error("opening the catalog failed: {0}")]
     Engine(#[from] EngineError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}{}", bind_hint(.source))]
     Bind {
         addr: String,
         source: std::io::Error,
@@ -328,6 +328,20 @@ fn open_store(config: &ServerConfig) -> Result<DataStore, ServerError> {
         "read cache on"
     );
     Ok(store)
+}
+
+/// What to do about a listener that could not bind.
+fn bind_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another process listens there: stop it, or choose another address with \
+             --flight-addr, --text-addr or --metrics-addr)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need privileges: choose a higher port)"
+        }
+        _ => " (addresses are HOST:PORT, such as 127.0.0.1:7205 or 0.0.0.0:50051)",
+    }
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, ServerError> {

@@ -185,8 +185,12 @@ impl DataStore {
     }
 
     fn open_dir(dir: &str) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(dir)?;
-        let dir = std::fs::canonicalize(dir)?;
+        let unusable = |e: std::io::Error| StorageError::InvalidLocation {
+            location: dir.to_string(),
+            reason: format!("{e}; --data must name a directory this user can create or write to"),
+        };
+        std::fs::create_dir_all(dir).map_err(unusable)?;
+        let dir = std::fs::canonicalize(dir).map_err(unusable)?;
         let store = SyncedLocalStore::new(LocalFileSystem::new_with_prefix(&dir)?);
         let root = Url::from_directory_path(&dir).map_err(|()| StorageError::InvalidLocation {
             location: dir.display().to_string(),

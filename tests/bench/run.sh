@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every benchmark in tests/bench against a release build of the server, one after another,
-# each beside DuckDB and delta-rs on the same data, and prints their figures (the README quotes
-# them). Installs the Python clients in .venv like the test command.
+# each beside DuckDB and delta-rs on the same data, and prints their figures (tests/bench/README.md
+# quotes them). Installs the Python clients in .venv like the test command.
 #
-#   bash tests/bench/run.sh           # the sizes the README reports (about 80 minutes on 2 cores)
+#   bash tests/bench/run.sh           # the sizes its README reports (about 80 minutes on 2 cores)
 #   bash tests/bench/run.sh --quick   # small sizes, to check that every benchmark still runs
 set -euo pipefail
 cd "$(dirname "$0")/../.."

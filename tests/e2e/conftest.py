@@ -320,6 +320,51 @@ def server(tmp_path, request):
             srv.stop()
 
 
+def text_answer(server: MiniDBServer, sql: str) -> str:
+    """The answer to `sql` (sent with its `;`) on a connection of its own over :7205."""
+    text = server.text()
+    try:
+        return text.query(sql + ";").rstrip("\n")
+    finally:
+        text.close()
+
+
+def flight_error(server: MiniDBServer, sql: str):
+    """The ADBC error `sql` raises on a connection of its own (the test fails if none)."""
+    import adbc_driver_manager
+
+    conn = server.adbc()
+    try:
+        with conn.cursor() as cur, pytest.raises(adbc_driver_manager.Error) as raised:
+            cur.execute(sql)
+            cur.fetchall()
+    finally:
+        conn.close()
+    return raised.value
+
+
+@contextlib.contextmanager
+def module_server(tmp_path_factory, request, name: str, setup: list[str]) -> Iterator[MiniDBServer]:
+    """One server for a whole module whose tests change nothing, set up by `setup` (statements
+    run over :7205); over the suite's storage (a local directory or the S3 prefix)."""
+    home = tmp_path_factory.mktemp(name)
+    (home / "data").mkdir()
+    if TEST_STORAGE == "s3":
+        s3 = request.getfixturevalue("s3")
+        server = MiniDBServer(home / "data", home, s3.server_args(), data=s3.location())
+    else:
+        server = MiniDBServer(home / "data", home)
+    server.start()
+    try:
+        text = server.text()
+        for sql in setup:
+            text.ok(sql)
+        text.close()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def start_server(tmp_path, request):
     """Starts a server with extra flags over a fresh data directory (or S3 prefix, in the

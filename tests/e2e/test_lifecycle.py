@@ -1,10 +1,44 @@
-"""Server lifecycle: startup announcement, graceful stop on SIGTERM/SIGINT."""
+"""Server lifecycle: startup announcement, graceful stop on SIGTERM/SIGINT, and startup
+failures that name what is at fault."""
 
 from __future__ import annotations
 
 import signal
+import socket
+import subprocess
 
-from conftest import MiniDBServer
+from conftest import MINIDB_BIN, MiniDBServer
+
+
+def start_failure(*args: str) -> str:
+    """What `minidb serve` prints when it cannot start (it must exit 1 at once)."""
+    done = subprocess.run([MINIDB_BIN, "serve", *args], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1, done
+    return done.stderr.strip().splitlines()[-1]
+
+
+def test_startup_failures_name_the_path_or_address_and_what_to_do(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    quiet = ["--flight-addr", "127.0.0.1:0", "--text-addr", "127.0.0.1:0"]
+    line = start_failure("--data", str(blocker / "data"), *quiet)
+    assert line == (f"minidb: cannot start: invalid data location '{blocker / 'data'}': Not a "
+                    "directory (os error 20); --data must name a directory this user can create "
+                    "or write to")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = start_failure("--data", str(tmp_path / "d"), "--flight-addr", "127.0.0.1:0",
+                             "--text-addr", f"127.0.0.1:{port}")
+    assert line.startswith(f"minidb: cannot start: cannot listen on 127.0.0.1:{port}: Address "
+                           "already in use"), line
+    assert "choose another address with --flight-addr, --text-addr" in line
+    line = start_failure("--data", str(tmp_path / "d"), "--flight-addr", "localhost", *quiet[2:])
+    assert "cannot listen on localhost" in line and "HOST:PORT" in line, line
+    # One line, no backtrace, no "Caused by" list.
+    assert "Caused by" not in line and "backtrace" not in line
 
 
 def test_sigterm_right_after_startup_is_graceful(tmp_path):

@@ -4,10 +4,9 @@ internals (its error categories, Arrow's type names, Rust debug formatting, the 
 
 from __future__ import annotations
 
-import adbc_driver_manager
 import pytest
 
-from conftest import TEST_STORAGE, MiniDBServer
+from conftest import flight_error, module_server, text_answer
 
 SETUP = [
     "CREATE DATABASE shop;",
@@ -90,22 +89,8 @@ def matches(message: str, expected: str) -> bool:
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory, request):
     """One server for the whole table of mistakes (none of them changes anything)."""
-    home = tmp_path_factory.mktemp("mistakes")
-    (home / "data").mkdir()
-    if TEST_STORAGE == "s3":
-        s3 = request.getfixturevalue("s3")
-        server = MiniDBServer(home / "data", home, s3.server_args(), data=s3.location())
-    else:
-        server = MiniDBServer(home / "data", home)
-    server.start()
-    try:
-        text = server.text()
-        for sql in SETUP:
-            text.ok(sql)
-        text.close()
+    with module_server(tmp_path_factory, request, "mistakes", SETUP) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("sql,expected,status,sqlstate", MISTAKES, ids=[m[0][:40] for m in MISTAKES])
@@ -113,27 +98,17 @@ def test_a_mistake_is_answered_in_the_users_words_on_both_protocols(shop, sql, e
     answer = ""
     # Over :7205 an open quote continues the statement onto the next line instead.
     if sql.count("'") % 2 == 0:
-        text = shop.text()
-        try:
-            answer = text.query(sql + ";").rstrip("\n")
-        finally:
-            text.close()
+        answer = text_answer(shop, sql)
         assert answer.startswith(f"ERROR {sqlstate}: "), answer
         assert matches(answer[len(f"ERROR {sqlstate}: "):], expected), answer
 
-    conn = shop.adbc()
-    try:
-        with conn.cursor() as cur, pytest.raises(adbc_driver_manager.Error) as raised:
-            cur.execute(sql)
-            cur.fetchall()
-    finally:
-        conn.close()
-    reported = str(raised.value)
+    error = flight_error(shop, sql)
+    reported = str(error)
     # ADBC's text: `<STATUS>: [FlightSQL] <message> (<code>; <call>)`.
     assert reported.startswith(f"{status}: [FlightSQL] "), reported
     message = reported[len(f"{status}: [FlightSQL] "):].rsplit(" (", 1)[0]
     assert matches(message, expected), reported
-    assert (b"sqlstate", sqlstate.encode()) in raised.value.details, raised.value.details
+    assert (b"sqlstate", sqlstate.encode()) in error.details, error.details
     for internal in INTERNALS:
         assert internal not in answer and internal not in message, (internal, answer, reported)
 

@@ -92,7 +92,7 @@ def test_a_wrong_secret_stops_the_server_from_starting(tmp_path, s3):
     with pytest.raises(RuntimeError, match="did not start"):
         srv.start()
     log = srv.stderr_text()
-    assert "starting minidb" in log and "403 Forbidden" in log, log[-3000:]
+    assert "minidb: cannot start" in log and "403 Forbidden" in log, log[-3000:]
 
 
 def test_three_servers_share_one_bucket(tmp_path, s3):

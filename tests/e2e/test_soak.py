@@ -1,5 +1,5 @@
 """Soak: a mixed workload on both protocols under a memory limit, for `MINIDB_SOAK_SECONDS`
-(120 s in the test command; the README's 30-minute figures come from a longer run).
+(120 s in the test command; the 30-minute figures in tests/README.md come from a longer run).
 
 Clients work at once, each on its own connection: bulk inserts (ADBC executemany), single-row
 inserts (:7205), bank transfers in transactions (:7205, BEGIN … COMMIT), deletes (of the

@@ -9,7 +9,7 @@ or a wrong count. The server must neither panic nor stop answering, and it answe
 the client's error, never an internal one.
 
 The test command runs it for `MINIDB_SOCKET_FUZZ_SECONDS` (20 s by default); a campaign runs it
-longer (see the README's Tests section)."""
+longer (see tests/README.md)."""
 
 from __future__ import annotations
 

@@ -340,3 +340,38 @@ def test_shorthand_values_may_be_quoted(text):
         ["O'Brien", "Zoë's place"],
         ["Zoë", "New York"],
     ]
+
+
+def test_pset_shows_null_distinctly_and_adds_a_row_count_footer(server, text):
+    """By default NULL prints as NULL and a table has no footer (the seed transcript's form);
+    `\\pset` changes both for the session, as in psql."""
+    text.ok("CREATE TABLE maybe (id INT, word VARCHAR);")
+    text.ok("INSERT INTO maybe VALUES (1, 'NULL'), (2, NULL);")
+    both_null = "| 1  | NULL |\n| 2  | NULL |"
+    assert both_null in text.query("SELECT * FROM maybe ORDER BY id;")
+    assert text.query("\\pset null '(null)'") == 'Null display is "(null)".'
+    assert text.query("\\pset footer on") == "Default footer is on."
+    assert text.query("SELECT * FROM maybe ORDER BY id;") == (
+        "+----+--------+\n"
+        "| id | word   |\n"
+        "+----+--------+\n"
+        "| 1  | NULL   |\n"
+        "| 2  | (null) |\n"
+        "+----+--------+\n"
+        "(2 rows)"
+    )
+    assert text.query("SELECT id FROM maybe WHERE id = 1;").endswith("+----+\n(1 row)")
+    assert text.query("SELECT id FROM maybe WHERE id > 9;") == (
+        "+----+\n| id |\n+----+\n+----+\n(0 rows)"
+    )
+    assert text.query("\\pset") == 'Null display is "(null)".\nDefault footer is on.'
+    # A backslash inside a statement is the statement's; a wrong command names itself.
+    assert text.query("SELECT '\\pset' AS s;").endswith("| \\pset |\n+-------+\n(1 row)")
+    assert text.query("\\x") == "ERROR 42601: unknown command \\x; \\? lists the commands"
+    assert text.query("\\pset null two words").startswith("ERROR 42601: \\pset null takes one")
+    # Settings belong to the connection.
+    other = server.text()
+    try:
+        assert both_null in other.query("SELECT * FROM maybe ORDER BY id;")
+    finally:
+        other.close()

@@ -138,6 +138,29 @@ def test_adbc_commit_and_rollback(server, accounts):
         conn.close()
 
 
+def test_begin_as_a_statement_over_flight_is_refused_not_faked(server, accounts):
+    """Each Flight SQL call is a session of its own: a BEGIN statement could not hold the
+    statements after it, so it is refused with the way to get a transaction instead."""
+    import adbc_driver_manager
+
+    conn = server.adbc()
+    try:
+        cur = conn.cursor()
+        for begin in ("BEGIN", "START TRANSACTION"):
+            try:
+                cur.execute(begin)
+                raise AssertionError(f"{begin} over Flight SQL succeeded")
+            except adbc_driver_manager.NotSupportedError as e:
+                assert "not supported: BEGIN as a statement over Flight SQL" in str(e), e
+                assert "autocommit off" in str(e)
+                assert (b"sqlstate", b"0A000") in e.details
+        # The connection goes on, outside any transaction.
+        cur.execute("UPDATE acct SET bal = bal + 1 WHERE id = 1")
+        assert balances(accounts) == [["1", "101"], ["2", "100"]]
+    finally:
+        conn.close()
+
+
 ACCOUNTS = 10
 START = 1000
 

@@ -2,7 +2,7 @@
 NULLs, unicode) written through every path — a SQL literal over :7205, ADBC parameters, bulk
 ingest, INSERT … SELECT and UPDATE with a parameter — read back equal through every client:
 the text protocol, ADBC, pyarrow.flight, delta-rs, DuckDB and polars. Values a column cannot
-hold are refused on each write path by the rule the README documents, naming the column."""
+hold are refused on each write path by the rule docs/sql.md documents, naming the column."""
 
 from __future__ import annotations
 

@@ -427,7 +427,18 @@ impl FlightSqlServer {
     async fn execute(&self, session: &mut Session, sql: &str) -> Result<Outcome, Status> {
         let transaction = session.transaction().map(|t| t.id().to_string());
         let started = Instant::now();
-        let result = self.engine.execute(session, sql).await;
+        let mut result = self.engine.execute(session, sql).await;
+        if matches!(result, Ok(Outcome::TransactionStarted)) {
+            // Each Flight SQL call runs in a session of its own: a transaction begun by a
+            // statement would end with this call, and the statements after it would not run in
+            // it. Flight SQL's own transactions carry their id from call to call.
+            session.end_transaction();
+            result = Err(EngineError::NotSupported(
+                "BEGIN as a statement over Flight SQL: use the client's transactions (ADBC: \
+                 autocommit off; JDBC: setAutoCommit(false))"
+                    .into(),
+            ));
+        }
         metrics().statement(Protocol::Flight, result.is_ok(), started.elapsed());
         if let Some(id) = transaction
             && session.transaction().is_none()

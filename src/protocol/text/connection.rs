@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use super::display::Display;
 use super::format::{self, AsciiTable, cells};
 use super::framing::{MAX_STATEMENT_BYTES, Piece, StatementSplitter};
 use super::shorthand;
@@ -109,6 +110,7 @@ async fn run_session(
         .with_origin("text", None)
         .with_hangup(hangup.clone());
     let mut splitter = StatementSplitter::default();
+    let mut display = Display::default();
     let mut input = BytesMut::with_capacity(8 * 1024);
     let mut skipping_long_line = false;
     loop {
@@ -130,7 +132,15 @@ async fn run_session(
             } else {
                 String::from_utf8_lossy(&line).into_owned()
             };
-            for piece in splitter.push_line(&text) {
+            // A backslash line outside a statement is a display command, not SQL.
+            let pieces = if splitter.is_idle() && text.trim_start().starts_with('\\') {
+                let answer = display.command(&text);
+                writer.write_all(format!("{answer}\n").as_bytes()).await?;
+                Vec::new()
+            } else {
+                splitter.push_line(&text)
+            };
+            for piece in pieces {
                 let statement = match piece {
                     Piece::TooLong => {
                         let text = format!(
@@ -153,7 +163,7 @@ async fn run_session(
                     }
                     continue;
                 }
-                let run = run_statement(&engine, &mut session, &statement, &mut writer);
+                let run = run_statement(&engine, &mut session, &display, &statement, &mut writer);
                 if !watching_for_hangup(run, &mut reader, &mut input, &hangup).await? {
                     // The client is gone: the statement was stopped, nothing more runs.
                     return Ok(());
@@ -276,6 +286,7 @@ fn unquote(word: &str) -> String {
 async fn run_statement(
     engine: &Engine,
     session: &mut Session,
+    display: &Display,
     statement: &str,
     writer: &mut OwnedWriteHalf,
 ) -> std::io::Result<()> {
@@ -283,10 +294,9 @@ async fn run_statement(
     let sql = shorthand::expand(statement);
     let sql = sql.as_deref().unwrap_or(statement);
     let result = match engine.execute(session, sql).await {
-        Ok(Outcome::Rows(stream)) => write_rows(stream, writer).await?,
-        Ok(Outcome::Listing(listing, batch)) => {
-            format::listing(&listing, &batch).map_err(|e| EngineError::DataFusion(e.into()))
-        }
+        Ok(Outcome::Rows(stream)) => write_rows(stream, display, writer).await?,
+        Ok(Outcome::Listing(listing, batch)) => format::listing(&listing, &batch, display)
+            .map_err(|e| EngineError::DataFusion(e.into())),
         Ok(other) => Ok(format::message(&other).unwrap_or_default()),
         Err(e) => Err(e),
     };
@@ -303,6 +313,7 @@ async fn run_statement(
 /// is the query's (reported after whatever rows were already sent).
 async fn write_rows(
     mut stream: datafusion::execution::SendableRecordBatchStream,
+    display: &Display,
     writer: &mut OwnedWriteHalf,
 ) -> std::io::Result<Result<String, EngineError>> {
     if format::is_explain(&stream.schema()) {
@@ -315,8 +326,9 @@ async fn write_rows(
     }
     let mut sample: Vec<Vec<String>> = Vec::new();
     let mut table: Option<AsciiTable> = None;
+    let mut count = 0;
     while let Some(batch) = stream.next().await {
-        let rows = match batch.and_then(|b| Ok(cells(&b)?)) {
+        let rows = match batch.and_then(|b| Ok(cells(&b, display)?)) {
             Ok(rows) => rows,
             Err(e) => {
                 if let Some(mut t) = table {
@@ -325,6 +337,7 @@ async fn write_rows(
                 return Ok(Err(e.into()));
             }
         };
+        count += rows.len();
         match table.as_mut() {
             Some(t) => {
                 t.push_rows(&rows);
@@ -347,5 +360,9 @@ async fn write_rows(
         AsciiTable::new(&header, &sample)
     });
     table.push_rows(&sample);
-    Ok(Ok(table.finish()))
+    let mut text = table.finish();
+    if let Some(footer) = display.footer(count) {
+        text.push_str(&footer);
+    }
+    Ok(Ok(text))
 }

@@ -10,6 +10,7 @@ use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use unicode_width::UnicodeWidthStr;
 
+use super::display::Display;
 use crate::engine::{Listing, Outcome};
 
 /// The one-line (or short) message for an outcome that is not a result set.
@@ -45,9 +46,13 @@ pub fn message(outcome: &Outcome) -> Option<String> {
 }
 
 /// SHOW DATABASES / SHOW TABLES as bulleted lists; DESCRIBE as a table.
-pub fn listing(listing: &Listing, batch: &RecordBatch) -> Result<String, ArrowError> {
+pub fn listing(
+    listing: &Listing,
+    batch: &RecordBatch,
+    display: &Display,
+) -> Result<String, ArrowError> {
     let names = || -> Result<Vec<String>, ArrowError> {
-        Ok(cells(batch)?
+        Ok(cells(batch, display)?
             .into_iter()
             .filter_map(|mut row| row.pop())
             .collect())
@@ -65,7 +70,7 @@ pub fn listing(listing: &Listing, batch: &RecordBatch) -> Result<String, ArrowEr
             .collect::<Vec<_>>()
             .join("\n"),
         Listing::Columns { .. } | Listing::Indexes { .. } | Listing::Report => {
-            let rows = cells(batch)?;
+            let rows = cells(batch, display)?;
             let mut table = AsciiTable::new(batch, &rows);
             table.push_rows(&rows);
             table.finish()
@@ -86,8 +91,8 @@ fn bullets(title: &str, names: &[String], empty: &str) -> String {
 }
 
 /// The cells of a batch, formatted as text, row by row.
-pub fn cells(batch: &RecordBatch) -> Result<Vec<Vec<String>>, ArrowError> {
-    let options = FormatOptions::default().with_null("NULL");
+pub fn cells(batch: &RecordBatch, display: &Display) -> Result<Vec<Vec<String>>, ArrowError> {
+    let options = FormatOptions::default().with_null(&display.null);
     let formatters = batch
         .columns()
         .iter()
@@ -261,7 +266,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let rows = cells(&batch).unwrap();
+        let rows = cells(&batch, &Display::default()).unwrap();
         let mut table = AsciiTable::new(&batch, &rows);
         table.push_rows(&rows);
         assert_eq!(
@@ -278,7 +283,7 @@ mod tests {
     #[test]
     fn wide_characters_count_two_columns_and_newlines_stay_on_their_row() {
         let batch = strings(&["日本", "é", "a\tb\nc", "🦀"]);
-        let rows = cells(&batch).unwrap();
+        let rows = cells(&batch, &Display::default()).unwrap();
         let mut table = AsciiTable::new(&batch, &rows);
         table.push_rows(&rows);
         assert_eq!(
@@ -290,9 +295,9 @@ mod tests {
     #[test]
     fn a_wider_row_later_draws_the_header_again() {
         let first = strings(&["ab"]);
-        let mut table = AsciiTable::new(&first, &cells(&first).unwrap());
-        table.push_rows(&cells(&first).unwrap());
-        table.push_rows(&cells(&strings(&["abcd", "x"])).unwrap());
+        let mut table = AsciiTable::new(&first, &cells(&first, &Display::default()).unwrap());
+        table.push_rows(&cells(&first, &Display::default()).unwrap());
+        table.push_rows(&cells(&strings(&["abcd", "x"]), &Display::default()).unwrap());
         assert_eq!(
             table.finish(),
             "+----+\n| s  |\n+----+\n| ab |\n+----+\n+------+\n| s    |\n+------+\n| abcd |\n| x    |\n+------+\n"

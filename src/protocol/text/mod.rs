@@ -3,10 +3,12 @@
 //! A connection is a session (its own current database). Statements end with `;`, may span
 //! lines and several may share a line; `EXIT`/`QUIT` ends the session. Errors print
 //! `ERROR <SQLSTATE>: <cause>` (`ERROR 42P01: table 'shop.ordrs' does not exist`) and the
-//! session continues. Over-long lines, invalid UTF-8 and abrupt
+//! session continues. A line starting with `\\` outside a statement is a display command
+//! (`\\pset null '∅'`, `\\pset footer on`; see `display.rs`). Over-long lines, invalid UTF-8 and abrupt
 //! disconnects only ever affect their own connection.
 
 mod connection;
+mod display;
 mod format;
 mod framing;
 mod shorthand;
