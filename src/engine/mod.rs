@@ -43,8 +43,8 @@ pub use running::{AdmissionLimits, parse_duration};
 pub use session::Session;
 pub use sql::parameters;
 pub use sqlstate::{
-    FEATURE_NOT_SUPPORTED, INVALID_AUTHORIZATION, INVALID_PASSWORD, PROGRAM_LIMIT_EXCEEDED,
-    SYNTAX_ERROR, TOO_MANY_CONNECTIONS,
+    FEATURE_NOT_SUPPORTED, INVALID_AUTHORIZATION, INVALID_PASSWORD, NO_ACTIVE_TRANSACTION,
+    PROGRAM_LIMIT_EXCEEDED, SYNTAX_ERROR, TOO_MANY_CONNECTIONS,
 };
 
 // Names and types of the layers below that are part of the engine's API.

@@ -16,6 +16,7 @@ pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const INVALID_AUTHORIZATION: &str = "28000";
 pub const INVALID_PASSWORD: &str = "28P01";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+pub const NO_ACTIVE_TRANSACTION: &str = "25P01";
 
 /// Codes for message forms, checked in order; the first whose pattern the message contains wins.
 const BY_MESSAGE: &[(&str, &str)] = &[

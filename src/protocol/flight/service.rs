@@ -44,12 +44,12 @@ use super::metadata::CatalogCommand;
 use super::queries::{self, Cancelled, Queries, Running};
 use super::session;
 use super::sql_info;
-use super::status::{stream_error, to_status};
+use super::status::{stream_error, to_status, with_sqlstate};
 use super::wire::FlightOptions;
 use crate::auth::Authenticator;
 use crate::engine::{
-    CATALOG_NAME, Engine, EngineError, IfExists, IfMissing, Outcome, PlannedQuery, Session,
-    Transaction, parameters,
+    CATALOG_NAME, Engine, EngineError, IfExists, IfMissing, NO_ACTIVE_TRANSACTION, Outcome,
+    PlannedQuery, Session, Transaction, parameters,
 };
 use crate::metrics::{Protocol, metrics};
 
@@ -118,10 +118,14 @@ impl Transactions {
                 *used = Instant::now();
                 Ok(Arc::clone(transaction))
             }
-            None => Err(Status::not_found(format!(
-                "transaction '{id}' is not open (committed, rolled back, or idle for over {} s)",
-                TRANSACTION_IDLE_TIMEOUT.as_secs()
-            ))),
+            None => Err(with_sqlstate(
+                Status::not_found(format!(
+                    "transaction '{id}' is not open (committed, rolled back, or idle for over {} \
+                     s)",
+                    TRANSACTION_IDLE_TIMEOUT.as_secs()
+                )),
+                NO_ACTIVE_TRANSACTION,
+            )),
         }
     }
 
@@ -435,7 +439,7 @@ impl FlightSqlServer {
             session.end_transaction();
             result = Err(EngineError::NotSupported(
                 "BEGIN as a statement over Flight SQL: use the client's transactions (ADBC: \
-                 autocommit off; JDBC: setAutoCommit(false))"
+                 autocommit off; JDBC: setAutoCommit(false); minidb-cli: BEGIN)"
                     .into(),
             ));
         }

@@ -10,15 +10,19 @@ use crate::engine::{EngineError, ErrorKind};
 
 /// The status of a failed statement, with its SQLSTATE code in the `sqlstate` metadata.
 pub fn to_status(e: EngineError) -> Status {
-    let mut status = status_of(&e);
-    status
-        .metadata_mut()
-        .insert(SQLSTATE_KEY, MetadataValue::from_static(e.sqlstate()));
-    status
+    with_sqlstate(status_of(&e), e.sqlstate())
 }
 
 /// The metadata key a failed call's SQLSTATE code travels under.
 pub const SQLSTATE_KEY: &str = "sqlstate";
+
+/// `status` with the SQLSTATE code `code`, for errors the protocol layer finds itself.
+pub fn with_sqlstate(mut status: Status, code: &'static str) -> Status {
+    status
+        .metadata_mut()
+        .insert(SQLSTATE_KEY, MetadataValue::from_static(code));
+    status
+}
 
 fn status_of(e: &EngineError) -> Status {
     let message = e.to_string();
