@@ -24,6 +24,9 @@ pub enum CatalogError {
         is: &'static str,
         wanted: &'static str,
     },
+    /// A use of a table or view MiniDB does not offer (time travel of a view).
+    #[error("not supported: {0}")]
+    NotSupported(String),
     /// A statement that would change a table of `sys` or `information_schema`.
     #[error("'{0}' is a system table: it can be read, not changed")]
     SystemTable(String),

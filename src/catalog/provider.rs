@@ -376,7 +376,18 @@ impl SchemaProvider for Database {
                 }
                 return Ok(view);
             }
-            Err(CatalogError::TableNotFound(_)) => return Ok(None),
+            Err(CatalogError::TableNotFound(_)) => {
+                if self.view(table).await?.is_none() {
+                    return Ok(None);
+                }
+                return Err(DataFusionError::External(Box::new(
+                    CatalogError::NotSupported(format!(
+                        "time travel of a view ('{}.{table}' is a view and keeps no history: \
+                         time travel the tables it reads)",
+                        self.name
+                    )),
+                )));
+            }
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };
         let qualified = format!("{}.{table}", self.name);

@@ -90,6 +90,7 @@ fn catalog_kind(e: &CatalogError) -> ErrorKind {
         | CatalogError::WrongKind { .. }
         | CatalogError::SystemTable(_) => ErrorKind::InvalidInput,
         CatalogError::Corrupt { .. } => ErrorKind::DataLoss,
+        CatalogError::NotSupported(_) => ErrorKind::NotSupported,
         CatalogError::TxLog(e) => txlog_kind(e),
         CatalogError::ObjectStore(_) => ErrorKind::Internal,
     }

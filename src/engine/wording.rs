@@ -8,10 +8,11 @@ use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use datafusion::common::{DataFusionError, SchemaError};
 
-use crate::catalog::{CATALOG_NAME, sql_type_name};
+use crate::catalog::{CATALOG_NAME, split_as_of, sql_type_name};
 
 /// DataFusion's refusal of `INSERT … ON CONFLICT`.
 const INSERT_ON_CONFLICT: &str = "Insert-on clause not supported";
+const INSERT_RETURNING: &str = "Insert-returning clause not supported";
 
 /// `e` in MiniDB's words, when it is one of the errors worded here.
 pub(super) fn reworded(e: &DataFusionError) -> Option<String> {
@@ -55,7 +56,8 @@ fn signature_mismatch(text: &str) -> Option<String> {
 
 /// Whether `e` refuses a statement MiniDB does not support (said as "not supported: …").
 pub(super) fn is_unsupported(e: &DataFusionError) -> bool {
-    matches!(e, DataFusionError::Plan(message) if message == INSERT_ON_CONFLICT)
+    matches!(e, DataFusionError::Plan(message)
+        if message == INSERT_ON_CONFLICT || message == INSERT_RETURNING)
 }
 
 /// Whether `e` says a table does not exist (DataFusion plans a name its catalog does not know).
@@ -91,6 +93,8 @@ fn cast_error(message: &str) -> String {
 
 fn plan_error(message: &str) -> String {
     if let Some(table) = unknown_table(message) {
+        // A table read as of a point in history is planned under a name of its own (`t@v3`).
+        let table = split_as_of(table).map_or(table, |(table, _)| table);
         return format!("table '{table}' does not exist");
     }
     if let Some(rest) = message.strip_prefix("Invalid function '")
@@ -119,6 +123,9 @@ fn plan_error(message: &str) -> String {
     }
     if message == INSERT_ON_CONFLICT {
         return "not supported: INSERT … ON CONFLICT".to_string();
+    }
+    if message == INSERT_RETURNING {
+        return "not supported: INSERT … RETURNING".to_string();
     }
     sql_types(&lowercase_first(message))
 }
@@ -308,6 +315,10 @@ mod tests {
                 "Insert-on clause not supported".into()
             )),
             "not supported: INSERT … ON CONFLICT"
+        );
+        assert_eq!(
+            text(DataFusionError::Plan(INSERT_RETURNING.into())),
+            "not supported: INSERT … RETURNING"
         );
     }
 }

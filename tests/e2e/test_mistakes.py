@@ -32,6 +32,7 @@ MISTAKES = [
     ("SELECT 1/0", "division by zero", "INVALID_ARGUMENT", "22012"),
     ("SELECT * FROM shop.ordrs", "table 'shop.ordrs' does not exist", "NOT_FOUND", "42P01"),
     ("SELECT * FROM nosuchdb.t", "table 'nosuchdb.t' does not exist", "NOT_FOUND", "42P01"),
+    ("SELECT * FROM shop.ordrs VERSION AS OF 1", "table 'shop.ordrs' does not exist", "NOT_FOUND", "42P01"),
     ("DROP TABLE shop.nothing", "table 'shop.nothing' does not exist", "NOT_FOUND", "42P01"),
     ("USE nosuchdb", "database 'nosuchdb' does not exist", "NOT_FOUND", "3D000"),
     ("SELECT nope FROM shop.orders", "column 'nope' does not exist (did you mean 'note'?)", "INVALID_ARGUMENT", "42703"),

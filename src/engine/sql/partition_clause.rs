@@ -89,6 +89,11 @@ fn partitioning(cursor: &mut Cursor<'_>) -> Result<Partitioning, EngineError> {
         }
         return Ok(Partitioning::Range { column, partitions });
     }
+    if cursor.word("LIST") {
+        return Err(EngineError::NotSupported(
+            "PARTITION BY LIST (partition by HASH (column) or RANGE (column))".into(),
+        ));
+    }
     Err(syntax(
         "expected PARTITION BY HASH (column) [PARTITIONS n] or PARTITION BY RANGE (column) [(PARTITION name VALUES LESS THAN (value), …)]".into(),
     ))
@@ -212,6 +217,10 @@ mod tests {
         let error = |sql| extract_from(sql).unwrap_err().to_string();
         assert!(
             error("CREATE TABLE t (id INT) PARTITION BY LIST (id)")
+                .starts_with("not supported: PARTITION BY LIST")
+        );
+        assert!(
+            error("CREATE TABLE t (id INT) PARTITION BY KEY (id)")
                 .contains("expected PARTITION BY HASH")
         );
         assert!(
