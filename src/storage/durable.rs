@@ -56,9 +56,12 @@ fn sync_file_and_dir(file: PathBuf) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Deletes, under `root`, the files a put staged (`name#<digits>`) and never moved into place,
-/// last written more than `older_than` ago (younger ones may belong to a put in progress, of
-/// this process or another on the same directory). Returns the files deleted.
+/// Deletes, in the tables under `root`, the files a put staged (`name#<digits>`) and never
+/// moved into place, last written more than `older_than` ago (younger ones may belong to a put
+/// in progress, of this process or another on the same directory). Returns the files deleted.
+///
+/// Only table directories are searched — `<root>/<database>/<table>/` with its `_delta_log` —
+/// so a data root pointed at a directory that also holds other files never loses them.
 pub fn remove_stale_staged_files(
     root: &std::path::Path,
     older_than: Duration,
@@ -67,7 +70,38 @@ pub fn remove_stale_staged_files(
         .checked_sub(older_than)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut removed = Vec::new();
-    let mut directories = vec![root.to_path_buf()];
+    for database in subdirectories(root)? {
+        for table in subdirectories(&database)? {
+            if table.join("_delta_log").is_dir() {
+                remove_staged_below(&table, cutoff, &mut removed)?;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// The directories in `directory` (none if it cannot be read: not MiniDB's).
+fn subdirectories(directory: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return Ok(Vec::new());
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            found.push(entry.path());
+        }
+    }
+    Ok(found)
+}
+
+/// Deletes the staged files last written before `cutoff` in `table` and its subdirectories.
+fn remove_staged_below(
+    table: &std::path::Path,
+    cutoff: SystemTime,
+    removed: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    let mut directories = vec![table.to_path_buf()];
     while let Some(directory) = directories.pop() {
         for entry in std::fs::read_dir(&directory)? {
             let entry = entry?;
@@ -92,7 +126,7 @@ pub fn remove_stale_staged_files(
             }
         }
     }
-    Ok(removed)
+    Ok(())
 }
 
 fn generic(message: String) -> object_store::Error {
@@ -193,5 +227,33 @@ mod tests {
         ));
         let body = store.get(&path).await.unwrap().bytes().await.unwrap();
         assert_eq!(body.as_ref(), b"a");
+    }
+
+    #[test]
+    fn staged_files_are_removed_from_tables_only() {
+        let root = tempfile::tempdir().unwrap();
+        let table = root.path().join("shop/orders");
+        std::fs::create_dir_all(table.join("_delta_log")).unwrap();
+        std::fs::create_dir_all(table.join("day=1")).unwrap();
+        std::fs::create_dir_all(root.path().join("shop/notes")).unwrap();
+        let staged = [
+            table.join("_delta_log/00000000000000000001.json#3"),
+            table.join("day=1/part-0.parquet#1"),
+        ];
+        let kept = [
+            table.join("notes#draft"),
+            root.path().join("backup.tar#2"),
+            root.path().join("shop/notes/draft#4"),
+        ];
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        for path in staged.iter().chain(&kept) {
+            std::fs::write(path, b"x").unwrap();
+            let file = std::fs::File::options().write(true).open(path).unwrap();
+            file.set_modified(an_hour_ago).unwrap();
+        }
+        let removed = remove_stale_staged_files(root.path(), Duration::from_secs(60)).unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(staged.iter().all(|p| !p.exists()));
+        assert!(kept.iter().all(|p| p.exists()));
     }
 }

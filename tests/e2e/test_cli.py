@@ -334,8 +334,24 @@ def test_prompt_history_pager_at_a_terminal(server, tmp_path):
         assert b"paged:" not in shown and b"| one |" in shown
         terminal.type("\\pset pager off\r")
         terminal.read_until(b"Pager usage is off.")
+        terminal.read_until(b"shop=> ")
         terminal.type("SELECT value FROM generate_series(1, 40);\r")
-        assert b"paged:" not in terminal.read_until(b"shop=> ")
+        shown = terminal.read_until(b"shop=> ")
+        assert b"(40 rows)" in shown and b"paged:" not in shown
+        # Backslash commands at the keyboard: expanded display, describing and listing.
+        terminal.type("\\x\r")
+        terminal.read_until(b"Expanded display is on.")
+        terminal.read_until(b"shop=> ")
+        terminal.type("SELECT 1 AS one, NULL AS nothing;\r")
+        shown = terminal.read_until(b"shop=> ")
+        assert b"-[ RECORD 1 ]-\r\none     | 1\r\nnothing | NULL\r\n(1 row)" in shown, shown
+        terminal.type("\\x off\r")
+        terminal.read_until(b"shop=> ")
+        terminal.type("\\d t\r")
+        shown = terminal.read_until(b"shop=> ")
+        assert b'Table "shop.t"' in shown and b"| id          | INT       |" in shown, shown
+        terminal.type("\\dt\r")
+        assert b"| shop     | t    | table |" in terminal.read_until(b"shop=> ")
         terminal.type("\\q\r")
         assert terminal.exit_status() == 0
         assert "SELECT value FROM generate_series(1, 40);" in (tmp_path / ".minidb_history").read_text()

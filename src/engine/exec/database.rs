@@ -47,7 +47,7 @@ impl Engine {
         if name.eq_ignore_ascii_case(SYSTEM_DATABASE) {
             return Err(EngineError::InvalidInput(format!(
                 "{SYSTEM_DATABASE} holds the system tables, which are read by their full name \
-                 ({SYSTEM_DATABASE}.tables, …), not a database to USE"
+                 ({SYSTEM_DATABASE}.table_metadata, …), not a database to USE"
             )));
         }
         if !self.catalog.database_exists(&name).await? {
