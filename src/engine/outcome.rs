@@ -41,6 +41,13 @@ pub enum Outcome {
         table: String,
         rows: u64,
     },
+    /// A MERGE inserted, updated and deleted these many rows.
+    Merged {
+        table: String,
+        inserted: u64,
+        updated: u64,
+        deleted: u64,
+    },
     TransactionStarted,
     TransactionCommitted,
     TransactionRolledBack,
@@ -78,6 +85,12 @@ impl Outcome {
             Outcome::Inserted { rows, .. }
             | Outcome::Deleted { rows, .. }
             | Outcome::Updated { rows, .. } => *rows,
+            Outcome::Merged {
+                inserted,
+                updated,
+                deleted,
+                ..
+            } => inserted + updated + deleted,
             _ => 0,
         }
     }
@@ -189,6 +202,12 @@ impl std::fmt::Debug for Outcome {
             Outcome::Inserted { table, rows } => write!(f, "Inserted({table}, {rows})"),
             Outcome::Deleted { table, rows } => write!(f, "Deleted({table}, {rows})"),
             Outcome::Updated { table, rows } => write!(f, "Updated({table}, {rows})"),
+            Outcome::Merged {
+                table,
+                inserted,
+                updated,
+                deleted,
+            } => write!(f, "Merged({table}, {inserted}, {updated}, {deleted})"),
             Outcome::TransactionStarted => write!(f, "TransactionStarted"),
             Outcome::TransactionCommitted => write!(f, "TransactionCommitted"),
             Outcome::TransactionRolledBack => write!(f, "TransactionRolledBack"),

@@ -122,7 +122,7 @@ fn plan_error(message: &str) -> String {
         );
     }
     if message == INSERT_ON_CONFLICT {
-        return "not supported: INSERT … ON CONFLICT".to_string();
+        return "not supported: INSERT … ON DUPLICATE KEY UPDATE (use ON CONFLICT)".to_string();
     }
     if message == INSERT_RETURNING {
         return "not supported: INSERT … RETURNING".to_string();
@@ -314,7 +314,7 @@ mod tests {
             text(DataFusionError::Plan(
                 "Insert-on clause not supported".into()
             )),
-            "not supported: INSERT … ON CONFLICT"
+            "not supported: INSERT … ON DUPLICATE KEY UPDATE (use ON CONFLICT)"
         );
         assert_eq!(
             text(DataFusionError::Plan(INSERT_RETURNING.into())),

@@ -36,7 +36,7 @@ pub use constraints::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY, 
 pub use damage::{Damage, Finding, fsck};
 pub use error::TableError;
 pub use footers::FooterCache;
-pub use handle::{CacheBudgets, TableCaches, TableHandle};
+pub use handle::{CacheBudgets, TableCaches, TableHandle, WriterLock};
 pub use index::{INDEXES_PROPERTY, IndexDef, table_indexes};
 pub use indexing::{create_index, drop_index};
 pub use mutation::Mutation;

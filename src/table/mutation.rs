@@ -1,4 +1,4 @@
-//! [`Mutation`]: the changes of one UPDATE or DELETE, committed Merge-on-Read.
+//! [`Mutation`]: the changes of one UPDATE, DELETE or MERGE, committed Merge-on-Read.
 //!
 //! A statement feeds the addresses of the rows it changes (file index in the snapshot, physical
 //! row position in the file) and, for an UPDATE, the rows' new values. The commit then:
@@ -46,6 +46,7 @@ pub struct Mutation {
     deleted: BTreeMap<usize, RoaringTreemap>,
     new_rows: Option<DataFilesWriter>,
     keys: Vec<KeyChecker>,
+    metrics: HashMap<String, Value>,
 }
 
 impl Mutation {
@@ -70,11 +71,14 @@ impl Mutation {
             deleted: BTreeMap::new(),
             new_rows: None,
             keys,
+            metrics: HashMap::new(),
         })
     }
 
     /// Marks rows deleted, given as parallel arrays of file indexes and row positions (Int64).
-    pub fn delete(&mut self, files: &ArrayRef, rows: &ArrayRef) -> Result<()> {
+    /// Returns how many of them this mutation had marked already (a MERGE whose source matches
+    /// one target row several times).
+    pub fn delete(&mut self, files: &ArrayRef, rows: &ArrayRef) -> Result<u64> {
         let int64 = |array: &ArrayRef| {
             array
                 .as_any()
@@ -83,6 +87,7 @@ impl Mutation {
                 .ok_or_else(|| TableError::Internal("row addresses must be Int64".into()))
         };
         let (files, rows) = (int64(files)?, int64(rows)?);
+        let mut repeated = 0;
         for (file, row) in files.iter().zip(rows.iter()) {
             let (Some(file), Some(row)) = (file, row) else {
                 return Err(TableError::Internal("NULL row address".into()).into());
@@ -91,9 +96,17 @@ impl Mutation {
                 .map_err(|_| TableError::Internal("negative file index".into()))?;
             let row = u64::try_from(row)
                 .map_err(|_| TableError::Internal("negative row position".into()))?;
-            self.deleted.entry(file).or_default().insert(row);
+            if !self.deleted.entry(file).or_default().insert(row) {
+                repeated += 1;
+            }
         }
-        Ok(())
+        Ok(repeated)
+    }
+
+    /// Sets operation metrics of the commit beyond the ones it counts itself (a MERGE's rows
+    /// inserted, updated and deleted).
+    pub fn report(&mut self, metric: &str, value: u64) {
+        self.metrics.insert(metric.to_string(), json!(value));
     }
 
     /// Adds new rows (an UPDATE's new values), already converted to the table's types.
@@ -118,8 +131,8 @@ impl Mutation {
     }
 
     /// Writes deletion vectors and new rows, then commits them as one Delta commit (or stages
-    /// them in the open transaction). Returns
-    /// the number of rows deleted (for an UPDATE: rows replaced by their new version).
+    /// them in the open transaction); a mutation with neither commits nothing. Returns the
+    /// number of rows deleted (for an UPDATE: rows replaced by their new version).
     pub async fn commit(
         self,
         operation: &str,
@@ -127,14 +140,18 @@ impl Mutation {
         context: Arc<TaskContext>,
     ) -> Result<u64> {
         let rows: u64 = self.deleted.values().map(RoaringTreemap::len).sum();
-        if rows == 0 {
+        if rows == 0 && self.new_rows.is_none() {
             return Ok(0);
         }
         let files: Vec<&Add> = self.snapshot.files().collect();
         let store = self.handle.log().store();
         let root = self.handle.log().root();
         let now = chrono::Utc::now().timestamp_millis();
-        let mut actions = deletion_vectors_enabled(&self.snapshot);
+        let mut actions = if self.deleted.is_empty() {
+            Vec::new()
+        } else {
+            deletion_vectors_enabled(&self.snapshot)
+        };
         let mut bytes_written = 0u64;
         let (mut removed_files, mut vectors_added, mut vectors_removed) = (0usize, 0usize, 0usize);
         for (index, positions) in &self.deleted {
@@ -205,7 +222,9 @@ impl Mutation {
             ),
             ("numAddedBytes".to_string(), json!(bytes_written)),
         ]);
-        if added_rows > 0 {
+        if !self.metrics.is_empty() {
+            metrics.extend(self.metrics);
+        } else if added_rows > 0 {
             metrics.insert("numUpdatedRows".into(), json!(rows));
             metrics.insert("numOutputRows".into(), json!(added_rows));
         } else {

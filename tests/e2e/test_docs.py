@@ -42,10 +42,6 @@ NOT_SUPPORTED_YET = {
         "CREATE TABLE docs.p2 (a INT, b INT) PARTITION BY RANGE (a, b)",
     ],
     "partitioning by LIST": ["CREATE TABLE docs.p3 (a INT) PARTITION BY LIST (a)"],
-    "`INSERT … ON CONFLICT`": [
-        "INSERT INTO docs.t VALUES (1, 'b') ON CONFLICT (id) DO UPDATE SET v = 'b'",
-        "INSERT INTO docs.t VALUES (1, 'b') ON CONFLICT DO NOTHING",
-    ],
     "`INSERT … RETURNING`": ["INSERT INTO docs.t VALUES (9, 'r') RETURNING id"],
     "savepoints": ["SAVEPOINT s1", "RELEASE SAVEPOINT s1", "ROLLBACK TO SAVEPOINT s1"],
 }
@@ -71,6 +67,10 @@ NOT_SUPPORTED_ELSEWHERE = {
         "DELETE FROM docs.t USING docs.u WHERE t.id = docs.u.id",
         "UPDATE docs.t SET v = 'x' RETURNING id",
         "DELETE FROM docs.t WHERE id = 5 RETURNING id",
+    ],
+    "`ON CONFLICT ON CONSTRAINT` and MySQL's `ON DUPLICATE KEY UPDATE` are not supported": [
+        "INSERT INTO docs.t VALUES (1, 'b') ON CONFLICT ON CONSTRAINT t_pkey DO NOTHING",
+        "INSERT INTO docs.t VALUES (1, 'b') ON DUPLICATE KEY UPDATE v = 'b'",
     ],
     "Other `ALTER TABLE` forms are not supported": [
         "ALTER TABLE docs.t ADD COLUMN z INT",

@@ -60,8 +60,12 @@ MISTAKES = [
     ("CREATE TABLE shop.orders (id INT)", "table 'shop.orders' already exists", "ALREADY_EXISTS", "42P07"),
     ("CREATE DATABASE shop", "database 'shop' already exists", "ALREADY_EXISTS", "42P04"),
     ("CREATE TABLE shop.bad (id INTEGR)", "not supported: column type INTEGR", "NOT_IMPLEMENTED", "0A000"),
-    ("INSERT INTO shop.orders (id, qty) VALUES (5, 1) ON CONFLICT DO NOTHING",
-     "not supported: INSERT … ON CONFLICT", "NOT_IMPLEMENTED", "0A000"),
+    ("INSERT INTO shop.orders (id, qty) VALUES (5, 1) ON DUPLICATE KEY UPDATE qty = 2",
+     "not supported: INSERT … ON DUPLICATE KEY UPDATE (use ON CONFLICT)", "NOT_IMPLEMENTED", "0A000"),
+    ("MERGE INTO shop.orders o USING (SELECT 1 AS id UNION ALL SELECT 1) AS s ON o.id = s.id "
+     "WHEN MATCHED THEN DELETE",
+     "MERGE cannot affect a row a second time: a row of shop.orders matches more than one source "
+     "row (make the source unique on the ON columns)", "INVALID_ARGUMENT", "21000"),
     ("ALTER TABLE shop.orders DROP COLUMN qty",
      "not supported: ALTER TABLE shop.orders DROP COLUMN qty (ALTER TABLE supports SET TBLPROPERTIES only)",
      "NOT_IMPLEMENTED", "0A000"),

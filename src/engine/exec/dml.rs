@@ -16,7 +16,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::common::DataFusionError;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::execute_stream;
 use datafusion::sql::parser::DFParser;
 use datafusion::sql::sqlparser::ast;
@@ -28,7 +30,11 @@ use crate::catalog::{CatalogError, check_writable};
 use crate::engine::insert::store;
 use crate::engine::running::task_context;
 use crate::engine::sql::{TableName, normalize, table_name};
-use crate::table::{DeltaTableProvider, FILE_INDEX_COLUMN, Mutation, ROW_INDEX_COLUMN, Writer};
+use crate::table::{
+    DeltaTableProvider, FILE_INDEX_COLUMN, Mutation, ROW_INDEX_COLUMN, TableHandle, Writer,
+    WriterLock,
+};
+use crate::txlog::Snapshot;
 
 /// Which statement a [`Dml`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,22 +94,7 @@ impl Dml {
         if !update.order_by.is_empty() || update.limit.is_some() {
             return Err(unsupported("UPDATE … ORDER BY/LIMIT"));
         }
-        let mut assignments: Vec<(String, ast::Expr)> = Vec::new();
-        for assignment in &update.assignments {
-            let ast::AssignmentTarget::ColumnName(name) = &assignment.target else {
-                return Err(unsupported("assigning a tuple of columns"));
-            };
-            let Some(ast::ObjectNamePart::Identifier(column)) = name.0.last() else {
-                return Err(EngineError::InvalidInput(format!("bad column name {name}")));
-            };
-            let column = normalize(column);
-            if assignments.iter().any(|(c, _)| *c == column) {
-                return Err(EngineError::InvalidInput(format!(
-                    "column '{column}' is assigned twice"
-                )));
-            }
-            assignments.push((column, assignment.value.clone()));
-        }
+        let assignments = assignments(&update.assignments)?;
         Ok(Self {
             kind: DmlKind::Update,
             table: single_table(&update.table)?,
@@ -133,7 +124,88 @@ impl Dml {
     }
 }
 
+/// The table a writing statement changes, ready to be changed: the newest snapshot (or the
+/// transaction's), the way its commit is made, and, in pessimistic mode outside a transaction,
+/// the writer lock held until the statement ends.
+pub(super) struct WriteTarget {
+    pub database: String,
+    pub table: String,
+    pub handle: Arc<TableHandle>,
+    pub snapshot: Arc<Snapshot>,
+    pub writer: Writer,
+    /// Until the commit (or the transaction's end), no other writer of this server changes the
+    /// table, so the snapshot stays the newest.
+    pub _turn: Option<WriterLock>,
+}
+
 impl Engine {
+    /// Opens `name` for a writing statement of `session` (see [`WriteTarget`]).
+    pub(super) async fn write_target(
+        &self,
+        session: &Session,
+        name: &TableName,
+    ) -> Result<WriteTarget, EngineError> {
+        let database = session.database_or_current(name.database.clone());
+        let table = name.table.clone();
+        check_writable(&database, &table)?;
+        let handle = match self.catalog.table(&database, &table).await {
+            Ok(handle) => handle,
+            Err(e) => return Err(self.table_error(&database, &table, e).await),
+        };
+        let qualified = format!("{database}.{table}");
+        let (snapshot, writer, turn) = match session.transaction() {
+            Some(transaction) => {
+                let part = transaction
+                    .table(&qualified, &handle)
+                    .await
+                    .map_err(CatalogError::from)?;
+                (part.snapshot(), Writer::Transaction(part), None)
+            }
+            None => {
+                let turn = handle.lock_for_write().await.map_err(CatalogError::from)?;
+                let snapshot = handle.refresh().await.map_err(CatalogError::from)?;
+                (snapshot, Writer::Autocommit(Arc::clone(&handle)), turn)
+            }
+        };
+        Ok(WriteTarget {
+            database,
+            table,
+            handle,
+            snapshot,
+            writer,
+            _turn: turn,
+        })
+    }
+
+    /// Plans `sql`, a query that reads `target` through a view of it with the row-address
+    /// columns (file index, row position) and may read other tables as any query does; returns
+    /// the plan, the state to go on with, and the store the table's files are in.
+    pub(super) async fn plan_on_target(
+        &self,
+        session: &Session,
+        target: &WriteTarget,
+        sql: &str,
+    ) -> Result<(LogicalPlan, SessionState, ObjectStoreUrl), EngineError> {
+        let mut parsed = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+            .map_err(|e| EngineError::InvalidInput(format!("syntax error: {e}")))?;
+        let parsed = parsed
+            .pop_front()
+            .ok_or_else(|| EngineError::InvalidInput("empty statement".into()))?;
+        let view = self.statement_catalog(session, &parsed).await?;
+        let store_url = view.store_url().clone();
+        let provider = DeltaTableProvider::new(
+            format!("{}.{}", target.database, target.table),
+            Arc::clone(&target.handle),
+            Arc::clone(&target.snapshot),
+            store_url.clone(),
+        )
+        .with_row_addresses();
+        view.pin(&target.database, &target.table, Arc::new(provider));
+        let state = self.statement_state(session, view);
+        let plan = state.statement_to_plan(parsed).await?;
+        Ok((plan, state, store_url))
+    }
+
     pub(super) async fn update(
         &self,
         session: &Session,
@@ -151,58 +223,21 @@ impl Engine {
     }
 
     async fn execute_dml(&self, session: &Session, dml: Dml) -> Result<Outcome, EngineError> {
-        let database = session.database_or_current(dml.table.database.clone());
-        let table = dml.table.table.clone();
-        check_writable(&database, &table)?;
-        let handle = match self.catalog.table(&database, &table).await {
-            Ok(handle) => handle,
-            Err(e) => return Err(self.table_error(&database, &table, e).await),
-        };
-        let qualified = format!("{database}.{table}");
-        // Pessimistic mode: until the commit (or the transaction's end), no other writer of this
-        // server changes the table, so the snapshot read here stays the newest.
-        let (snapshot, writer, _turn) = match session.transaction() {
-            Some(transaction) => {
-                let part = transaction
-                    .table(&qualified, &handle)
-                    .await
-                    .map_err(CatalogError::from)?;
-                (part.snapshot(), Writer::Transaction(part), None)
-            }
-            None => {
-                let turn = handle.lock_for_write().await.map_err(CatalogError::from)?;
-                let snapshot = handle.refresh().await.map_err(CatalogError::from)?;
-                (snapshot, Writer::Autocommit(Arc::clone(&handle)), turn)
-            }
-        };
-        let schema = Arc::clone(snapshot.schema());
+        let target = self.write_target(session, &dml.table).await?;
+        let schema = Arc::clone(target.snapshot.schema());
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         for (column, _) in &dml.assignments {
             if !columns.contains(column) {
                 return Err(EngineError::InvalidInput(format!(
-                    "column '{column}' does not exist in table {table}"
+                    "column '{column}' does not exist in table {}",
+                    target.table
                 )));
             }
         }
 
-        let sql = dml.query(&columns);
-        let mut parsed = DFParser::parse_sql_with_dialect(&sql, &GenericDialect {})
-            .map_err(|e| EngineError::InvalidInput(format!("syntax error: {e}")))?;
-        let parsed = parsed
-            .pop_front()
-            .ok_or_else(|| EngineError::InvalidInput("empty statement".into()))?;
-        let view = self.statement_catalog(session, &parsed).await?;
-        let store_url = view.store_url().clone();
-        let target = DeltaTableProvider::new(
-            qualified,
-            Arc::clone(&handle),
-            Arc::clone(&snapshot),
-            store_url.clone(),
-        )
-        .with_row_addresses();
-        view.pin(&database, &table, Arc::new(target));
-        let state = self.statement_state(session, view);
-        let mut plan = state.statement_to_plan(parsed).await?;
+        let (mut plan, state, store_url) = self
+            .plan_on_target(session, &target, &dml.query(&columns))
+            .await?;
         if dml.kind == DmlKind::Update {
             // New values are converted like INSERT values: the column's type, NOT NULL, and an
             // error naming the column and the value that does not fit.
@@ -217,9 +252,9 @@ impl Engine {
 
         let changed: HashSet<&str> = dml.assignments.iter().map(|(c, _)| c.as_str()).collect();
         let mut mutation = Mutation::new(
-            Arc::clone(&handle),
-            writer,
-            Arc::clone(&snapshot),
+            Arc::clone(&target.handle),
+            target.writer,
+            Arc::clone(&target.snapshot),
             store_url,
             &changed,
         )?;
@@ -242,8 +277,32 @@ impl Engine {
         let rows = mutation
             .commit(operation, predicate, task_context(&state)?)
             .await?;
-        Ok(outcome(table, rows))
+        Ok(outcome(target.table, rows))
     }
+}
+
+/// `SET column = value, …` of an UPDATE (or of MERGE's and ON CONFLICT's): column names
+/// normalized, each assigned once.
+pub(super) fn assignments(
+    list: &[ast::Assignment],
+) -> Result<Vec<(String, ast::Expr)>, EngineError> {
+    let mut assignments: Vec<(String, ast::Expr)> = Vec::new();
+    for assignment in list {
+        let ast::AssignmentTarget::ColumnName(name) = &assignment.target else {
+            return Err(unsupported("assigning a tuple of columns"));
+        };
+        let Some(ast::ObjectNamePart::Identifier(column)) = name.0.last() else {
+            return Err(EngineError::InvalidInput(format!("bad column name {name}")));
+        };
+        let column = normalize(column);
+        if assignments.iter().any(|(c, _)| *c == column) {
+            return Err(EngineError::InvalidInput(format!(
+                "column '{column}' is assigned twice"
+            )));
+        }
+        assignments.push((column, assignment.value.clone()));
+    }
+    Ok(assignments)
 }
 
 /// The one plain table an UPDATE/DELETE names.
@@ -259,7 +318,7 @@ fn single_table(relation: &ast::TableWithJoins) -> Result<TableName, EngineError
     }
 }
 
-fn quote(name: &str) -> String {
+pub(super) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -1,6 +1,6 @@
 //! Running a parsed [`Statement`]: one dispatch ([`Engine::run`]) and one `impl Engine` per
 //! family of statements — databases, tables, views, indexes, maintenance, history,
-//! transactions, session settings, DML and queries.
+//! transactions, session settings, DML (MERGE and upsert too) and queries.
 
 mod database;
 mod declaration;
@@ -8,6 +8,7 @@ mod dml;
 mod history;
 mod index;
 mod maintenance;
+mod merge;
 pub(super) mod query;
 mod session;
 mod table;
@@ -92,6 +93,8 @@ impl Engine {
             Statement::Rollback => Ok(self.rollback_statement(session)),
             Statement::Update(update) => self.update(session, &update).await,
             Statement::Delete(delete) => self.delete(session, &delete).await,
+            Statement::Merge(merge) => self.merge(session, &merge).await,
+            Statement::Upsert(insert) => self.upsert(session, &insert).await,
             Statement::Insert(insert) => self.insert(session, *insert).await,
             Statement::Query(query) => self.query(session, *query).await,
             Statement::CancelQuery(id) => self.cancel_query(id),

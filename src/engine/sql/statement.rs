@@ -89,6 +89,10 @@ pub enum Statement {
     Rollback,
     Update(Box<ast::Update>),
     Delete(Box<ast::Delete>),
+    /// `MERGE INTO target USING source ON … WHEN …`.
+    Merge(Box<ast::Merge>),
+    /// `INSERT … ON CONFLICT …`, which MiniDB runs as a MERGE.
+    Upsert(Box<ast::Insert>),
     /// `CANCEL QUERY id`: stops a statement `sys.queries` lists.
     CancelQuery(u64),
     /// `SET statement_timeout = …` / `TO …`; `None` (`DEFAULT`, or `RESET statement_timeout`)
@@ -150,6 +154,12 @@ impl Statement {
                 } => Statement::Rollback,
                 ast::Statement::Update(update) => Statement::Update(Box::new(update)),
                 ast::Statement::Delete(delete) => Statement::Delete(Box::new(delete)),
+                ast::Statement::Merge(merge) => Statement::Merge(Box::new(merge)),
+                ast::Statement::Insert(insert)
+                    if matches!(insert.on, Some(ast::OnInsert::OnConflict(_))) =>
+                {
+                    Statement::Upsert(Box::new(insert))
+                }
                 insert @ ast::Statement::Insert(_) => {
                     Statement::Insert(Box::new(DFStatement::Statement(Box::new(insert))))
                 }

@@ -52,6 +52,8 @@ fn reword(what: &str) -> String {
         .replacen(", found: ", ", found ", 1);
     let mut chars = what.chars();
     match chars.next() {
+        // A keyword (`DELETE is not allowed …`) keeps its case.
+        Some(_) if chars.clone().next().is_some_and(char::is_uppercase) => what,
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => "the statement could not be read".to_string(),
     }

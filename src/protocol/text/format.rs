@@ -35,6 +35,14 @@ pub fn message(outcome: &Outcome) -> Option<String> {
         Outcome::Inserted { table, rows } => format!("Inserted {rows} row(s) into {table}"),
         Outcome::Deleted { table, rows } => format!("Deleted {rows} row(s) from {table}"),
         Outcome::Updated { table, rows } => format!("Updated {rows} row(s) in {table}"),
+        Outcome::Merged {
+            table,
+            inserted,
+            updated,
+            deleted,
+        } => format!(
+            "Merged into {table}: {inserted} row(s) inserted, {updated} updated, {deleted} deleted"
+        ),
         Outcome::TransactionStarted => "Transaction started".into(),
         Outcome::TransactionCommitted => "Transaction committed".into(),
         Outcome::TransactionRolledBack => "Transaction rolled back".into(),
