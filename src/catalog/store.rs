@@ -200,15 +200,6 @@ impl Catalog {
         schema: &Schema,
         properties: Vec<(String, String)>,
     ) -> Result<Arc<TableHandle>, CatalogError> {
-        validate_name(table)?;
-        self.require_database(db).await?;
-        let log = self.log(db, table);
-        if log.exists().await? {
-            return Err(CatalogError::TableExists(format!("{db}.{table}")));
-        }
-        if self.view(db, table).await?.is_some() {
-            return Err(CatalogError::ViewExists(format!("{db}.{table}")));
-        }
         let actions = vec![
             Action::Protocol(protocol_for(schema)),
             Action::Metadata(Metadata {
@@ -231,6 +222,32 @@ impl Catalog {
             parameters: HashMap::from([("mode".into(), json!("ErrorIfExists"))]),
             ..Default::default()
         };
+        self.create_table_with(db, table, operation, actions).await
+    }
+
+    /// Where the files of table `db.table` go (whether it exists or not).
+    pub fn table_root(&self, db: &str, table: &str) -> Path {
+        self.log(db, table).root().clone()
+    }
+
+    /// Creates `db.table` with a first commit of `actions` (protocol, metadata, and any files
+    /// already written under [`Catalog::table_root`]); the table exists from that commit on.
+    pub async fn create_table_with(
+        &self,
+        db: &str,
+        table: &str,
+        operation: Operation,
+        actions: Vec<Action>,
+    ) -> Result<Arc<TableHandle>, CatalogError> {
+        validate_name(table)?;
+        self.require_database(db).await?;
+        let log = self.log(db, table);
+        if log.exists().await? {
+            return Err(CatalogError::TableExists(format!("{db}.{table}")));
+        }
+        if self.view(db, table).await?.is_some() {
+            return Err(CatalogError::ViewExists(format!("{db}.{table}")));
+        }
         let snapshot = match log.create(operation, actions).await {
             Ok(snapshot) => snapshot,
             Err(TxLogError::TableExists(_)) => {

@@ -114,7 +114,7 @@ impl Engine {
                         "creating a table inside a transaction; ingest in append mode".into(),
                     ));
                 }
-                let schema = table_schema(&rows.schema())?;
+                let schema = stored_schema(&rows.schema())?;
                 self.catalog
                     .create_table(&database, table, &schema, Vec::new())
                     .await?;
@@ -258,7 +258,7 @@ fn matched_columns(rows: &Schema, table: &Schema, name: &str) -> Result<Vec<Expr
 }
 
 /// The table a stream of `rows` creates: each column in the nearest type MiniDB stores.
-fn table_schema(rows: &Schema) -> Result<Schema, EngineError> {
+pub(in crate::engine) fn stored_schema(rows: &Schema) -> Result<Schema, EngineError> {
     let fields = rows
         .fields()
         .iter()

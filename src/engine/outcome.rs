@@ -16,15 +16,26 @@ pub enum Outcome {
     DatabaseDropped(String),
     UsingDatabase(String),
     TableCreated(String),
+    /// `CREATE TABLE … AS SELECT` created a table holding `rows` rows.
+    TableCreatedAs {
+        table: String,
+        rows: u64,
+    },
+    /// `CREATE TABLE … CLONE` created `table` from `source` as of `version`.
+    TableCloned {
+        table: String,
+        source: String,
+        version: i64,
+    },
     TableDropped(String),
     ViewCreated(String),
     ViewDropped(String),
     IndexCreated(String),
     IndexDropped(String),
-    /// ALTER TABLE set `properties` table properties.
+    /// ALTER TABLE made `change` ("2 properties", "1 column added").
     TableAltered {
         table: String,
-        properties: usize,
+        change: String,
     },
     /// An INSERT committed `rows` rows.
     Inserted {
@@ -84,7 +95,8 @@ impl Outcome {
         match self {
             Outcome::Inserted { rows, .. }
             | Outcome::Deleted { rows, .. }
-            | Outcome::Updated { rows, .. } => *rows,
+            | Outcome::Updated { rows, .. }
+            | Outcome::TableCreatedAs { rows, .. } => *rows,
             Outcome::Merged {
                 inserted,
                 updated,
@@ -191,13 +203,19 @@ impl std::fmt::Debug for Outcome {
             Outcome::DatabaseDropped(n) => write!(f, "DatabaseDropped({n})"),
             Outcome::UsingDatabase(n) => write!(f, "UsingDatabase({n})"),
             Outcome::TableCreated(n) => write!(f, "TableCreated({n})"),
+            Outcome::TableCreatedAs { table, rows } => write!(f, "TableCreatedAs({table}, {rows})"),
+            Outcome::TableCloned {
+                table,
+                source,
+                version,
+            } => write!(f, "TableCloned({table}, {source}, {version})"),
             Outcome::TableDropped(n) => write!(f, "TableDropped({n})"),
             Outcome::ViewCreated(n) => write!(f, "ViewCreated({n})"),
             Outcome::ViewDropped(n) => write!(f, "ViewDropped({n})"),
             Outcome::IndexCreated(n) => write!(f, "IndexCreated({n})"),
             Outcome::IndexDropped(n) => write!(f, "IndexDropped({n})"),
-            Outcome::TableAltered { table, properties } => {
-                write!(f, "TableAltered({table}, {properties})")
+            Outcome::TableAltered { table, change } => {
+                write!(f, "TableAltered({table}, {change})")
             }
             Outcome::Inserted { table, rows } => write!(f, "Inserted({table}, {rows})"),
             Outcome::Deleted { table, rows } => write!(f, "Deleted({table}, {rows})"),

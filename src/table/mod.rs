@@ -9,11 +9,13 @@
 //!
 //! [`Snapshot`]: crate::txlog::Snapshot
 
+pub mod clone;
 mod column_scan;
 mod constraints;
 mod damage;
 mod datafile;
 mod error;
+pub mod evolution;
 mod footers;
 mod handle;
 pub mod index;

@@ -106,27 +106,37 @@ const LEGACY_WRITER_FEATURES: &[(i32, &str)] = &[
 impl Protocol {
     /// Whether readers and writers of this protocol know deletion vectors.
     pub fn has_deletion_vectors(&self) -> bool {
-        let listed = |features: &Option<Vec<String>>| {
-            features.iter().flatten().any(|f| f == "deletionVectors")
-        };
+        self.has_feature("deletionVectors")
+    }
+
+    /// Whether readers and writers of this protocol know the reader-writer `feature`.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        let listed =
+            |features: &Option<Vec<String>>| features.iter().flatten().any(|f| f == feature);
         listed(&self.reader_features) && listed(&self.writer_features)
     }
 
     /// This protocol at reader 3 / writer 7 with `deletionVectors` added, keeping every feature
     /// the old versions implied.
     pub fn with_deletion_vectors(&self) -> Protocol {
+        self.with_feature("deletionVectors")
+    }
+
+    /// This protocol at reader 3 / writer 7 with the reader-writer `feature` added, keeping
+    /// every feature the old versions implied.
+    pub fn with_feature(&self, feature: &str) -> Protocol {
         let mut readers = self.reader_features.clone().unwrap_or_default();
         let mut writers = self.writer_features.clone().unwrap_or_default();
         if self.min_writer_version < 7 {
-            for (version, feature) in LEGACY_WRITER_FEATURES {
+            for (version, legacy) in LEGACY_WRITER_FEATURES {
                 if self.min_writer_version >= *version {
-                    writers.push(feature.to_string());
+                    writers.push(legacy.to_string());
                 }
             }
         }
         for features in [&mut readers, &mut writers] {
-            if !features.iter().any(|f| f == "deletionVectors") {
-                features.push("deletionVectors".into());
+            if !features.iter().any(|f| f == feature) {
+                features.push(feature.into());
             }
         }
         Protocol {

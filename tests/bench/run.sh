@@ -33,6 +33,7 @@ run() {
 if $quick; then
   run tests/bench/point_lookup.py --rows 200000 --lookups 50 --scans 5 --warm-up 100 --inserts 10
   run tests/bench/update_one_row.py --rows 700000 --updates 2
+  run tests/bench/merge.py --rows 200000
   run tests/bench/zorder.py --rows 200000 --files 16
   run tests/bench/open_log.py --commits 300 --runs 2
   run tests/bench/ingest.py --scale 0.05
@@ -43,6 +44,7 @@ if $quick; then
 else
   run tests/bench/point_lookup.py
   run tests/bench/update_one_row.py
+  run tests/bench/merge.py
   run tests/bench/zorder.py
   run tests/bench/open_log.py
   run tests/bench/ingest.py

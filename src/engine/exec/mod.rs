@@ -54,6 +54,15 @@ impl Engine {
                 partitioning,
             } => self.create_table(session, &create, partitioning).await,
             Statement::AlterTable(alter) => self.alter_table(session, &alter).await,
+            Statement::CloneTable {
+                name,
+                source,
+                if_not_exists,
+                shallow,
+            } => {
+                self.clone_table(session, name, source, if_not_exists, shallow)
+                    .await
+            }
             Statement::DropTable { names, if_exists } => {
                 self.drop_tables(session, names, if_exists).await
             }

@@ -1,4 +1,5 @@
-//! `CREATE TABLE` (its columns, keys, defaults, partitioning and TBLPROPERTIES), `ALTER TABLE`,
+//! `CREATE TABLE` (its columns, keys, defaults, partitioning and TBLPROPERTIES; `LIKE` another
+//! table; `AS SELECT`), `ALTER TABLE`,
 //! `DROP TABLE` and `DESCRIBE`.
 
 use std::collections::HashMap;
@@ -6,36 +7,282 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{Field, Schema};
-use datafusion::common::DFSchema;
+use datafusion::common::{DFSchema, DataFusionError};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{self, ColumnOption};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 use super::declaration::declared;
 use super::{Engine, EngineError, Outcome, Session, drop_outcome};
-use crate::catalog::{CatalogError, column_type_name};
+use crate::catalog::{AsOf, CatalogError, check_writable, column_type_name, split_as_of};
 use crate::engine::Listing;
-use crate::engine::sql::{TableName, normalize, table_name};
+use crate::engine::ingest::stored_schema;
+use crate::engine::sql::{TableName, normalize, output_name, table_name};
 use crate::engine::types::column_field;
+use crate::table::clone;
+use crate::table::evolution::{NewColumn, add_columns};
 use crate::table::partitioning::{PARTITIONING_PROPERTY, Partitioner, Partitioning};
 use crate::table::{
     DEFAULTS_PROPERTY, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY,
     properties, set_properties,
 };
+use crate::txlog::{Action, Operation, STATISTICS_PROPERTY};
 
 impl Engine {
+    /// `CREATE TABLE` with its columns declared, `… LIKE other`, or `… AS SELECT`.
     pub(super) async fn create_table(
         &self,
         session: &Session,
         create: &ast::CreateTable,
         partitioning: Option<Partitioning>,
     ) -> Result<Outcome, EngineError> {
-        if create.query.is_some() {
-            return Err(EngineError::NotSupported("CREATE TABLE … AS SELECT".into()));
-        }
         if let Some(expr) = &create.partition_by {
             return Err(EngineError::InvalidInput(format!(
                 "PARTITION BY {expr}: expected PARTITION BY HASH (column) or PARTITION BY RANGE (column)"
             )));
         }
+        if let Some(source) = &create.clone {
+            return Err(EngineError::NotSupported(format!(
+                "CREATE TABLE … CLONE {source}"
+            )));
+        }
+        let name = table_name(&create.name)?;
+        let database = session.database_or_current(name.database.clone());
+        let (schema, properties) = match (&create.like, &create.query) {
+            (Some(like), None) if create.columns.is_empty() && partitioning.is_none() => {
+                let like = match like {
+                    ast::CreateTableLikeKind::Parenthesized(like)
+                    | ast::CreateTableLikeKind::Plain(like) => like,
+                };
+                self.like_definition(session, &like.name).await?
+            }
+            (Some(_), _) => {
+                return Err(EngineError::InvalidInput(
+                    "CREATE TABLE … LIKE takes everything from the other table: no columns, \
+                     PARTITION BY or AS SELECT of its own"
+                        .into(),
+                ));
+            }
+            (None, Some(query)) if create.columns.is_empty() => {
+                let schema = self.query_schema(session, query).await?;
+                (schema, Vec::new())
+            }
+            _ => self.declared_definition(create)?,
+        };
+        let mut properties: Vec<(String, String)> = properties;
+        if let Some(partitioning) = partitioning {
+            Partitioner::new(partitioning.clone(), &schema).map_err(EngineError::InvalidInput)?;
+            let json = serde_json::to_value(&partitioning)
+                .map_err(|e| EngineError::InvalidInput(format!("partitioning: {e}")))?;
+            properties.push((PARTITIONING_PROPERTY.to_string(), json.to_string()));
+        }
+        properties.extend(table_properties(&create.table_options)?);
+        if create.query.is_some() && session.transaction().is_some() {
+            return Err(EngineError::NotSupported(
+                "CREATE TABLE … AS SELECT inside a transaction".into(),
+            ));
+        }
+        match self
+            .catalog
+            .create_table(&database, &name.table, &schema, properties)
+            .await
+        {
+            Ok(_) => {}
+            Err(CatalogError::TableExists(t)) if create.if_not_exists => {
+                return Ok(Outcome::NothingToDo(format!("Table {t} already exists")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let Some(query) = &create.query else {
+            return Ok(Outcome::TableCreated(name.table));
+        };
+        // The rows go in as one INSERT; if it fails, the table goes again.
+        let insert = format!(
+            "INSERT INTO {}.{} {query}",
+            ast::Ident::with_quote('"', &database),
+            ast::Ident::with_quote('"', &name.table)
+        );
+        let filled = match DFParser::parse_sql_with_dialect(&insert, &GenericDialect {}) {
+            Ok(mut parsed) => match parsed.pop_front() {
+                Some(statement) => self.insert(session, statement).await,
+                None => Err(EngineError::InvalidInput("empty query".into())),
+            },
+            Err(e) => Err(EngineError::InvalidInput(format!("syntax error: {e}"))),
+        };
+        match filled {
+            Ok(outcome) => Ok(Outcome::TableCreatedAs {
+                table: name.table,
+                rows: outcome.affected_rows(),
+            }),
+            Err(e) => {
+                let _ = self.catalog.drop_table(&database, &name.table).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `CREATE TABLE t DEEP CLONE source [VERSION AS OF n | TIMESTAMP AS OF …]`: a new table
+    /// holding copies of the files of that version of `source` (the newest by default), with
+    /// its definition; the source's history stays behind.
+    pub(super) async fn clone_table(
+        &self,
+        session: &Session,
+        name: TableName,
+        source: TableName,
+        if_not_exists: bool,
+        shallow: bool,
+    ) -> Result<Outcome, EngineError> {
+        if shallow {
+            return Err(EngineError::NotSupported(
+                "SHALLOW CLONE (a table referencing another's files); DEEP CLONE copies them"
+                    .into(),
+            ));
+        }
+        let database = session.database_or_current(name.database.clone());
+        check_writable(&database, &name.table)?;
+        match self.catalog.table(&database, &name.table).await {
+            Ok(_) if if_not_exists => {
+                return Ok(Outcome::NothingToDo(format!(
+                    "Table {database}.{} already exists",
+                    name.table
+                )));
+            }
+            Ok(_) => {
+                return Err(CatalogError::TableExists(format!("{database}.{}", name.table)).into());
+            }
+            Err(CatalogError::TableNotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (table, as_of) = match split_as_of(&source.table) {
+            Some((table, as_of)) => (table.to_string(), Some(as_of)),
+            None => (source.table.clone(), None),
+        };
+        let source = TableName {
+            database: source.database,
+            table,
+        };
+        let (source_database, handle) = self.named_table(session, &source).await?;
+        let snapshot = match as_of {
+            None => handle.refresh().await.map_err(CatalogError::from)?,
+            Some(as_of) => {
+                let version = match as_of {
+                    AsOf::Version(version) => version,
+                    AsOf::Timestamp(millis) => handle
+                        .log()
+                        .version_at(millis)
+                        .await
+                        .map_err(CatalogError::from)?,
+                };
+                Arc::new(
+                    handle
+                        .log()
+                        .load_version(version)
+                        .await
+                        .map_err(CatalogError::from)?,
+                )
+            }
+        };
+        let source_name = format!("{source_database}.{}", source.table);
+        let store = Arc::clone(handle.log().store());
+        let root = self.catalog.table_root(&database, &name.table);
+        let adds = clone::copy_files(&store, handle.log().root(), &root, &snapshot).await?;
+        let mut metadata = snapshot.metadata().clone();
+        metadata.id = uuid::Uuid::new_v4().to_string();
+        metadata.name = Some(name.table.clone());
+        metadata.created_time = Some(chrono::Utc::now().timestamp_millis());
+        let mut actions = vec![
+            Action::Protocol(snapshot.protocol().clone()),
+            Action::Metadata(metadata),
+        ];
+        let bytes: i64 = adds.iter().map(|add| add.size).sum();
+        let operation = Operation {
+            name: "CLONE".into(),
+            parameters: HashMap::from([
+                ("source".into(), serde_json::json!(source_name)),
+                (
+                    "sourceVersion".into(),
+                    serde_json::json!(snapshot.version()),
+                ),
+                ("isShallow".into(), serde_json::json!(false)),
+            ]),
+            metrics: HashMap::from([
+                ("numCopiedFiles".into(), serde_json::json!(adds.len())),
+                ("copiedFilesSize".into(), serde_json::json!(bytes)),
+            ]),
+            blind_append: false,
+        };
+        actions.extend(adds.iter().cloned().map(Action::Add));
+        if let Err(e) = self
+            .catalog
+            .create_table_with(&database, &name.table, operation, actions)
+            .await
+        {
+            clone::delete_files(&store, &root, &adds).await;
+            return Err(e.into());
+        }
+        Ok(Outcome::TableCloned {
+            table: name.table,
+            source: source_name,
+            version: snapshot.version(),
+        })
+    }
+
+    /// The columns a `CREATE TABLE … AS SELECT` gets from its query: their names and the
+    /// nearest types MiniDB stores, all nullable.
+    async fn query_schema(
+        &self,
+        session: &Session,
+        query: &ast::Query,
+    ) -> Result<Schema, EngineError> {
+        let statement =
+            DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
+        let (plan, ..) = self.logical_plan(session, statement).await?;
+        let mut fields: Vec<Field> = Vec::new();
+        for field in plan.schema().fields() {
+            let name = output_name(field.name());
+            if fields.iter().any(|f| f.name().eq_ignore_ascii_case(name)) {
+                return Err(EngineError::InvalidInput(format!(
+                    "the query names column '{name}' twice; give one an alias"
+                )));
+            }
+            fields.push(field.as_ref().clone().with_name(name));
+        }
+        let stored = stored_schema(&Schema::new(fields))?;
+        let fields: Vec<Field> = stored
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        Ok(Schema::new(fields))
+    }
+
+    /// What `CREATE TABLE … LIKE source` copies: the columns with NOT NULL, and every table
+    /// property — DEFAULTs, keys and indexes, partitioning, Delta properties — except the
+    /// statistics of the source's rows.
+    async fn like_definition(
+        &self,
+        session: &Session,
+        source: &ast::ObjectName,
+    ) -> Result<(Schema, Vec<(String, String)>), EngineError> {
+        let source = table_name(source)?;
+        let (_, handle) = self.named_table(session, &source).await?;
+        let snapshot = handle.cached();
+        let properties = snapshot
+            .metadata()
+            .configuration
+            .iter()
+            .filter(|(key, _)| key.as_str() != STATISTICS_PROPERTY)
+            .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
+            .collect();
+        Ok((snapshot.schema().as_ref().clone(), properties))
+    }
+
+    /// The columns and keys of a `CREATE TABLE` that declares them.
+    fn declared_definition(
+        &self,
+        create: &ast::CreateTable,
+    ) -> Result<(Schema, Vec<(String, String)>), EngineError> {
+        let name = table_name(&create.name)?;
         let mut primary_key: Vec<String> = Vec::new();
         let mut unique: Vec<Vec<String>> = Vec::new();
         for constraint in &create.constraints {
@@ -64,8 +311,6 @@ impl Engine {
                 "a table needs at least one column".into(),
             ));
         }
-        let name = table_name(&create.name)?;
-        let database = session.database_or_current(name.database);
         let mut fields: Vec<Field> = Vec::with_capacity(create.columns.len());
         for column in &create.columns {
             let column_name = normalize(&column.name);
@@ -92,21 +337,7 @@ impl Engine {
                     ColumnOption::Null => nullable = true,
                     ColumnOption::Unique(_) => unique.push(vec![column_name.clone()]),
                     ColumnOption::Default(expr) => {
-                        let text = expr.to_string();
-                        let parsed = self
-                            .state
-                            .create_logical_expr(&text, &DFSchema::empty())
-                            .map_err(|e| {
-                                EngineError::InvalidInput(format!(
-                                    "DEFAULT of '{column_name}' must be a constant expression: {}",
-                                    e.strip_backtrace()
-                                ))
-                            })?;
-                        if !parsed.column_refs().is_empty() {
-                            return Err(EngineError::InvalidInput(format!(
-                                "DEFAULT of '{column_name}' cannot name columns"
-                            )));
-                        }
+                        let text = self.default_text(&column_name, expr)?;
                         defaults.insert(column_name.clone(), text.into());
                     }
                     other => {
@@ -160,51 +391,127 @@ impl Engine {
         if !defaults.is_empty() {
             properties.push((DEFAULTS_PROPERTY, serde_json::Value::Object(defaults)));
         }
-        if let Some(partitioning) = partitioning {
-            Partitioner::new(partitioning.clone(), &schema).map_err(EngineError::InvalidInput)?;
-            let json = serde_json::to_value(&partitioning)
-                .map_err(|e| EngineError::InvalidInput(format!("partitioning: {e}")))?;
-            properties.push((PARTITIONING_PROPERTY, json));
-        }
-        let mut properties: Vec<(String, String)> = properties
+        let properties = properties
             .into_iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
-        properties.extend(table_properties(&create.table_options)?);
-        match self
-            .catalog
-            .create_table(&database, &name.table, &schema, properties)
-            .await
-        {
-            Ok(_) => Ok(Outcome::TableCreated(name.table)),
-            Err(CatalogError::TableExists(t)) if create.if_not_exists => {
-                Ok(Outcome::NothingToDo(format!("Table {t} already exists")))
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok((schema, properties))
     }
 
-    /// `ALTER TABLE t SET TBLPROPERTIES ('key' = 'value', …)`, the only ALTER TABLE so far.
+    /// The text of a column's DEFAULT, checked to be a constant expression.
+    fn default_text(&self, column: &str, expr: &ast::Expr) -> Result<String, EngineError> {
+        let text = expr.to_string();
+        let parsed = self
+            .state
+            .create_logical_expr(&text, &DFSchema::empty())
+            .map_err(|e| match e.find_root() {
+                DataFusionError::SchemaError(..) => {
+                    EngineError::InvalidInput(format!("DEFAULT of '{column}' cannot name columns"))
+                }
+                _ => EngineError::InvalidInput(format!(
+                    "DEFAULT of '{column}' must be a constant expression: {}",
+                    e.strip_backtrace()
+                )),
+            })?;
+        if !parsed.column_refs().is_empty() {
+            return Err(EngineError::InvalidInput(format!(
+                "DEFAULT of '{column}' cannot name columns"
+            )));
+        }
+        Ok(text)
+    }
+
+    /// `ALTER TABLE t SET TBLPROPERTIES ('key' = 'value', …)` and `ALTER TABLE t ADD [COLUMN]
+    /// [IF NOT EXISTS] c TYPE [NULL | NOT NULL] [DEFAULT expr][, ADD …]`.
     pub(super) async fn alter_table(
         &self,
         session: &Session,
         alter: &ast::AlterTable,
     ) -> Result<Outcome, EngineError> {
-        let [ast::AlterTableOperation::SetTblProperties { table_properties }] =
-            alter.operations.as_slice()
-        else {
-            return Err(EngineError::NotSupported(format!(
-                "{alter} (ALTER TABLE supports SET TBLPROPERTIES only)"
-            )));
-        };
         let name = table_name(&alter.name)?;
-        let (_, handle) = self.named_table(session, &name).await?;
-        let set = property_list(table_properties)?;
-        let count = set.len();
-        set_properties(&handle, set).await?;
+        match alter.operations.as_slice() {
+            [ast::AlterTableOperation::SetTblProperties { table_properties }] => {
+                let (_, handle) = self.named_table(session, &name).await?;
+                let set = property_list(table_properties)?;
+                let count = set.len();
+                set_properties(&handle, set).await?;
+                Ok(Outcome::TableAltered {
+                    table: name.table,
+                    change: format!("{count} propert{}", if count == 1 { "y" } else { "ies" }),
+                })
+            }
+            operations
+                if !operations.is_empty()
+                    && operations
+                        .iter()
+                        .all(|o| matches!(o, ast::AlterTableOperation::AddColumn { .. })) =>
+            {
+                self.add_columns(session, name, operations).await
+            }
+            _ => Err(EngineError::NotSupported(format!(
+                "{alter} (ALTER TABLE supports SET TBLPROPERTIES and ADD COLUMN)"
+            ))),
+        }
+    }
+
+    async fn add_columns(
+        &self,
+        session: &Session,
+        name: TableName,
+        operations: &[ast::AlterTableOperation],
+    ) -> Result<Outcome, EngineError> {
+        let (database, handle) = self.named_table(session, &name).await?;
+        let mut columns = Vec::with_capacity(operations.len());
+        let mut every_if_not_exists = true;
+        for operation in operations {
+            let ast::AlterTableOperation::AddColumn {
+                if_not_exists,
+                column_def,
+                column_position,
+                ..
+            } = operation
+            else {
+                continue;
+            };
+            if column_position.is_some() {
+                return Err(EngineError::NotSupported(
+                    "ADD COLUMN … FIRST/AFTER (new columns go last)".into(),
+                ));
+            }
+            every_if_not_exists &= *if_not_exists;
+            let column = normalize(&column_def.name);
+            let mut nullable = true;
+            let mut default = None;
+            for option in &column_def.options {
+                match &option.option {
+                    ColumnOption::NotNull => nullable = false,
+                    ColumnOption::Null => nullable = true,
+                    ColumnOption::Default(expr) => {
+                        default = Some(self.default_text(&column, expr)?)
+                    }
+                    other => {
+                        return Err(EngineError::NotSupported(format!(
+                            "ADD COLUMN with {other} (a new column takes NOT NULL and DEFAULT; \
+                             keys and indexes are declared with CREATE TABLE and CREATE INDEX)"
+                        )));
+                    }
+                }
+            }
+            columns.push(NewColumn {
+                field: column_field(&column, &column_def.data_type, nullable)?,
+                default,
+            });
+        }
+        let qualified = format!("{database}.{}", name.table);
+        let added = add_columns(&handle, &qualified, columns, every_if_not_exists).await?;
+        if added == 0 {
+            return Ok(Outcome::NothingToDo(format!(
+                "Table {qualified} has those columns already"
+            )));
+        }
         Ok(Outcome::TableAltered {
             table: name.table,
-            properties: count,
+            change: format!("{added} column{} added", if added == 1 { "" } else { "s" }),
         })
     }
 

@@ -61,9 +61,12 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
         return Ok(statement);
     }
     let mut statements =
-        DFParser::parse_sql_with_dialect(&sql, &GenericDialect {}).map_err(|e| match e {
-            DataFusionError::SQL(e, _) => syntax::error(&sql, &parser_message(&e)),
-            other => EngineError::InvalidInput(other.strip_backtrace()),
+        // A parser error may come wrapped (in a `Diagnostic` with its place in the text).
+        DFParser::parse_sql_with_dialect(&sql, &GenericDialect {}).map_err(|e| {
+            match e.find_root() {
+                DataFusionError::SQL(e, _) => syntax::error(&sql, &parser_message(e)),
+                other => EngineError::InvalidInput(other.strip_backtrace()),
+            }
         })?;
     match (statements.pop_front(), statements.is_empty()) {
         (Some(mut parsed), true) => {
@@ -118,6 +121,22 @@ mod tests {
             Statement::Insert(_)
         ));
         assert!(matches!(parse("begin").unwrap(), Statement::Begin));
+    }
+
+    #[test]
+    fn parser_errors_read_as_syntax_errors_wherever_they_are_found() {
+        for sql in [
+            "SELECT 1 FROM t LIKE x",
+            "CREATE TABLE a (x INT) LIKE b",
+            "SELEC 1",
+        ] {
+            match parse(sql) {
+                Err(EngineError::Syntax(message)) => {
+                    assert!(!message.contains("ParserError"), "{sql}: {message}")
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The statements whose syntax MiniDB reads itself, from tokens: MySQL-flavoured catalog
 //! statements (`CREATE/DROP DATABASE`, `USE`, `SHOW DATABASES|TABLES|COLUMNS|INDEXES`,
-//! `DESCRIBE`, `DROP TABLE`), indexes, and Delta maintenance (`OPTIMIZE`, `VACUUM`, `ANALYZE`,
-//! `DESCRIBE HISTORY`). Dialects disagree on these, or sqlparser has none of them.
+//! `DESCRIBE`, `DROP TABLE`), indexes, Delta's `CREATE TABLE … CLONE`, and Delta maintenance
+//! (`OPTIMIZE`, `VACUUM`, `ANALYZE`, `DESCRIBE HISTORY`). Dialects disagree on these, or sqlparser has none of them.
 
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -20,6 +20,11 @@ pub fn parse(mut cursor: Cursor<'_>) -> Result<Option<Statement>, EngineError> {
             Statement::CreateDatabase {
                 name: cursor.ident()?,
                 if_not_exists,
+            }
+        } else if cursor.keyword(TABLE) {
+            match clone(&mut cursor)? {
+                Some(statement) => statement,
+                None => return Ok(None),
             }
         } else {
             let unique = cursor.keyword(UNIQUE);
@@ -211,6 +216,35 @@ fn create_index(cursor: &mut Cursor<'_>, unique: bool) -> Result<Statement, Engi
         unique,
         if_not_exists,
     })
+}
+
+/// `[IF NOT EXISTS] t [SHALLOW | DEEP] CLONE source` after `CREATE TABLE` (Delta's clone;
+/// a time-travelled source arrives as the name time travel gave it, with its alias); `None`
+/// for any other `CREATE TABLE`.
+fn clone(cursor: &mut Cursor<'_>) -> Result<Option<Statement>, EngineError> {
+    use Keyword::*;
+    let if_not_exists = cursor.keywords(&[IF, NOT, EXISTS]);
+    let Ok(name) = cursor.table_name() else {
+        return Ok(None);
+    };
+    let shallow = cursor.word("SHALLOW");
+    let deep = !shallow && cursor.word("DEEP");
+    if !cursor.keyword(CLONE) {
+        if shallow || deep {
+            return Err(syntax("expected CLONE after SHALLOW or DEEP".into()));
+        }
+        return Ok(None);
+    }
+    let source = cursor.table_name()?;
+    if cursor.keyword(AS) {
+        cursor.ident()?;
+    }
+    Ok(Some(Statement::CloneTable {
+        name,
+        source,
+        if_not_exists,
+        shallow,
+    }))
 }
 
 /// `VACUUM [TABLE] t [RETAIN n HOURS] [DRY RUN]` after `VACUUM`.

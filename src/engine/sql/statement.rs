@@ -30,6 +30,14 @@ pub enum Statement {
         partitioning: Option<Partitioning>,
     },
     AlterTable(Box<ast::AlterTable>),
+    /// `CREATE TABLE [IF NOT EXISTS] t [SHALLOW | DEEP] CLONE source [VERSION AS OF n |
+    /// TIMESTAMP AS OF …]`; the source's name may carry the version time travel encoded.
+    CloneTable {
+        name: TableName,
+        source: TableName,
+        if_not_exists: bool,
+        shallow: bool,
+    },
     DropTable {
         names: Vec<TableName>,
         if_exists: bool,
@@ -187,6 +195,7 @@ impl Statement {
                 | Statement::DropDatabase { .. }
                 | Statement::CreateTable { .. }
                 | Statement::AlterTable(_)
+                | Statement::CloneTable { .. }
                 | Statement::DropTable { .. }
                 | Statement::CreateView(_)
                 | Statement::DropView { .. }

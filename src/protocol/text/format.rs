@@ -20,17 +20,20 @@ pub fn message(outcome: &Outcome) -> Option<String> {
         Outcome::DatabaseDropped(name) => format!("Dropped database: {name}"),
         Outcome::UsingDatabase(name) => format!("Using database: {name}"),
         Outcome::TableCreated(name) => format!("Table created: {name}"),
+        Outcome::TableCreatedAs { table, rows } => {
+            format!("Table created: {table} ({rows} row(s))")
+        }
+        Outcome::TableCloned {
+            table,
+            source,
+            version,
+        } => format!("Table created: {table} (deep clone of {source} at version {version})"),
         Outcome::TableDropped(name) => format!("Dropped table: {name}"),
         Outcome::ViewCreated(name) => format!("View created: {name}"),
         Outcome::ViewDropped(name) => format!("Dropped view: {name}"),
         Outcome::IndexCreated(name) => format!("Index created: {name}"),
         Outcome::IndexDropped(name) => format!("Dropped index: {name}"),
-        Outcome::TableAltered { table, properties } => {
-            format!(
-                "Table altered: {table} ({properties} propert{})",
-                if *properties == 1 { "y" } else { "ies" }
-            )
-        }
+        Outcome::TableAltered { table, change } => format!("Table altered: {table} ({change})"),
         Outcome::Inserted { table, rows: 1 } => format!("Inserted into {table}"),
         Outcome::Inserted { table, rows } => format!("Inserted {rows} row(s) into {table}"),
         Outcome::Deleted { table, rows } => format!("Deleted {rows} row(s) from {table}"),

@@ -1,0 +1,49 @@
+"""CREATE TABLE … DEEP CLONE: a clone reads as its source's version did, in MiniDB and in the
+peers (delta-rs, DuckDB's delta_scan, polars), and keeps reading after the source is vacuumed
+and dropped."""
+
+from __future__ import annotations
+
+from test_mor import execute, peer_rows, query
+
+
+def rows(cur, sql: str) -> list[tuple]:
+    return sorted(query(cur, sql), key=repr)
+
+
+def test_deep_clones_read_like_their_source_version_after_vacuum_and_drop(server, conn):
+    cur = conn.cursor()
+    execute(cur, "CREATE TABLE src (id INT PRIMARY KEY, grp INT, v VARCHAR)")
+    execute(cur, "CREATE INDEX src_grp ON src (grp)")
+    for start in range(0, 300, 100):
+        values = ", ".join(f"({i}, {i % 7}, 'v{i}')" for i in range(start, start + 100))
+        execute(cur, f"INSERT INTO src VALUES {values}")
+    execute(cur, "DELETE FROM src WHERE id % 5 = 0")
+    execute(cur, "UPDATE src SET v = 'updated' WHERE grp = 3")
+    cur.execute("DESCRIBE HISTORY src")
+    newest = max(cur.fetch_arrow_table().column("version").to_pylist())
+    expected_now = rows(cur, "SELECT * FROM src")
+    expected_v3 = rows(cur, "SELECT * FROM src VERSION AS OF 3")
+    assert len(expected_v3) == 200 and len(expected_now) == 240
+
+    execute(cur, "CREATE TABLE now DEEP CLONE src")
+    execute(cur, "CREATE TABLE v3 CLONE src VERSION AS OF 3")
+    assert rows(cur, "SELECT * FROM now") == expected_now
+    assert rows(cur, "SELECT * FROM v3") == expected_v3
+    assert rows(cur, "SELECT id FROM now WHERE grp = 3") == [r[:1] for r in expected_now if r[1] == 3]
+
+    # The source rewrites and deletes every file it had; the clones hold copies.
+    execute(cur, "ALTER TABLE src SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = 'interval 0 hours')")
+    execute(cur, "OPTIMIZE src")
+    execute(cur, "VACUUM src RETAIN 0 HOURS")
+    execute(cur, "DROP TABLE src")
+    assert rows(cur, "SELECT * FROM now") == expected_now
+    assert rows(cur, "SELECT * FROM v3") == expected_v3
+    data = server.data_dir / "default"
+    for name, expected in [("now", expected_now), ("v3", expected_v3)]:
+        for peer, got in peer_rows(data / name).items():
+            assert sorted(got, key=repr) == expected, f"{peer} reads clone {name} otherwise"
+    cur.execute("DESCRIBE HISTORY now")
+    history = cur.fetch_arrow_table().to_pylist()
+    assert [h["operation"] for h in history] == ["CLONE"]
+    assert f'"sourceVersion":{newest}' in history[0]["operationParameters"]
