@@ -1,4 +1,5 @@
-//! Schema evolution that rewrites no data: `ALTER TABLE … ADD COLUMN`.
+//! Schema evolution that rewrites no data: `ALTER TABLE … ADD COLUMN` and `ALTER COLUMN … SET |
+//! DROP NOT NULL | DEFAULT`.
 //!
 //! A new column goes at the end of the table's schema in one metadata commit. Files written
 //! before it do not have it, and every reader — MiniDB's scans, delta-rs, DuckDB — reads it there
@@ -12,10 +13,11 @@ use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::Result;
 use serde_json::{Map, Value, json};
 
-use super::constraints::DEFAULTS_PROPERTY;
+use super::constraints::{DEFAULTS_PROPERTY, primary_key};
 use super::error::external;
+use super::properties::declared;
 use super::{TableError, TableHandle};
-use crate::txlog::{Action, Operation, delta_schema_string};
+use crate::txlog::{Action, Operation, Snapshot, delta_schema_string};
 
 /// A column to add: its field, and its DEFAULT as SQL text.
 pub struct NewColumn {
@@ -110,4 +112,72 @@ pub async fn add_columns(
         .await
         .map_err(external)?;
     Ok(added.len())
+}
+
+/// What `ALTER TABLE … ALTER COLUMN` changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnChange {
+    /// `SET NOT NULL` (false) or `DROP NOT NULL` (true).
+    Nullable(bool),
+    /// `SET DEFAULT expr` (its SQL text) or `DROP DEFAULT`.
+    Default(Option<String>),
+}
+
+/// Commits `change` to `column`'s definition on top of `snapshot`, which the caller holds the
+/// writer's turn for and has checked the change against (no NULLs before `SET NOT NULL`).
+pub async fn change_column(
+    handle: &Arc<TableHandle>,
+    snapshot: &Arc<Snapshot>,
+    table: &str,
+    column: &str,
+    change: ColumnChange,
+) -> Result<()> {
+    let schema = snapshot.schema();
+    let Ok(index) = schema.index_of(column) else {
+        return Err(TableError::Invalid(format!(
+            "column '{column}' does not exist in table {table}"
+        ))
+        .into());
+    };
+    let mut metadata = snapshot.metadata().clone();
+    let (name, parameter) = match &change {
+        ColumnChange::Nullable(nullable) => {
+            let key = primary_key(snapshot)?.unwrap_or_default();
+            if *nullable && key.iter().any(|k| k == column) {
+                return Err(TableError::Invalid(format!(
+                    "column '{column}' is in the PRIMARY KEY of {table}, which stays NOT NULL"
+                ))
+                .into());
+            }
+            let mut fields: Vec<Field> =
+                schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields[index] = fields[index].clone().with_nullable(*nullable);
+            metadata.schema_string = delta_schema_string(&Schema::new(fields)).map_err(external)?;
+            ("nullable", json!(nullable))
+        }
+        ColumnChange::Default(default) => {
+            let mut defaults =
+                declared::<Map<String, Value>>(snapshot, DEFAULTS_PROPERTY)?.unwrap_or_default();
+            match default {
+                Some(text) => defaults.insert(column.to_string(), Value::String(text.clone())),
+                None => defaults.remove(column),
+            };
+            metadata.configuration.insert(
+                DEFAULTS_PROPERTY.to_string(),
+                Some(Value::Object(defaults).to_string()),
+            );
+            ("default", json!(default))
+        }
+    };
+    let operation = Operation {
+        name: "CHANGE COLUMN".into(),
+        parameters: HashMap::from([("column".into(), json!(column)), (name.into(), parameter)]),
+        metrics: HashMap::new(),
+        blind_append: false,
+    };
+    handle
+        .commit(snapshot, operation, vec![Action::Metadata(metadata)])
+        .await
+        .map_err(external)?;
+    Ok(())
 }

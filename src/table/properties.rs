@@ -11,8 +11,8 @@ use std::time::Duration;
 use datafusion::common::Result;
 use serde_json::json;
 
-use super::TableHandle;
 use super::error::external;
+use super::{TableError, TableHandle};
 use crate::txlog::{Action, Operation, Snapshot};
 
 /// The size OPTIMIZE aims for, in bytes (the name Delta uses).
@@ -133,6 +133,21 @@ fn positive(key: &str, value: &str) -> Result<u64, String> {
         .ok_or_else(|| {
             format!("table property {key} must be a positive whole number, not '{value}'")
         })
+}
+
+/// The JSON table property `key` of `snapshot` (MiniDB's `minidb.*` definitions), if it is set.
+pub fn declared<T: serde::de::DeserializeOwned>(
+    snapshot: &Snapshot,
+    key: &str,
+) -> Result<Option<T>> {
+    match snapshot.metadata().configuration.get(key) {
+        Some(Some(json)) => {
+            Ok(Some(serde_json::from_str(json).map_err(|e| {
+                TableError::Corrupt(format!("table property {key}: {e}"))
+            })?))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Sets table properties (already checked with [`check`]) in one commit.

@@ -76,7 +76,7 @@ NOT_SUPPORTED_ELSEWHERE = {
         "ALTER TABLE docs.t DROP COLUMN v",
         "ALTER TABLE docs.t RENAME TO t2",
         "ALTER TABLE docs.t RENAME COLUMN v TO w",
-        "ALTER TABLE docs.t ALTER COLUMN v SET NOT NULL",
+        "ALTER TABLE docs.t ALTER COLUMN v SET DATA TYPE TEXT",
     ],
 }
 

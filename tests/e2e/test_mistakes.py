@@ -67,7 +67,8 @@ MISTAKES = [
      "MERGE cannot affect a row a second time: a row of shop.orders matches more than one source "
      "row (make the source unique on the ON columns)", "INVALID_ARGUMENT", "21000"),
     ("ALTER TABLE shop.orders DROP COLUMN qty",
-     "not supported: ALTER TABLE shop.orders DROP COLUMN qty (ALTER TABLE supports SET TBLPROPERTIES and ADD COLUMN)",
+     "not supported: ALTER TABLE shop.orders DROP COLUMN qty (ALTER TABLE supports SET TBLPROPERTIES, "
+     "ADD COLUMN and ALTER COLUMN … SET/DROP NOT NULL, SET/DROP DEFAULT)",
      "NOT_IMPLEMENTED", "0A000"),
     ("SELECT * FROM shop.orders VERSION AS OF 99", "table 'shop.orders' has no version 99: versions 0 to 1",
      "NOT_FOUND", "22023"),

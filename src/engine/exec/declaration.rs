@@ -16,7 +16,7 @@ use crate::engine::Listing;
 use crate::engine::sql::TableName;
 use crate::table::partitioning::{PARTITIONING_PROPERTY, Partitioning};
 use crate::table::{
-    DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, TableError, UNIQUE_PROPERTY, properties, table_indexes,
+    DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY, properties, table_indexes,
 };
 use crate::txlog::{ENABLE_DELETION_VECTORS, Snapshot};
 
@@ -127,13 +127,7 @@ pub(super) fn declared<T: DeserializeOwned>(
     snapshot: &Snapshot,
     key: &str,
 ) -> Result<Option<T>, EngineError> {
-    match snapshot.metadata().configuration.get(key) {
-        Some(Some(json)) => serde_json::from_str(json).map(Some).map_err(|e| {
-            let corrupt = TableError::Corrupt(format!("table property {key}: {e}"));
-            EngineError::DataFusion(corrupt.into())
-        }),
-        _ => Ok(None),
-    }
+    Ok(properties::declared(snapshot, key)?)
 }
 
 /// `PARTITION BY HASH (c) PARTITIONS n` or `PARTITION BY RANGE (c) [(PARTITION p VALUES LESS

@@ -139,11 +139,31 @@ pub(super) struct WriteTarget {
 }
 
 impl Engine {
-    /// Opens `name` for a writing statement of `session` (see [`WriteTarget`]).
+    /// Opens `name` for a writing statement of `session` (see [`WriteTarget`]), inside the
+    /// session's transaction if it has one.
     pub(super) async fn write_target(
         &self,
         session: &Session,
         name: &TableName,
+    ) -> Result<WriteTarget, EngineError> {
+        self.open_for_write(session, name, true).await
+    }
+
+    /// Opens `name` for a statement that commits on its own even in a transaction (a change of
+    /// the table's definition, which runs as if just before the transaction).
+    pub(super) async fn autocommit_target(
+        &self,
+        session: &Session,
+        name: &TableName,
+    ) -> Result<WriteTarget, EngineError> {
+        self.open_for_write(session, name, false).await
+    }
+
+    async fn open_for_write(
+        &self,
+        session: &Session,
+        name: &TableName,
+        in_transaction: bool,
     ) -> Result<WriteTarget, EngineError> {
         let database = session.database_or_current(name.database.clone());
         let table = name.table.clone();
@@ -153,7 +173,7 @@ impl Engine {
             Err(e) => return Err(self.table_error(&database, &table, e).await),
         };
         let qualified = format!("{database}.{table}");
-        let (snapshot, writer, turn) = match session.transaction() {
+        let (snapshot, writer, turn) = match session.transaction().filter(|_| in_transaction) {
             Some(transaction) => {
                 let part = transaction
                     .table(&qualified, &handle)

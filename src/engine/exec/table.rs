@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, StringArray};
+use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{Field, Schema};
 use datafusion::common::{DFSchema, DataFusionError};
+use datafusion::physical_plan::collect;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{self, ColumnOption};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -17,10 +18,11 @@ use super::{Engine, EngineError, Outcome, Session, drop_outcome};
 use crate::catalog::{AsOf, CatalogError, check_writable, column_type_name, split_as_of};
 use crate::engine::Listing;
 use crate::engine::ingest::stored_schema;
+use crate::engine::running::task_context;
 use crate::engine::sql::{TableName, normalize, output_name, table_name};
 use crate::engine::types::column_field;
 use crate::table::clone;
-use crate::table::evolution::{NewColumn, add_columns};
+use crate::table::evolution::{ColumnChange, NewColumn, add_columns, change_column};
 use crate::table::partitioning::{PARTITIONING_PROPERTY, Partitioner, Partitioning};
 use crate::table::{
     DEFAULTS_PROPERTY, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY,
@@ -448,10 +450,78 @@ impl Engine {
             {
                 self.add_columns(session, name, operations).await
             }
+            [ast::AlterTableOperation::AlterColumn { column_name, op }] => {
+                self.alter_column(session, name, normalize(column_name), op)
+                    .await
+            }
             _ => Err(EngineError::NotSupported(format!(
-                "{alter} (ALTER TABLE supports SET TBLPROPERTIES and ADD COLUMN)"
+                "{alter} (ALTER TABLE supports SET TBLPROPERTIES, ADD COLUMN and ALTER COLUMN … \
+                 SET/DROP NOT NULL, SET/DROP DEFAULT)"
             ))),
         }
+    }
+
+    /// `ALTER TABLE t ALTER [COLUMN] c SET NOT NULL | DROP NOT NULL | SET DEFAULT expr | DROP
+    /// DEFAULT`: one metadata commit. SET NOT NULL first checks, holding the writer's turn,
+    /// that no row has a NULL there.
+    async fn alter_column(
+        &self,
+        session: &Session,
+        name: TableName,
+        column: String,
+        op: &ast::AlterColumnOperation,
+    ) -> Result<Outcome, EngineError> {
+        let change = match op {
+            ast::AlterColumnOperation::SetNotNull => ColumnChange::Nullable(false),
+            ast::AlterColumnOperation::DropNotNull => ColumnChange::Nullable(true),
+            ast::AlterColumnOperation::SetDefault { value } => {
+                ColumnChange::Default(Some(self.default_text(&column, value)?))
+            }
+            ast::AlterColumnOperation::DropDefault => ColumnChange::Default(None),
+            other => {
+                return Err(EngineError::NotSupported(format!(
+                    "ALTER COLUMN … {other} (a column's type does not change yet)"
+                )));
+            }
+        };
+        let target = self.autocommit_target(session, &name).await?;
+        let qualified = format!("{}.{}", target.database, target.table);
+        if change == ColumnChange::Nullable(false)
+            && target.snapshot.schema().index_of(&column).is_ok()
+        {
+            let sql = format!(
+                "SELECT count(*) FROM {}.{} WHERE {} IS NULL",
+                ast::Ident::with_quote('"', &target.database),
+                ast::Ident::with_quote('"', &target.table),
+                ast::Ident::with_quote('"', &column)
+            );
+            let (plan, state, _) = self.plan_on_target(session, &target, &sql).await?;
+            let physical = state.create_physical_plan(&plan).await?;
+            let batches = collect(physical, task_context(&state)?).await?;
+            let nulls = batches
+                .first()
+                .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>())
+                .map_or(0, |counts| counts.value(0));
+            if nulls > 0 {
+                return Err(EngineError::InvalidInput(format!(
+                    "column '{column}' of {qualified} holds {nulls} NULL value(s), so it cannot be \
+                     SET NOT NULL"
+                )));
+            }
+        }
+        let text = format!("{op}");
+        change_column(
+            &target.handle,
+            &target.snapshot,
+            &qualified,
+            &column,
+            change,
+        )
+        .await?;
+        Ok(Outcome::TableAltered {
+            table: name.table,
+            change: format!("column {column}: {text}"),
+        })
     }
 
     async fn add_columns(
