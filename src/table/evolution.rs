@@ -19,14 +19,15 @@ use super::properties::declared;
 use super::{TableError, TableHandle};
 use crate::txlog::{Action, Operation, Snapshot, delta_schema_string};
 
-/// A column to add: its field, and its DEFAULT as SQL text.
+/// A column to add: its field, its DEFAULT as SQL text, and whether an existing column of
+/// its name is skipped (`IF NOT EXISTS`) rather than refused.
 pub struct NewColumn {
     pub field: Field,
     pub default: Option<String>,
+    pub if_not_exists: bool,
 }
 
-/// Adds `columns` at the end of the table's schema in one commit; with `if_not_exists`, a
-/// column the table has already is skipped instead of refused. Returns the number added.
+/// Adds `columns` at the end of the table's schema in one commit. Returns the number added.
 ///
 /// A NOT NULL column can only be added to a table without rows: the rows there are would have
 /// no value.
@@ -34,7 +35,6 @@ pub async fn add_columns(
     handle: &Arc<TableHandle>,
     table: &str,
     columns: Vec<NewColumn>,
-    if_not_exists: bool,
 ) -> Result<usize> {
     let _turn = handle.lock_for_write().await.map_err(external)?;
     let snapshot = handle.refresh().await.map_err(external)?;
@@ -58,7 +58,7 @@ pub async fn add_columns(
     for column in columns {
         let name = column.field.name().clone();
         if fields.iter().any(|f| f.name().eq_ignore_ascii_case(&name)) {
-            if if_not_exists {
+            if column.if_not_exists {
                 continue;
             }
             return Err(TableError::Invalid(format!(

@@ -28,18 +28,19 @@ use arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast};
 use datafusion::physical_plan::execute_stream;
-use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::ast::{self, VisitMut, VisitorMut};
 use futures::StreamExt;
 
 use super::declaration::declared;
 use super::dml::{WriteTarget, assignments, quote};
 use super::{Engine, EngineError, Outcome, Session};
+use crate::catalog::CatalogError;
 use crate::engine::insert::store;
 use crate::engine::running::task_context;
 use crate::engine::sql::{TableName, normalize, table_name};
 use crate::table::{
     DEFAULTS_PROPERTY, FILE_INDEX_COLUMN, Mutation, PRIMARY_KEY_PROPERTY, ROW_INDEX_COLUMN,
-    UNIQUE_PROPERTY,
+    UNIQUE_PROPERTY, table_indexes,
 };
 use crate::txlog::Snapshot;
 
@@ -166,6 +167,9 @@ impl Merge {
                 ast::MergeAction::Delete { .. } => Action::Delete,
                 ast::MergeAction::Insert(insert) => insert_action(insert)?,
             };
+            if let Some(condition) = &clause.predicate {
+                check_condition(condition)?;
+            }
             clauses.push(Clause {
                 when,
                 condition: clause.predicate.as_ref().map(ToString::to_string),
@@ -277,7 +281,20 @@ impl Merge {
                     "ON CONFLICT DO UPDATE needs the conflict key: ON CONFLICT (column, …)".into(),
                 ));
             }
-            None => keys,
+            // Without a conflict target, every key whose columns are all inserted.
+            None => {
+                let inserted: Vec<Vec<String>> = keys
+                    .iter()
+                    .filter(|key| key.iter().all(|c| columns.contains(c)))
+                    .cloned()
+                    .collect();
+                if inserted.is_empty() {
+                    return Err(EngineError::InvalidInput(format!(
+                        "ON CONFLICT DO NOTHING: no key of {qualified} is among the inserted columns"
+                    )));
+                }
+                inserted
+            }
         };
         let mut on = Vec::with_capacity(conflict_keys.len());
         for key in &conflict_keys {
@@ -299,14 +316,9 @@ impl Merge {
             // Unqualified columns name the target's row; the proposed row is `excluded`.
             let qualify = |expr: &ast::Expr| {
                 let mut expr = expr.clone();
-                let _ = ast::visit_expressions_mut(&mut expr, |e| {
-                    if let ast::Expr::Identifier(ident) = e {
-                        *e = ast::Expr::CompoundIdentifier(vec![
-                            target_ident.clone(),
-                            ident.clone(),
-                        ]);
-                    }
-                    ControlFlow::<()>::Continue(())
+                let _ = expr.visit(&mut QualifyTarget {
+                    target: target_ident.clone(),
+                    depth: 0,
                 });
                 expr.to_string()
             };
@@ -314,6 +326,9 @@ impl Merge {
                 .into_iter()
                 .map(|(column, value)| (column, qualify(&value)))
                 .collect();
+            if let Some(condition) = &update.selection {
+                check_condition(condition)?;
+            }
             clauses.push(Clause {
                 when: When::Matched,
                 condition: update.selection.as_ref().map(qualify),
@@ -386,8 +401,13 @@ impl Merge {
             let own = format!("{target}.{}", quote(column));
             let mut value = String::from("CASE");
             for (clause, condition) in self.clauses.iter().zip(&conditions) {
+                let default = || match defaults.get(column).and_then(|d| d.as_str()) {
+                    Some(default) => format!("({default})"),
+                    None => "NULL".into(),
+                };
                 let new = match &clause.action {
                     Action::Update(set) => match set.iter().find(|(c, _)| c == column) {
+                        Some((_, value)) if is_default(value) => default(),
                         Some((_, value)) => format!("({value})"),
                         None => own.clone(),
                     },
@@ -402,11 +422,10 @@ impl Merge {
                             named.iter().position(|c| c == column)
                         };
                         match position {
-                            Some(position) => format!("({})", values[position]),
-                            None => match defaults.get(column).and_then(|d| d.as_str()) {
-                                Some(default) => format!("({default})"),
-                                None => "NULL".into(),
-                            },
+                            Some(position) if !is_default(&values[position]) => {
+                                format!("({})", values[position])
+                            }
+                            _ => default(),
                         }
                     }
                 };
@@ -605,6 +624,65 @@ impl Engine {
     }
 }
 
+/// Qualifies the unqualified column names of an `ON CONFLICT … DO UPDATE` expression with the
+/// target's name, outside subqueries (whose names are their own); `DEFAULT` stays as it is.
+struct QualifyTarget {
+    target: ast::Ident,
+    /// How many queries deep the visit is.
+    depth: usize,
+}
+
+impl VisitorMut for QualifyTarget {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &mut ast::Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &mut ast::Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut ast::Expr) -> ControlFlow<()> {
+        if self.depth == 0
+            && let ast::Expr::Identifier(ident) = expr
+            && !is_default(&ident.to_string())
+        {
+            *expr = ast::Expr::CompoundIdentifier(vec![self.target.clone(), ident.clone()]);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Whether a value as written is the keyword `DEFAULT` (the column's default, or NULL).
+fn is_default(value: &str) -> bool {
+    value.eq_ignore_ascii_case("DEFAULT")
+}
+
+/// Refuses a WHEN condition that calls a volatile function: the condition is evaluated once to
+/// choose the clause and again for each column's value, which must agree.
+fn check_condition(condition: &ast::Expr) -> Result<(), EngineError> {
+    let mut volatile = None;
+    let _ = ast::visit_expressions(condition, |expr| {
+        if let ast::Expr::Function(function) = expr {
+            let name = function.name.to_string().to_lowercase();
+            if matches!(name.as_str(), "random" | "uuid") {
+                volatile = Some(name);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    match volatile {
+        Some(name) => Err(unsupported(&format!(
+            "{name}() in a WHEN condition (a condition must give the same answer each time it is evaluated)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `SET column = value, …` with the values as SQL text.
 fn text_assignments(list: &[ast::Assignment]) -> Result<Vec<(String, String)>, EngineError> {
     Ok(assignments(list)?
@@ -643,13 +721,18 @@ fn insert_action(insert: &ast::MergeInsertExpr) -> Result<Action, EngineError> {
     })
 }
 
-/// The table's keys: its primary key first, then its UNIQUE column lists.
+/// The table's keys: its primary key first, then its UNIQUE constraints and unique indexes.
 fn table_keys(snapshot: &Snapshot) -> Result<Vec<Vec<String>>, EngineError> {
     let mut keys: Vec<Vec<String>> = Vec::new();
     if let Some(primary) = declared::<Vec<String>>(snapshot, PRIMARY_KEY_PROPERTY)? {
         keys.push(primary);
     }
     keys.extend(declared::<Vec<Vec<String>>>(snapshot, UNIQUE_PROPERTY)?.unwrap_or_default());
+    for index in table_indexes(snapshot).map_err(CatalogError::from)? {
+        if index.unique && !keys.contains(&index.columns) {
+            keys.push(index.columns);
+        }
+    }
     Ok(keys)
 }
 

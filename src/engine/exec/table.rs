@@ -117,7 +117,13 @@ impl Engine {
                 rows: outcome.affected_rows(),
             }),
             Err(e) => {
-                let _ = self.catalog.drop_table(&database, &name.table).await;
+                if let Err(dropped) = self.catalog.drop_table(&database, &name.table).await {
+                    tracing::warn!(
+                        table = %format!("{database}.{}", name.table),
+                        error = %dropped,
+                        "CREATE TABLE … AS SELECT failed and its table could not be dropped again"
+                    );
+                }
                 Err(e)
             }
         }
@@ -214,13 +220,21 @@ impl Engine {
             blind_append: false,
         };
         actions.extend(adds.iter().cloned().map(Action::Add));
-        if let Err(e) = self
+        match self
             .catalog
             .create_table_with(&database, &name.table, operation, actions)
             .await
         {
-            clone::delete_files(&store, &root, &adds).await;
-            return Err(e.into());
+            Ok(_) => {}
+            // Another statement created the table first, over the same file names: the files
+            // are its table's now.
+            Err(e @ (CatalogError::TableExists(_) | CatalogError::ViewExists(_))) => {
+                return Err(e.into());
+            }
+            Err(e) => {
+                clone::delete_files(&store, &root, &adds).await;
+                return Err(e.into());
+            }
         }
         Ok(Outcome::TableCloned {
             table: name.table,
@@ -532,7 +546,6 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let (database, handle) = self.named_table(session, &name).await?;
         let mut columns = Vec::with_capacity(operations.len());
-        let mut every_if_not_exists = true;
         for operation in operations {
             let ast::AlterTableOperation::AddColumn {
                 if_not_exists,
@@ -548,7 +561,6 @@ impl Engine {
                     "ADD COLUMN … FIRST/AFTER (new columns go last)".into(),
                 ));
             }
-            every_if_not_exists &= *if_not_exists;
             let column = normalize(&column_def.name);
             let mut nullable = true;
             let mut default = None;
@@ -570,10 +582,11 @@ impl Engine {
             columns.push(NewColumn {
                 field: column_field(&column, &column_def.data_type, nullable)?,
                 default,
+                if_not_exists: *if_not_exists,
             });
         }
         let qualified = format!("{database}.{}", name.table);
-        let added = add_columns(&handle, &qualified, columns, every_if_not_exists).await?;
+        let added = add_columns(&handle, &qualified, columns).await?;
         if added == 0 {
             return Ok(Outcome::NothingToDo(format!(
                 "Table {qualified} has those columns already"
