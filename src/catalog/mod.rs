@@ -23,7 +23,7 @@ pub use error::CatalogError;
 pub use names::{AsOf, DEFAULT_DATABASE, as_of_name, is_reserved, split_as_of, validate_name};
 pub use provider::{CATALOG_NAME, ReadSet, Scope, StatementCatalog};
 pub use statements::{RunningStatement, RunningStatements, StatementOrigin, StopReason};
-pub use store::Catalog;
+pub use store::{Catalog, new_table};
 pub use system::{
     SYSTEM_DATABASE, SystemTables, check_writable, column_type_name, sql_type_name, system_tables,
 };

@@ -15,7 +15,7 @@ use crate::table::{Concurrency, TableCaches, TableHandle};
 use crate::txlog::commit_point;
 use crate::txlog::{
     Action, DeltaLog, ENABLE_DELETION_VECTORS, Format, LogRepair, Metadata, Operation, Protocol,
-    TxLogError, delta_schema_string,
+    Snapshot, TxLogError, delta_schema_string,
 };
 
 /// Object marking a folder of the data root as a database.
@@ -200,29 +200,32 @@ impl Catalog {
         schema: &Schema,
         properties: Vec<(String, String)>,
     ) -> Result<Arc<TableHandle>, CatalogError> {
-        let actions = vec![
-            Action::Protocol(protocol_for(schema)),
-            Action::Metadata(Metadata {
-                id: uuid::Uuid::new_v4().to_string(),
-                name: Some(table.to_string()),
-                description: None,
-                format: Format::default(),
-                schema_string: delta_schema_string(schema)?,
-                partition_columns: vec![],
-                configuration: properties
-                    .into_iter()
-                    .chain([(ENABLE_DELETION_VECTORS.to_string(), "true".to_string())])
-                    .map(|(k, v)| (k, Some(v)))
-                    .collect(),
-                created_time: Some(chrono::Utc::now().timestamp_millis()),
-            }),
-        ];
+        let actions = new_table(table, schema, properties)?;
         let operation = Operation {
             name: "CREATE TABLE".into(),
             parameters: HashMap::from([("mode".into(), json!("ErrorIfExists"))]),
             ..Default::default()
         };
         self.create_table_with(db, table, operation, actions).await
+    }
+
+    /// A table `db.table` that does not exist yet, as it would be after a first commit of
+    /// `actions` (from [`new_table`]): files can be written for it, to be added by the commit
+    /// that creates it ([`Catalog::create_table_with`]).
+    pub fn pending_table(
+        &self,
+        db: &str,
+        table: &str,
+        actions: Vec<Action>,
+    ) -> Result<Arc<TableHandle>, CatalogError> {
+        let log = self.log(db, table);
+        let snapshot = Snapshot::replay(log.root().as_ref(), [(0, actions)])?;
+        Ok(Arc::new(TableHandle::new(
+            log,
+            snapshot,
+            self.concurrency,
+            self.caches.clone(),
+        )))
     }
 
     /// Where the files of table `db.table` go (whether it exists or not).
@@ -374,6 +377,32 @@ impl Catalog {
 
 /// The protocol MiniDB writes: reader 3 / writer 7 with deletion vectors, so UPDATE and DELETE
 /// never need a protocol upgrade; plus `timestampNtz` when a column needs it.
+/// The protocol and metadata of a new MiniDB table: `schema`, extra table `properties`, and
+/// deletion vectors enabled.
+pub fn new_table(
+    table: &str,
+    schema: &Schema,
+    properties: Vec<(String, String)>,
+) -> Result<Vec<Action>, CatalogError> {
+    Ok(vec![
+        Action::Protocol(protocol_for(schema)),
+        Action::Metadata(Metadata {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: Some(table.to_string()),
+            description: None,
+            format: Format::default(),
+            schema_string: delta_schema_string(schema)?,
+            partition_columns: vec![],
+            configuration: properties
+                .into_iter()
+                .chain([(ENABLE_DELETION_VECTORS.to_string(), "true".to_string())])
+                .map(|(k, v)| (k, Some(v)))
+                .collect(),
+            created_time: Some(chrono::Utc::now().timestamp_millis()),
+        }),
+    ])
+}
+
 fn protocol_for(schema: &Schema) -> Protocol {
     let mut features = vec!["deletionVectors".to_string()];
     if schema

@@ -47,6 +47,6 @@ pub use properties::{file_retention, set_properties};
 pub use provider::{DeltaTableProvider, FILE_INDEX_COLUMN, ROW_INDEX_COLUMN};
 pub use scan::DeltaScanExec;
 pub use sink::DeltaSink;
-pub use transaction::{Concurrency, Transaction, TxTable, Writer};
+pub use transaction::{Concurrency, PendingCommit, Transaction, TxTable, Writer};
 pub use vacuum::{VacuumReport, vacuum};
 pub use vectors::DeletionVectorCache;

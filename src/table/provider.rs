@@ -33,7 +33,7 @@ use super::scan::{
     DeltaScanExec, FileCounts, IndexUse, ParquetScan, indexed_file, live_file, parquet_scan,
 };
 use super::statistics::{analyzed, column_statistics};
-use super::{DeltaSink, TableHandle, TxTable, Writer};
+use super::{DeltaSink, PendingCommit, TableHandle, TxTable, Writer};
 use crate::storage::ColumnCache;
 use crate::txlog::{Add, FileStats, Snapshot};
 
@@ -72,6 +72,8 @@ pub struct DeltaTableProvider {
     defaults: HashMap<String, Expr>,
     /// The open transaction this table is read and written in, if any.
     transaction: Option<Arc<TxTable>>,
+    /// Where an INSERT's commit waits when the table is not created yet.
+    pending: Option<Arc<PendingCommit>>,
 }
 
 impl DeltaTableProvider {
@@ -90,6 +92,7 @@ impl DeltaTableProvider {
             schema,
             defaults: HashMap::new(),
             transaction: None,
+            pending: None,
         }
     }
 
@@ -107,10 +110,18 @@ impl DeltaTableProvider {
 
     /// Where this table's changes go.
     pub fn writer(&self) -> Writer {
-        match &self.transaction {
-            Some(table) => Writer::Transaction(Arc::clone(table)),
-            None => Writer::Autocommit(Arc::clone(&self.handle)),
+        match (&self.pending, &self.transaction) {
+            (Some(pending), _) => Writer::Pending(Arc::clone(pending)),
+            (None, Some(table)) => Writer::Transaction(Arc::clone(table)),
+            (None, None) => Writer::Autocommit(Arc::clone(&self.handle)),
         }
+    }
+
+    /// The table of a `CREATE TABLE … AS SELECT`, not created yet: an INSERT into it leaves its
+    /// commit's actions in `pending` for the commit that creates the table.
+    pub fn committing_into(mut self, pending: Arc<PendingCommit>) -> Self {
+        self.pending = Some(pending);
+        self
     }
 
     /// Loads the columns' DEFAULT expressions (needed by INSERTs only).

@@ -222,6 +222,22 @@ pub enum Writer {
     Autocommit(Arc<TableHandle>),
     /// Into an open transaction.
     Transaction(Arc<TxTable>),
+    /// Into the first commit of a table that does not exist yet (`CREATE TABLE … AS SELECT`):
+    /// the actions wait until the commit that creates the table takes them.
+    Pending(Arc<PendingCommit>),
+}
+
+/// Actions waiting for the commit that creates their table.
+#[derive(Debug, Default)]
+pub struct PendingCommit {
+    actions: Mutex<Vec<Action>>,
+}
+
+impl PendingCommit {
+    /// The actions staged so far, leaving none.
+    pub fn take(&self) -> Vec<Action> {
+        std::mem::take(&mut *self.actions.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl Writer {
@@ -235,6 +251,14 @@ impl Writer {
         match self {
             Writer::Autocommit(handle) => handle.commit(read, operation, actions).await.map(|_| ()),
             Writer::Transaction(table) => table.stage(&operation, actions),
+            Writer::Pending(pending) => {
+                pending
+                    .actions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(actions);
+                Ok(())
+            }
         }
     }
 }

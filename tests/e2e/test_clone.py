@@ -1,8 +1,10 @@
-"""CREATE TABLE … DEEP CLONE: a clone reads as its source's version did, in MiniDB and in the
+"""CREATE TABLE … DEEP CLONE and … AS SELECT: a clone reads as its source's version did, in MiniDB and in the
 peers (delta-rs, DuckDB's delta_scan, polars), and keeps reading after the source is vacuumed
 and dropped."""
 
 from __future__ import annotations
+
+import pytest
 
 from test_mor import execute, peer_rows, query
 
@@ -47,3 +49,21 @@ def test_deep_clones_read_like_their_source_version_after_vacuum_and_drop(server
     history = cur.fetch_arrow_table().to_pylist()
     assert [h["operation"] for h in history] == ["CLONE"]
     assert f'"sourceVersion":{newest}' in history[0]["operationParameters"]
+
+
+def test_create_table_as_select_is_one_commit_and_a_failure_leaves_no_table(server, conn):
+    cur = conn.cursor()
+    execute(cur, "CREATE TABLE base (id INT PRIMARY KEY, v VARCHAR)")
+    execute(cur, "INSERT INTO base VALUES " + ", ".join(f"({i}, 'v{i}')" for i in range(50)))
+    assert execute(cur, "CREATE TABLE copy PARTITION BY HASH (id) PARTITIONS 3 AS SELECT * FROM base WHERE id < 30") == 30
+    assert rows(cur, "SELECT * FROM copy") == sorted([(i, f"v{i}") for i in range(30)], key=repr)
+    cur.execute("DESCRIBE HISTORY copy")
+    assert [h["operation"] for h in cur.fetch_arrow_table().to_pylist()] == ["CREATE TABLE AS SELECT"]
+
+    # A row that breaks the declared key fails the statement before any table exists.
+    with pytest.raises(Exception, match="duplicate key"):
+        cur.execute("CREATE TABLE keyed (k INT PRIMARY KEY) AS SELECT id % 10 FROM base")
+    with pytest.raises(Exception, match="division by zero"):
+        cur.execute("CREATE TABLE broken AS SELECT id / 0 AS x FROM base")
+    cur.execute("SHOW TABLES")
+    assert sorted(cur.fetch_arrow_table().column(0).to_pylist()) == ["base", "copy"]

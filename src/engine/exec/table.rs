@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::array::{Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{Field, Schema};
 use datafusion::common::{DFSchema, DataFusionError};
 use datafusion::physical_plan::collect;
@@ -15,9 +15,12 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 use super::declaration::declared;
 use super::{Engine, EngineError, Outcome, Session, drop_outcome};
-use crate::catalog::{AsOf, CatalogError, check_writable, column_type_name, split_as_of};
+use crate::catalog::{
+    AsOf, CatalogError, check_writable, column_type_name, new_table, split_as_of,
+};
 use crate::engine::Listing;
 use crate::engine::ingest::stored_schema;
+use crate::engine::insert;
 use crate::engine::running::task_context;
 use crate::engine::sql::{TableName, normalize, output_name, table_name};
 use crate::engine::types::column_field;
@@ -25,10 +28,10 @@ use crate::table::clone;
 use crate::table::evolution::{ColumnChange, NewColumn, add_columns, change_column};
 use crate::table::partitioning::{PARTITIONING_PROPERTY, Partitioner, Partitioning};
 use crate::table::{
-    DEFAULTS_PROPERTY, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY,
-    properties, set_properties,
+    DEFAULTS_PROPERTY, DeltaTableProvider, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY,
+    PendingCommit, UNIQUE_PROPERTY, properties, set_properties,
 };
-use crate::txlog::{Action, Operation, STATISTICS_PROPERTY};
+use crate::txlog::{Action, Add, Operation, STATISTICS_PROPERTY};
 
 impl Engine {
     /// `CREATE TABLE` with its columns declared, `… LIKE other`, or `… AS SELECT`.
@@ -79,54 +82,128 @@ impl Engine {
             properties.push((PARTITIONING_PROPERTY.to_string(), json.to_string()));
         }
         properties.extend(table_properties(&create.table_options)?);
-        if create.query.is_some() && session.transaction().is_some() {
+        let Some(query) = &create.query else {
+            return match self
+                .catalog
+                .create_table(&database, &name.table, &schema, properties)
+                .await
+            {
+                Ok(_) => Ok(Outcome::TableCreated(name.table)),
+                Err(CatalogError::TableExists(t)) if create.if_not_exists => {
+                    Ok(Outcome::NothingToDo(format!("Table {t} already exists")))
+                }
+                Err(e) => Err(e.into()),
+            };
+        };
+        if session.transaction().is_some() {
             return Err(EngineError::NotSupported(
                 "CREATE TABLE … AS SELECT inside a transaction".into(),
             ));
         }
-        match self
-            .catalog
-            .create_table(&database, &name.table, &schema, properties)
-            .await
+        if let Some(exists) = self
+            .existing_table(&database, &name.table, create.if_not_exists)
+            .await?
         {
-            Ok(_) => {}
-            Err(CatalogError::TableExists(t)) if create.if_not_exists => {
-                return Ok(Outcome::NothingToDo(format!("Table {t} already exists")));
-            }
-            Err(e) => return Err(e.into()),
+            return Ok(exists);
         }
-        let Some(query) = &create.query else {
-            return Ok(Outcome::TableCreated(name.table));
-        };
-        // The rows go in as one INSERT; if it fails, the table goes again.
+        self.create_table_as(session, &database, &name.table, &schema, properties, query)
+            .await
+    }
+
+    /// What a CREATE TABLE that writes files before its table exists says when the table exists
+    /// already: nothing to do with `IF NOT EXISTS`, else the error; `None` when it does not.
+    async fn existing_table(
+        &self,
+        database: &str,
+        table: &str,
+        if_not_exists: bool,
+    ) -> Result<Option<Outcome>, EngineError> {
+        match self.catalog.table(database, table).await {
+            Ok(_) if if_not_exists => Ok(Some(Outcome::NothingToDo(format!(
+                "Table {database}.{table} already exists"
+            )))),
+            Ok(_) => Err(CatalogError::TableExists(format!("{database}.{table}")).into()),
+            Err(CatalogError::TableNotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `CREATE TABLE … AS query` in one commit: the query's rows are written as the files of a
+    /// table that does not exist yet, and the commit that creates it (protocol, metadata, the
+    /// files) is the only one; until then nobody sees the table, and a statement that fails
+    /// leaves none.
+    async fn create_table_as(
+        &self,
+        session: &Session,
+        database: &str,
+        table: &str,
+        schema: &Schema,
+        properties: Vec<(String, String)>,
+        query: &ast::Query,
+    ) -> Result<Outcome, EngineError> {
+        let mut actions = new_table(table, schema, properties)?;
+        let handle = self
+            .catalog
+            .pending_table(database, table, actions.clone())?;
+        let pending = Arc::new(PendingCommit::default());
         let insert = format!(
             "INSERT INTO {}.{} {query}",
-            ast::Ident::with_quote('"', &database),
-            ast::Ident::with_quote('"', &name.table)
+            ast::Ident::with_quote('"', database),
+            ast::Ident::with_quote('"', table)
         );
-        let filled = match DFParser::parse_sql_with_dialect(&insert, &GenericDialect {}) {
-            Ok(mut parsed) => match parsed.pop_front() {
-                Some(statement) => self.insert(session, statement).await,
-                None => Err(EngineError::InvalidInput("empty query".into())),
-            },
-            Err(e) => Err(EngineError::InvalidInput(format!("syntax error: {e}"))),
+        let parsed = DFParser::parse_sql_with_dialect(&insert, &GenericDialect {})
+            .map_err(|e| EngineError::InvalidInput(format!("syntax error: {e}")))?
+            .pop_front()
+            .ok_or_else(|| EngineError::InvalidInput("empty query".into()))?;
+        let view = self.statement_catalog(session, &parsed).await?;
+        let provider = DeltaTableProvider::new(
+            format!("{database}.{table}"),
+            Arc::clone(&handle),
+            handle.cached(),
+            view.store_url().clone(),
+        )
+        .with_column_defaults()?
+        .committing_into(Arc::clone(&pending));
+        view.pin(database, table, Arc::new(provider));
+        let state = self.statement_state(session, view);
+        let plan = insert::name_bad_values(state.statement_to_plan(parsed).await?)?;
+        let physical = state.create_physical_plan(&plan).await?;
+        let counts = collect(physical, task_context(&state)?).await?;
+        let rows = counts
+            .first()
+            .and_then(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
+            .map_or(0, |counts| counts.value(0));
+        let adds: Vec<Add> = pending
+            .take()
+            .into_iter()
+            .filter_map(|action| match action {
+                Action::Add(add) => Some(add),
+                _ => None,
+            })
+            .collect();
+        let operation = Operation {
+            name: "CREATE TABLE AS SELECT".into(),
+            parameters: HashMap::from([("mode".into(), serde_json::json!("ErrorIfExists"))]),
+            metrics: HashMap::from([
+                ("numFiles".into(), serde_json::json!(adds.len())),
+                ("numOutputRows".into(), serde_json::json!(rows)),
+            ]),
+            blind_append: false,
         };
-        match filled {
-            Ok(outcome) => Ok(Outcome::TableCreatedAs {
-                table: name.table,
-                rows: outcome.affected_rows(),
-            }),
-            Err(e) => {
-                if let Err(dropped) = self.catalog.drop_table(&database, &name.table).await {
-                    tracing::warn!(
-                        table = %format!("{database}.{}", name.table),
-                        error = %dropped,
-                        "CREATE TABLE … AS SELECT failed and its table could not be dropped again"
-                    );
-                }
-                Err(e)
-            }
+        actions.extend(adds.iter().cloned().map(Action::Add));
+        if let Err(e) = self
+            .catalog
+            .create_table_with(database, table, operation, actions)
+            .await
+        {
+            // The files have names of their own (a new UUID each): nobody else's table uses them.
+            clone::delete_files(handle.log().store(), handle.log().root(), &adds).await;
+            return Err(e.into());
         }
+        Ok(Outcome::TableCreatedAs {
+            table: table.to_string(),
+            rows,
+        })
     }
 
     /// `CREATE TABLE t DEEP CLONE source [VERSION AS OF n | TIMESTAMP AS OF …]`: a new table
@@ -148,18 +225,11 @@ impl Engine {
         }
         let database = session.database_or_current(name.database.clone());
         check_writable(&database, &name.table)?;
-        match self.catalog.table(&database, &name.table).await {
-            Ok(_) if if_not_exists => {
-                return Ok(Outcome::NothingToDo(format!(
-                    "Table {database}.{} already exists",
-                    name.table
-                )));
-            }
-            Ok(_) => {
-                return Err(CatalogError::TableExists(format!("{database}.{}", name.table)).into());
-            }
-            Err(CatalogError::TableNotFound(_)) => {}
-            Err(e) => return Err(e.into()),
+        if let Some(exists) = self
+            .existing_table(&database, &name.table, if_not_exists)
+            .await?
+        {
+            return Ok(exists);
         }
         let (table, as_of) = match split_as_of(&source.table) {
             Some((table, as_of)) => (table.to_string(), Some(as_of)),
