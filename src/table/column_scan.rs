@@ -150,30 +150,32 @@ pub async fn column_scan(
             None => ParquetAccessPlan::new_all(groups.len()),
         };
         let mut filter = RowGroupAccessPlanFilter::new(plan);
-        let arrow_schema = parquet::arrow::parquet_to_arrow_schema(
-            read.metadata.file_metadata().schema_descr(),
-            read.metadata.file_metadata().key_value_metadata(),
-        )?;
-        // The predicate is built on the table's columns; a file written before a column was
-        // added (or by an engine that orders columns otherwise) is read whole instead.
-        let same_columns = file_schema.fields().len() == arrow_schema.fields().len()
-            && file_schema
-                .fields()
-                .iter()
-                .zip(arrow_schema.fields())
-                .all(|(table, file)| table.name() == file.name());
-        if let Some(pruning) = pruning.as_ref().filter(|_| same_columns) {
-            let file_metrics =
-                ParquetFileMetrics::new(0, read.file.object_meta.location.as_ref(), &metrics);
-            let before = filter.remaining_row_group_count();
-            filter.prune_by_statistics(
-                &arrow_schema,
+        if let Some(pruning) = &pruning {
+            let arrow_schema = parquet::arrow::parquet_to_arrow_schema(
                 read.metadata.file_metadata().schema_descr(),
-                groups,
-                pruning,
-                &file_metrics,
-            );
-            row_groups_pruned += before - filter.remaining_row_group_count();
+                read.metadata.file_metadata().key_value_metadata(),
+            )?;
+            // The predicate is built on the table's columns; a file written before a column
+            // was added (or by an engine that orders columns otherwise) is read whole instead.
+            let same_columns = file_schema.fields().len() == arrow_schema.fields().len()
+                && file_schema
+                    .fields()
+                    .iter()
+                    .zip(arrow_schema.fields())
+                    .all(|(table, file)| table.name() == file.name());
+            if same_columns {
+                let file_metrics =
+                    ParquetFileMetrics::new(0, read.file.object_meta.location.as_ref(), &metrics);
+                let before = filter.remaining_row_group_count();
+                filter.prune_by_statistics(
+                    &arrow_schema,
+                    read.metadata.file_metadata().schema_descr(),
+                    groups,
+                    pruning,
+                    &file_metrics,
+                );
+                row_groups_pruned += before - filter.remaining_row_group_count();
+            }
         }
         for (row_group, access) in filter.build().into_inner().into_iter().enumerate() {
             let rows = groups[row_group].num_rows() as usize;
