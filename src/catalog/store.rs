@@ -15,7 +15,7 @@ use crate::table::{Concurrency, TableCaches, TableHandle};
 use crate::txlog::commit_point;
 use crate::txlog::{
     Action, DeltaLog, ENABLE_DELETION_VECTORS, Format, LogRepair, Metadata, Operation, Protocol,
-    Snapshot, TxLogError, delta_schema_string,
+    Snapshot, TxLogError, delta_schema_string, unmapped,
 };
 
 /// Object marking a folder of the data root as a database.
@@ -391,7 +391,13 @@ pub fn new_table(
             name: Some(table.to_string()),
             description: None,
             format: Format::default(),
-            schema_string: delta_schema_string(schema)?,
+            schema_string: delta_schema_string(&Schema::new(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| unmapped(f))
+                    .collect::<Vec<_>>(),
+            ))?,
             partition_columns: vec![],
             configuration: properties
                 .into_iter()

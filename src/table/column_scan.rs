@@ -50,6 +50,7 @@ use super::damage::{DamageChecking, guarded, undecodable};
 use super::scan::{ParquetScan, SINGLE_PARTITION_BYTES, WithPageIndex};
 use crate::storage::{ChunkKey, ColumnCache};
 use crate::table::TableError;
+use crate::txlog::physical_name;
 
 /// Footers read at once while planning.
 const CONCURRENT_FOOTERS: usize = 16;
@@ -156,13 +157,15 @@ pub async fn column_scan(
                 read.metadata.file_metadata().key_value_metadata(),
             )?;
             // The predicate is built on the table's columns; a file written before a column
-            // was added (or by an engine that orders columns otherwise) is read whole instead.
-            let same_columns = file_schema.fields().len() == arrow_schema.fields().len()
-                && file_schema
-                    .fields()
-                    .iter()
-                    .zip(arrow_schema.fields())
-                    .all(|(table, file)| table.name() == file.name());
+            // was added or renamed (or by an engine that orders columns otherwise) is read
+            // whole instead.
+            let same_columns =
+                file_schema.fields().len() == arrow_schema.fields().len()
+                    && file_schema.fields().iter().zip(arrow_schema.fields()).all(
+                        |(table, file)| {
+                            table.name() == file.name() && physical_name(table) == file.name()
+                        },
+                    );
             if same_columns {
                 let file_metrics =
                     ParquetFileMetrics::new(0, read.file.object_meta.location.as_ref(), &metrics);
@@ -473,7 +476,7 @@ impl Reading {
             file: location.clone(),
             size: unit.file.file.object_meta.size,
             row_group: unit.row_group,
-            column: field.name().clone(),
+            column: physical_name(field).to_string(),
             data_type: field.data_type().clone(),
         };
         let mut columns: Vec<Option<ArrayRef>> = self
@@ -519,7 +522,11 @@ impl Reading {
         let file_schema = Arc::clone(metadata.schema());
         let roots: Vec<usize> = indices
             .iter()
-            .filter_map(|&i| file_schema.index_of(self.schema.field(i).name()).ok())
+            .filter_map(|&i| {
+                file_schema
+                    .index_of(physical_name(self.schema.field(i)))
+                    .ok()
+            })
             .collect();
         let decoded = if roots.is_empty() {
             None
@@ -561,7 +568,7 @@ impl Reading {
                 let field = self.schema.field(i);
                 match decoded
                     .as_ref()
-                    .and_then(|b| b.column_by_name(field.name()))
+                    .and_then(|b| b.column_by_name(physical_name(field)))
                 {
                     Some(array) if array.data_type() == field.data_type() => Ok(Arc::clone(array)),
                     Some(array) => Ok(cast(array, field.data_type())?),

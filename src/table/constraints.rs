@@ -30,7 +30,7 @@ use super::index::{IndexDef, KeyCodec, Probe, table_indexes};
 use super::pruning::scalar_from_json;
 use super::scan::{ParquetScan, live_file, parquet_scan};
 use crate::table::TableError;
-use crate::txlog::{Add, Snapshot};
+use crate::txlog::{Add, Snapshot, physical_name};
 
 /// Table property holding the primary key columns.
 pub const PRIMARY_KEY_PROPERTY: &str = "minidb.primaryKey";
@@ -223,7 +223,7 @@ impl KeyChecker {
             _ => None,
         };
         let schema: &SchemaRef = snapshot.schema();
-        let first = &self.columns[0];
+        let first = physical_name(schema.field(self.indices[0]));
         let data_type = schema.field(self.indices[0]).data_type();
         let mut files = Vec::new();
         for (add, stats) in snapshot.files_with_stats() {

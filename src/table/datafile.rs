@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{concat, take_record_batch};
+use arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
@@ -39,6 +40,8 @@ struct PendingSegment {
 /// Writes one data file of a table and its index segments.
 pub struct DataFileWriter {
     parquet: ParquetFileWriter,
+    /// The columns under their physical names, when column mapping names them otherwise.
+    file_schema: Option<SchemaRef>,
     segments: Vec<PendingSegment>,
 }
 
@@ -64,15 +67,23 @@ impl DataFileWriter {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let file_schema = snapshot.file_schema();
         Ok(Self {
-            parquet: ParquetFileWriter::try_new(Arc::clone(schema)).map_err(external)?,
+            parquet: ParquetFileWriter::try_new(Arc::clone(file_schema)).map_err(external)?,
+            file_schema: (!Arc::ptr_eq(file_schema, schema)).then(|| Arc::clone(file_schema)),
             segments,
         })
     }
 
     /// Appends rows (already in the table's schema).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.parquet.write(batch).map_err(external)?;
+        match &self.file_schema {
+            Some(physical) => {
+                let renamed = RecordBatch::try_new(Arc::clone(physical), batch.columns().to_vec())?;
+                self.parquet.write(&renamed).map_err(external)?;
+            }
+            None => self.parquet.write(batch).map_err(external)?,
+        }
         for segment in &mut self.segments {
             segment.keys.push(
                 segment

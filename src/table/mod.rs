@@ -20,6 +20,7 @@ mod footers;
 mod handle;
 pub mod index;
 mod indexing;
+mod mapping;
 mod mutation;
 mod optimize;
 pub mod partitioning;

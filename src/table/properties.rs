@@ -57,6 +57,12 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
             "table property {key} is managed by MiniDB (constraints and indexes are declared with SQL)"
         ));
     }
+    if key.starts_with("delta.columnMapping.") || key == "delta.enableTypeWidening" {
+        return Err(format!(
+            "table property {key} is managed by MiniDB (RENAME COLUMN and DROP COLUMN turn on \
+             column mapping; ALTER COLUMN … TYPE turns on type widening)"
+        ));
+    }
     if key == TARGET_FILE_SIZE || key == CHECKPOINT_INTERVAL {
         positive(key, value)?;
     }

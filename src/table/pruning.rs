@@ -11,7 +11,7 @@ use datafusion::common::stats::Precision;
 use datafusion::common::{Column, ColumnStatistics, ScalarValue};
 use serde_json::Value;
 
-use crate::txlog::FileStats;
+use crate::txlog::{FileStats, physical_name};
 
 /// Statistics of a list of files (the pruning "containers").
 pub(crate) struct FilePruningStats<'a> {
@@ -27,9 +27,10 @@ impl<'a> FilePruningStats<'a> {
     fn bounds(&self, column: &Column, max: bool) -> Option<ArrayRef> {
         let field = self.schema.field_with_name(&column.name).ok()?;
         let data_type = field.data_type();
+        let key = physical_name(field);
         let values = self.stats.iter().map(|s| {
             let map = if max { &s.max_values } else { &s.min_values };
-            map.get(&column.name)
+            map.get(key)
                 .and_then(|v| scalar_from_json(v, data_type, max))
                 .unwrap_or_else(|| {
                     ScalarValue::try_new_null(data_type).unwrap_or(ScalarValue::Null)
@@ -43,7 +44,7 @@ impl<'a> FilePruningStats<'a> {
 /// greatest maximum and the sum of NULL counts, each only when every file records it; all
 /// inexact (deleted rows only narrow them).
 pub(crate) fn merged_statistics(field: &Field, stats: &[&FileStats]) -> ColumnStatistics {
-    let name = field.name();
+    let name = physical_name(field);
     let data_type = field.data_type();
     let bound = |max: bool| {
         let mut merged: Option<ScalarValue> = None;
@@ -123,10 +124,14 @@ impl PruningStatistics for FilePruningStats<'_> {
     }
 
     fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        let key = match self.schema.field_with_name(&column.name) {
+            Ok(field) => physical_name(field),
+            Err(_) => column.name.as_str(),
+        };
         let counts: UInt64Array = self
             .stats
             .iter()
-            .map(|s| s.null_count.get(&column.name).and_then(Value::as_u64))
+            .map(|s| s.null_count.get(key).and_then(Value::as_u64))
             .collect();
         Some(Arc::new(counts))
     }

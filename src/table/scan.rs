@@ -37,10 +37,11 @@ use roaring::RoaringTreemap;
 use super::TableHandle;
 use super::damage::{DamageChecking, execute_naming_damage};
 use super::error::external;
+use super::mapping::ColumnMappingAdapterFactory;
 use crate::metrics::metrics;
 use crate::storage::parquet::read_footer;
 use crate::table::TableError;
-use crate::txlog::{Add, FileStats};
+use crate::txlog::{Add, FileStats, is_mapped};
 
 /// How many files of a snapshot a scan reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +278,9 @@ pub fn parquet_scan(scan: ParquetScan) -> Result<Arc<dyn ExecutionPlan>> {
         .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
         .with_projection_indices(scan.projection)?
         .with_limit(scan.limit);
+    if is_mapped(&table_schema) {
+        config = config.with_expr_adapter(Some(Arc::new(ColumnMappingAdapterFactory)));
+    }
     if let Some(rows) = scan.rows {
         let rows = usize::try_from(rows).unwrap_or(usize::MAX);
         config = config.with_statistics(

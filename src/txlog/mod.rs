@@ -35,10 +35,11 @@ pub use log::{
     VACUUM_OPERATION,
 };
 pub use schema::{
-    CHAR_VARCHAR_TYPE, DeclaredLength, arrow_schema_from_delta, declared_length,
-    delta_schema_string,
+    CHAR_VARCHAR_TYPE, COLUMN_MAPPING_ID, DeclaredLength, PHYSICAL_NAME, TYPE_CHANGES,
+    arrow_schema_from_delta, declared_length, delta_schema_string, delta_type_name, is_mapped,
+    physical_name, physical_schema, unmapped,
 };
-pub use snapshot::{FileStats, Snapshot};
+pub use snapshot::{COLUMN_MAPPING_MODE, FileStats, Snapshot};
 
 /// What storage hands the log decoders — commit lines, checkpoints, deletion vectors — decodes
 /// or fails with an error, never a panic: valid inputs mutated, and arbitrary bytes.

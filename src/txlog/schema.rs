@@ -11,9 +11,15 @@
 //! | timestamp_ntz    | Timestamp(µs, none)           |
 //! | struct/array/map | Struct/List/Map               |
 //!
-//! A field's string-valued `metadata` entries are kept as Arrow field metadata, among them
+//! A field's `metadata` entries are kept as Arrow field metadata, among them
 //! [`CHAR_VARCHAR_TYPE`], the declared `char(n)` / `varchar(n)` of a `string` column as Spark
-//! records it (and enforces it).
+//! records it (and enforces it). Values that are not strings (a column mapping id, a list of
+//! type changes) are kept as their JSON text and written back as JSON.
+//!
+//! With column mapping (mode `name`), a column's data lives in the data files under its
+//! *physical* name ([`PHYSICAL_NAME`] in its metadata), which never changes; renaming a column
+//! changes only its display name, and dropping it removes it from the schema alone.
+//! [`physical_name`] and [`physical_schema`] give what the files and the `add` statistics use.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,6 +68,92 @@ pub fn declared_length(field: &Field) -> Option<DeclaredLength> {
     Some(DeclaredLength { fixed, chars })
 }
 
+/// The field metadata key holding a column's physical name (column mapping).
+pub const PHYSICAL_NAME: &str = "delta.columnMapping.physicalName";
+
+/// The field metadata key holding a column's column mapping id.
+pub const COLUMN_MAPPING_ID: &str = "delta.columnMapping.id";
+
+/// The field metadata key holding a column's history of type changes (type widening).
+pub const TYPE_CHANGES: &str = "delta.typeChanges";
+
+/// The Arrow field metadata key the Parquet writer stores as a column's `field_id`.
+const PARQUET_FIELD_ID: &str = "PARQUET:field_id";
+
+/// Field metadata keys whose Delta values are JSON numbers, booleans, lists or objects: kept
+/// in Arrow as JSON text, written back as JSON.
+const JSON_VALUED: &[&str] = &[
+    COLUMN_MAPPING_ID,
+    TYPE_CHANGES,
+    "delta.columnMapping.nested.ids",
+    "delta.identity.start",
+    "delta.identity.step",
+    "delta.identity.highWaterMark",
+    "delta.identity.allowExplicitInsert",
+];
+
+/// The name under which `field`'s values are stored in data files and file statistics: its
+/// physical name under column mapping, else its name.
+pub fn physical_name(field: &Field) -> &str {
+    field
+        .metadata()
+        .get(PHYSICAL_NAME)
+        .map_or(field.name().as_str(), String::as_str)
+}
+
+/// True when a column of `schema` has a physical name (column mapping is on).
+pub fn is_mapped(schema: &Schema) -> bool {
+    schema
+        .fields()
+        .iter()
+        .any(|f| f.metadata().contains_key(PHYSICAL_NAME))
+}
+
+/// `schema` as the data files hold it: each column under its physical name, with its column
+/// mapping id as the Parquet field id. The same schema when column mapping is off.
+pub fn physical_schema(schema: &Schema) -> Schema {
+    if !is_mapped(schema) {
+        return schema.clone();
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut metadata = f.metadata().clone();
+            if let Some(id) = metadata.get(COLUMN_MAPPING_ID).cloned() {
+                metadata.insert(PARQUET_FIELD_ID.to_string(), id);
+            }
+            Field::new(physical_name(f), f.data_type().clone(), f.is_nullable())
+                .with_metadata(metadata)
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// `field` without the metadata that ties it to one table's files (column mapping, type
+/// history), for a column of a new table made from it.
+pub fn unmapped(field: &Field) -> Field {
+    let mut metadata = field.metadata().clone();
+    for key in [
+        PHYSICAL_NAME,
+        COLUMN_MAPPING_ID,
+        TYPE_CHANGES,
+        PARQUET_FIELD_ID,
+    ] {
+        metadata.remove(key);
+    }
+    let data_type = match field.data_type() {
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(|f| unmapped(f)).collect()),
+        DataType::List(element) => DataType::List(Arc::new(unmapped(element))),
+        DataType::Map(entries, sorted) => DataType::Map(Arc::new(unmapped(entries)), *sorted),
+        other => other.clone(),
+    };
+    field
+        .clone()
+        .with_data_type(data_type)
+        .with_metadata(metadata)
+}
+
 /// Parses `schemaString` into an Arrow schema.
 pub fn arrow_schema_from_delta(schema_string: &str) -> Result<Schema, TxLogError> {
     let value: Value = serde_json::from_str(schema_string)?;
@@ -103,7 +195,13 @@ fn struct_fields(value: &Value) -> Result<Fields, TxLogError> {
                 .as_object()
                 .into_iter()
                 .flatten()
-                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string())))
+                .map(|(key, value)| {
+                    let text = match value {
+                        Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    (key.clone(), text)
+                })
                 .collect();
             let field = Field::new(name, data_type(&f["type"])?, nullable).with_metadata(metadata);
             Ok(Arc::new(field))
@@ -174,12 +272,33 @@ fn primitive(name: &str) -> Result<DataType, TxLogError> {
 }
 
 fn field_json(field: &Field) -> Result<Value, TxLogError> {
+    let metadata: serde_json::Map<String, Value> = field
+        .metadata()
+        .iter()
+        .filter(|(key, _)| key.as_str() != PARQUET_FIELD_ID)
+        .map(|(key, text)| {
+            let value = match JSON_VALUED.contains(&key.as_str()) {
+                true => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone())),
+                false => Value::String(text.clone()),
+            };
+            (key.clone(), value)
+        })
+        .collect();
     Ok(json!({
         "name": field.name(),
         "type": type_json(field.data_type())?,
         "nullable": field.is_nullable(),
-        "metadata": field.metadata(),
+        "metadata": metadata,
     }))
+}
+
+/// The Delta name of a primitive `data_type` (`integer`, `decimal(10,2)`, …), as a type
+/// change records it.
+pub fn delta_type_name(data_type: &DataType) -> Result<String, TxLogError> {
+    match type_json(data_type)? {
+        Value::String(name) => Ok(name),
+        other => Ok(other.to_string()),
+    }
 }
 
 fn type_json(data_type: &DataType) -> Result<Value, TxLogError> {
@@ -302,5 +421,32 @@ mod tests {
                 chars: 3
             })
         );
+    }
+
+    /// Column mapping's numeric ids and a type history are written back as JSON values; the
+    /// physical schema names columns as the files do, with the ids as Parquet field ids.
+    #[test]
+    fn column_mapping_metadata_round_trips() {
+        let text = concat!(
+            r#"{"type":"struct","fields":[{"name":"label","type":"long","nullable":true,"#,
+            r#""metadata":{"delta.columnMapping.id":2,"delta.columnMapping.physicalName":"name","#,
+            r#""delta.typeChanges":[{"fromType":"integer","toType":"long"}]}},"#,
+            r#"{"name":"k","type":"integer","nullable":false,"metadata":{}}]}"#
+        );
+        let schema = arrow_schema_from_delta(text).unwrap();
+        let label = schema.field(0);
+        assert_eq!(label.metadata()[COLUMN_MAPPING_ID], "2");
+        assert_eq!(physical_name(label), "name");
+        assert_eq!(physical_name(schema.field(1)), "k");
+        let written: Value = serde_json::from_str(&delta_schema_string(&schema).unwrap()).unwrap();
+        let metadata = &written["fields"][0]["metadata"];
+        assert_eq!(metadata[COLUMN_MAPPING_ID], json!(2));
+        assert_eq!(metadata[TYPE_CHANGES][0]["toType"], json!("long"));
+        assert_eq!(metadata[PHYSICAL_NAME], json!("name"));
+        let physical = physical_schema(&schema);
+        assert_eq!(physical.field(0).name(), "name");
+        assert_eq!(physical.field(0).metadata()[PARQUET_FIELD_ID], "2");
+        assert!(is_mapped(&schema));
+        assert!(!is_mapped(&Schema::new(vec![unmapped(label)])));
     }
 }

@@ -7,10 +7,21 @@ use arrow::datatypes::SchemaRef;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{Action, Add, Metadata, Protocol, Remove, TxLogError, arrow_schema_from_delta};
+use super::{
+    Action, Add, Metadata, Protocol, Remove, TxLogError, arrow_schema_from_delta, physical_schema,
+};
 
 /// Reader features whose semantics MiniDB honours when scanning.
-const SUPPORTED_READER_FEATURES: &[&str] = &["deletionVectors", "timestampNtz"];
+const SUPPORTED_READER_FEATURES: &[&str] = &[
+    "deletionVectors",
+    "timestampNtz",
+    "columnMapping",
+    "typeWidening",
+    "typeWidening-preview",
+];
+
+/// The table property choosing column mapping's mode: `none`, `name` or `id`.
+pub const COLUMN_MAPPING_MODE: &str = "delta.columnMapping.mode";
 
 /// Protocol, metadata and live data files of a table at `version`.
 #[derive(Debug, Clone)]
@@ -19,6 +30,9 @@ pub struct Snapshot {
     protocol: Protocol,
     metadata: Metadata,
     schema: SchemaRef,
+    /// The schema as the data files hold it (physical names); `schema` itself without column
+    /// mapping.
+    file_schema: SchemaRef,
     files: LiveFiles,
 }
 
@@ -85,13 +99,18 @@ impl Snapshot {
         metadata: Metadata,
         files: LiveFiles,
     ) -> Result<Self, TxLogError> {
-        check_readable(&protocol)?;
+        check_readable(&protocol, &metadata)?;
         let schema = Arc::new(arrow_schema_from_delta(&metadata.schema_string)?);
+        let file_schema = match physical_schema(&schema) {
+            physical if physical == *schema => Arc::clone(&schema),
+            physical => Arc::new(physical),
+        };
         Ok(Self {
             version,
             protocol,
             metadata,
             schema,
+            file_schema,
             files,
         })
     }
@@ -124,6 +143,12 @@ impl Snapshot {
     /// The table schema in Arrow form.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    /// The schema as the data files hold it: the columns under their physical names when
+    /// column mapping is on (the same schema as [`Snapshot::schema`] otherwise).
+    pub fn file_schema(&self) -> &SchemaRef {
+        &self.file_schema
     }
 
     /// Live data files, oldest first.
@@ -192,17 +217,22 @@ fn apply(
     }
 }
 
-fn check_readable(protocol: &Protocol) -> Result<(), TxLogError> {
+fn check_readable(protocol: &Protocol, metadata: &Metadata) -> Result<(), TxLogError> {
     if protocol.min_reader_version > 3 {
         return Err(TxLogError::Unsupported(format!(
             "Delta reader version {}",
             protocol.min_reader_version
         )));
     }
-    if protocol.min_reader_version == 2 {
-        return Err(TxLogError::Unsupported(
-            "Delta reader version 2 (column mapping)".into(),
-        ));
+    let mode = metadata
+        .configuration
+        .get(COLUMN_MAPPING_MODE)
+        .cloned()
+        .flatten();
+    if let Some(mode) = mode.filter(|m| m != "none" && m != "name") {
+        return Err(TxLogError::Unsupported(format!(
+            "Delta column mapping mode '{mode}' (MiniDB reads mode 'name')"
+        )));
     }
     for feature in protocol.reader_features.iter().flatten() {
         if !SUPPORTED_READER_FEATURES.contains(&feature.as_str()) {

@@ -25,7 +25,9 @@ use crate::engine::running::task_context;
 use crate::engine::sql::{TableName, normalize, output_name, table_name};
 use crate::engine::types::column_field;
 use crate::table::clone;
-use crate::table::evolution::{ColumnChange, NewColumn, add_columns, change_column};
+use crate::table::evolution::{
+    ColumnChange, NewColumn, add_columns, change_column, drop_columns, rename_column, widens,
+};
 use crate::table::partitioning::{PARTITIONING_PROPERTY, Partitioner, Partitioning};
 use crate::table::{
     DEFAULTS_PROPERTY, DeltaTableProvider, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY,
@@ -357,7 +359,11 @@ impl Engine {
             .metadata()
             .configuration
             .iter()
-            .filter(|(key, _)| key.as_str() != STATISTICS_PROPERTY)
+            .filter(|(key, _)| {
+                key.as_str() != STATISTICS_PROPERTY
+                    && !key.starts_with("delta.columnMapping.")
+                    && key.as_str() != "delta.enableTypeWidening"
+            })
             .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
             .collect();
         Ok((snapshot.schema().as_ref().clone(), properties))
@@ -538,9 +544,32 @@ impl Engine {
                 self.alter_column(session, name, normalize(column_name), op)
                     .await
             }
+            [
+                ast::AlterTableOperation::RenameColumn {
+                    old_column_name,
+                    new_column_name,
+                },
+            ] => {
+                let (database, handle) = self.named_table(session, &name).await?;
+                let (old, new) = (normalize(old_column_name), normalize(new_column_name));
+                let qualified = format!("{database}.{}", name.table);
+                rename_column(&handle, &qualified, &old, &new).await?;
+                Ok(Outcome::TableAltered {
+                    table: name.table,
+                    change: format!("column {old} renamed to {new}"),
+                })
+            }
+            operations
+                if !operations.is_empty()
+                    && operations
+                        .iter()
+                        .all(|o| matches!(o, ast::AlterTableOperation::DropColumn { .. })) =>
+            {
+                self.drop_columns(session, name, operations).await
+            }
             _ => Err(EngineError::NotSupported(format!(
-                "{alter} (ALTER TABLE supports SET TBLPROPERTIES, ADD COLUMN and ALTER COLUMN … \
-                 SET/DROP NOT NULL, SET/DROP DEFAULT)"
+                "{alter} (ALTER TABLE supports SET TBLPROPERTIES, ADD COLUMN, DROP COLUMN, \
+                 RENAME COLUMN and ALTER COLUMN … TYPE, SET/DROP NOT NULL, SET/DROP DEFAULT)"
             ))),
         }
     }
@@ -562,14 +591,34 @@ impl Engine {
                 ColumnChange::Default(Some(self.default_text(&column, value)?))
             }
             ast::AlterColumnOperation::DropDefault => ColumnChange::Default(None),
+            ast::AlterColumnOperation::SetDataType {
+                data_type,
+                using: None,
+                ..
+            } => ColumnChange::Type(column_field(&column, data_type, true)?.data_type().clone()),
             other => {
                 return Err(EngineError::NotSupported(format!(
-                    "ALTER COLUMN … {other} (a column's type does not change yet)"
+                    "ALTER COLUMN … {other} (ALTER COLUMN changes a column's type, NOT NULL \
+                     and DEFAULT)"
                 )));
             }
         };
         let target = self.autocommit_target(session, &name).await?;
         let qualified = format!("{}.{}", target.database, target.table);
+        if let (ColumnChange::Type(to), Ok(field)) =
+            (&change, target.snapshot.schema().field_with_name(&column))
+            && field.data_type() != to
+            && !widens(field.data_type(), to)
+        {
+            return Err(EngineError::InvalidInput(format!(
+                "column '{column}' of {qualified} cannot change from {} to {}: a type changes \
+                 only to a wider one (a smaller integer to a larger one, to DOUBLE or to a \
+                 DECIMAL with room for its digits; REAL to DOUBLE; DECIMAL to more digits; DATE \
+                 to TIMESTAMP)",
+                column_type_name(field),
+                column_type_name(&Field::new(&column, to.clone(), true)),
+            )));
+        }
         if change == ColumnChange::Nullable(false)
             && target.snapshot.schema().index_of(&column).is_ok()
         {
@@ -605,6 +654,51 @@ impl Engine {
         Ok(Outcome::TableAltered {
             table: name.table,
             change: format!("column {column}: {text}"),
+        })
+    }
+
+    /// `ALTER TABLE t DROP [COLUMN] [IF EXISTS] c[, DROP …]`: one metadata commit.
+    async fn drop_columns(
+        &self,
+        session: &Session,
+        name: TableName,
+        operations: &[ast::AlterTableOperation],
+    ) -> Result<Outcome, EngineError> {
+        let mut columns = Vec::new();
+        let mut if_exists = false;
+        for operation in operations {
+            if let ast::AlterTableOperation::DropColumn {
+                column_names,
+                if_exists: when_present,
+                drop_behavior,
+                ..
+            } = operation
+            {
+                if drop_behavior == &Some(ast::DropBehavior::Cascade) {
+                    return Err(EngineError::NotSupported(
+                        "DROP COLUMN … CASCADE (drop the indexes and keys that use the column \
+                         first)"
+                            .into(),
+                    ));
+                }
+                if_exists |= *when_present;
+                columns.extend(column_names.iter().map(normalize));
+            }
+        }
+        let (database, handle) = self.named_table(session, &name).await?;
+        let qualified = format!("{database}.{}", name.table);
+        let dropped = drop_columns(&handle, &qualified, &columns, if_exists).await?;
+        if dropped == 0 {
+            return Ok(Outcome::NothingToDo(format!(
+                "Table {qualified} has none of those columns"
+            )));
+        }
+        Ok(Outcome::TableAltered {
+            table: name.table,
+            change: format!(
+                "{dropped} column{} dropped",
+                if dropped == 1 { "" } else { "s" }
+            ),
         })
     }
 
