@@ -2,12 +2,13 @@
 //! databases, tables and views (with their schemas and primary keys) that Flight SQL's metadata
 //! commands list, and the figures of the admin service.
 
-use arrow::datatypes::Schema;
+use arrow::datatypes::{Field, Schema};
 
 use super::sql::{self, Statement};
 use super::{Engine, EngineError, Session};
 use crate::catalog::{CompactionRun, system_tables};
 use crate::table::primary_key;
+use crate::txlog::unmapped;
 
 /// The catalog's figures, for the admin service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +68,14 @@ impl Engine {
     /// The schema of a table, as of its newest snapshot known to this server.
     pub async fn table_schema(&self, database: &str, table: &str) -> Result<Schema, EngineError> {
         let handle = self.catalog.table(database, table).await?;
-        Ok(handle.cached().schema().as_ref().clone())
+        let fields: Vec<Field> = handle
+            .cached()
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| unmapped(f))
+            .collect();
+        Ok(Schema::new(fields))
     }
 
     /// The primary key columns of a table, in key order; empty without one.

@@ -51,3 +51,6 @@ pub use sqlstate::{
 pub use crate::catalog::{CATALOG_NAME, CompactionRun, DEFAULT_DATABASE, SYSTEM_DATABASE};
 pub use crate::storage::DataStore;
 pub use crate::table::Transaction;
+/// A column as clients see it: without the metadata that ties a table's column to its data
+/// files (Delta column mapping ids and physical names, the history of its type changes).
+pub use crate::txlog::unmapped as client_field;

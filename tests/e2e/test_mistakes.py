@@ -66,10 +66,16 @@ MISTAKES = [
      "WHEN MATCHED THEN DELETE",
      "MERGE cannot affect a row a second time: a row of shop.orders matches more than one source "
      "row (make the source unique on the ON columns)", "INVALID_ARGUMENT", "21000"),
-    ("ALTER TABLE shop.orders DROP COLUMN qty",
-     "not supported: ALTER TABLE shop.orders DROP COLUMN qty (ALTER TABLE supports SET TBLPROPERTIES, "
-     "ADD COLUMN and ALTER COLUMN … SET/DROP NOT NULL, SET/DROP DEFAULT)",
+    ("ALTER TABLE shop.orders RENAME TO purchases",
+     "not supported: ALTER TABLE shop.orders RENAME TO purchases (ALTER TABLE supports SET TBLPROPERTIES, "
+     "ADD COLUMN, DROP COLUMN, RENAME COLUMN and ALTER COLUMN … TYPE, SET/DROP NOT NULL, SET/DROP DEFAULT)",
      "NOT_IMPLEMENTED", "0A000"),
+    ("ALTER TABLE shop.orders DROP COLUMN id",
+     "cannot drop column 'id' of shop.orders: it is in the table's PRIMARY KEY", "INVALID_ARGUMENT", "42000"),
+    ("ALTER TABLE shop.orders ALTER COLUMN qty TYPE SMALLINT",
+     "column 'qty' of shop.orders cannot change from INT to SMALLINT: a type changes only to a wider one "
+     "(a smaller integer to a larger one, to DOUBLE or to a DECIMAL with room for its digits; REAL to "
+     "DOUBLE; DECIMAL to more digits; DATE to TIMESTAMP)", "INVALID_ARGUMENT", "42000"),
     ("SELECT * FROM shop.orders VERSION AS OF 99", "table 'shop.orders' has no version 99: versions 0 to 1",
      "NOT_FOUND", "22023"),
     ("CREATE INDEX i ON shop.orders (nope)", "cannot create index i on orders: column 'nope' does not exist",

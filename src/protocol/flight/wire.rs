@@ -3,13 +3,16 @@
 //! MiniDB's tables hold plain `Utf8`/`Binary` columns, but some SQL functions answer with
 //! string views (`Utf8View`, `BinaryView`), which Flight SQL JDBC drivers before 19 cannot
 //! read. With plain strings on (the default), views are sent as `Utf8`/`Binary`, nested ones
-//! included; off, results go out exactly as the engine produced them.
+//! included; off, they go out as the engine produced them. Either way a column leaves without
+//! the metadata that ties it to a table's data files (Delta column mapping, type history).
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use arrow::error::ArrowError;
+
+use crate::engine::client_field;
 
 /// Options of the Flight SQL service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,12 +30,29 @@ impl Default for FlightOptions {
 }
 
 impl FlightOptions {
-    /// The schema clients receive for results of `schema`.
+    /// The schema clients receive for results of `schema`: without the metadata that ties a
+    /// table's columns to its files, and with plain strings if asked for.
     pub fn wire_schema(&self, schema: &SchemaRef) -> SchemaRef {
-        if !self.plain_strings || !schema.fields().iter().any(|f| has_view(f.data_type())) {
+        let views = self.plain_strings && schema.fields().iter().any(|f| has_view(f.data_type()));
+        let fields: Vec<FieldRef> = schema
+            .fields()
+            .iter()
+            .map(|f| match views {
+                true => plain_field(f),
+                false => Arc::clone(f),
+            })
+            .map(|f| match client_field(&f) {
+                shown if shown == *f => f,
+                shown => Arc::new(shown),
+            })
+            .collect();
+        if fields
+            .iter()
+            .zip(schema.fields())
+            .all(|(a, b)| Arc::ptr_eq(a, b))
+        {
             return Arc::clone(schema);
         }
-        let fields: Vec<FieldRef> = schema.fields().iter().map(plain_field).collect();
         Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
     }
 
