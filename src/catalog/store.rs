@@ -189,6 +189,7 @@ impl Catalog {
             Arc::clone(self.store.object_store()),
             Path::from(db).join(table),
         )
+        .with_base(self.store.root_url().clone())
     }
 
     /// Creates an empty table with extra table `properties`; exactly one of several concurrent
@@ -228,9 +229,9 @@ impl Catalog {
         )))
     }
 
-    /// Where the files of table `db.table` go (whether it exists or not).
-    pub fn table_root(&self, db: &str, table: &str) -> Path {
-        self.log(db, table).root().clone()
+    /// The log of table `db.table`, whether it exists or not (where its files go).
+    pub fn table_log(&self, db: &str, table: &str) -> DeltaLog {
+        self.log(db, table)
     }
 
     /// Creates `db.table` with a first commit of `actions` (protocol, metadata, and any files

@@ -427,7 +427,7 @@ pub async fn fsck(handle: &Arc<TableHandle>, dry_run: bool) -> Result<Vec<Findin
 /// The damage of one live file, if it has any: storage's view of it, its deletion vector, then
 /// every row group decoded.
 async fn check(handle: &TableHandle, add: &Add) -> Result<Option<Damage>> {
-    let file = data_file(handle.log().root(), add)?;
+    let file = data_file(handle.log(), add)?;
     let location = &file.object_meta.location;
     let store = handle.log().store();
     let size = file.object_meta.size;

@@ -119,7 +119,7 @@ impl TableHandle {
         operation: Operation,
         actions: Vec<Action>,
     ) -> Result<Arc<Snapshot>, TxLogError> {
-        let removed = removed_files(self.log.root(), &actions);
+        let removed = removed_files(&self.log, &actions);
         let committed = match self.log.commit(read, operation, actions).await {
             Ok(committed) => committed,
             Err(e) => {
@@ -196,13 +196,11 @@ impl TableHandle {
         if let Some(found) = self.caches.vectors.find(root, &id) {
             return Ok(Some(found));
         }
-        let loaded = descriptor
-            .load(self.log.store().as_ref(), self.log.root())
-            .await;
+        let loaded = descriptor.load(&self.log).await;
         let bitmap = match loaded {
             Ok(bitmap) => Arc::new(bitmap),
             Err(TxLogError::DamagedDeletionVector { location, reason }) => {
-                let file = data_file(self.log.root(), add).map_err(|e| {
+                let file = data_file(&self.log, add).map_err(|e| {
                     TableError::Corrupt(format!("data file path '{}': {e}", add.path))
                 })?;
                 return Err(TableError::Damaged(Damage::at(
@@ -281,7 +279,7 @@ impl TableHandle {
 
 /// The data files, relative to the store root, that `actions` take out of the table: those
 /// removed and not added again (a new deletion vector removes and re-adds a file).
-fn removed_files(table_root: &Path, actions: &[Action]) -> Vec<Path> {
+fn removed_files(log: &DeltaLog, actions: &[Action]) -> Vec<Path> {
     let added: HashSet<&str> = actions
         .iter()
         .filter_map(|action| match action {
@@ -293,7 +291,7 @@ fn removed_files(table_root: &Path, actions: &[Action]) -> Vec<Path> {
         .iter()
         .filter_map(|action| match action {
             Action::Remove(remove) if !added.contains(remove.path.as_str()) => {
-                Path::from_url_path(format!("{table_root}/{}", remove.path)).ok()
+                log.file_path(&remove.path).ok()
             }
             _ => None,
         })

@@ -159,7 +159,7 @@ async fn key_columns(
         runtime: context.runtime_env(),
         store_url: store_url.clone(),
         schema: Arc::clone(snapshot.schema()).into(),
-        files: vec![data_file(handle.log().root(), add)?],
+        files: vec![data_file(handle.log(), add)?],
         projection: Some(columns.to_vec()),
         predicate: None,
         limit: None,

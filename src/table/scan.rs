@@ -28,7 +28,6 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
 };
 use futures::future::BoxFuture;
-use object_store::path::Path;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
@@ -41,7 +40,7 @@ use super::mapping::ColumnMappingAdapterFactory;
 use crate::metrics::metrics;
 use crate::storage::parquet::read_footer;
 use crate::table::TableError;
-use crate::txlog::{Add, FileStats, is_mapped};
+use crate::txlog::{Add, DeltaLog, FileStats, is_mapped};
 
 /// How many files of a snapshot a scan reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,7 +348,7 @@ pub async fn live_file(
     add: &Add,
     stats: &FileStats,
 ) -> Result<PartitionedFile> {
-    let file = data_file(handle.log().root(), add)?;
+    let file = data_file(handle.log(), add)?;
     let Some(deleted) = handle.deletion_vector(add).await? else {
         return Ok(file);
     };
@@ -374,7 +373,7 @@ pub async fn indexed_file(
     if positions.is_empty() {
         return Ok(None);
     }
-    let file = data_file(handle.log().root(), add)?;
+    let file = data_file(handle.log(), add)?;
     let rows = match stats.num_records {
         Some(rows) => rows,
         None => row_count(handle, &file).await?,
@@ -426,7 +425,7 @@ pub fn live_rows(deleted: &RoaringTreemap, rows: u64) -> RowSelection {
 pub async fn row_count_of(handle: &TableHandle, add: &Add) -> Result<u64> {
     match FileStats::of(add).num_records {
         Some(rows) => Ok(rows),
-        None => row_count(handle, &data_file(handle.log().root(), add)?).await,
+        None => row_count(handle, &data_file(handle.log(), add)?).await,
     }
 }
 
@@ -442,10 +441,10 @@ async fn row_count(handle: &TableHandle, file: &PartitionedFile) -> Result<u64> 
     Ok(u64::try_from(metadata.file_metadata().num_rows()).unwrap_or_default())
 }
 
-/// The data file an `add` action names, relative to the store root (its path is URL-encoded).
-pub fn data_file(table_root: &Path, add: &Add) -> Result<PartitionedFile> {
-    let joined = format!("{table_root}/{}", add.path);
-    let path = Path::from_url_path(joined)?;
+/// The data file an `add` action names, relative to the store root (its path is URL-encoded,
+/// relative to the table root or, in a shallow clone, an absolute URI).
+pub fn data_file(log: &DeltaLog, add: &Add) -> Result<PartitionedFile> {
+    let path = log.file_path(&add.path).map_err(external)?;
     let size = u64::try_from(add.size).unwrap_or_default();
     Ok(PartitionedFile::new(path.to_string(), size))
 }
@@ -458,6 +457,7 @@ mod tests {
     use datafusion::physical_expr::expressions::{binary, col, lit};
     use datafusion::physical_plan::collect;
     use object_store::memory::InMemory;
+    use object_store::path::Path;
     use object_store::{ObjectStoreExt, PutPayload};
     use url::Url;
 

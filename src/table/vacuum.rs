@@ -32,7 +32,7 @@ use super::index::{segment_location, segments_of};
 use super::properties;
 use crate::table::TableError;
 use crate::txlog::{
-    Action, Add, MIN_READABLE_VERSION, Operation, Remove, SET_ASIDE_DIR, VACUUM_OPERATION,
+    Action, Add, DeltaLog, MIN_READABLE_VERSION, Operation, Remove, SET_ASIDE_DIR, VACUUM_OPERATION,
 };
 
 /// What a VACUUM deleted (or, for a dry run, would delete).
@@ -86,7 +86,7 @@ pub async fn vacuum(
         if let Action::Remove(remove) = tombstone
             && remove.deletion_timestamp.unwrap_or(base_time) >= cutoff
         {
-            protect_tombstone(&mut protected, root, remove)?;
+            protect_tombstone(&mut protected, log, remove)?;
         }
     }
     let replay = std::iter::once((first, base_time, Some(base))).chain(
@@ -113,7 +113,7 @@ pub async fn vacuum(
                     if let Some(old) = live.insert(add.path.clone(), add)
                         && timestamp >= cutoff
                     {
-                        protect(&mut protected, root, &old)?;
+                        protect(&mut protected, log, &old)?;
                     }
                 }
                 Action::Remove(remove) => {
@@ -121,7 +121,7 @@ pub async fn vacuum(
                     if let Some(old) = live.remove(&remove.path)
                         && removed_at.max(timestamp) >= cutoff
                     {
-                        protect(&mut protected, root, &old)?;
+                        protect(&mut protected, log, &old)?;
                     }
                 }
                 _ => {}
@@ -129,7 +129,7 @@ pub async fn vacuum(
         }
     }
     for add in live.values() {
-        protect(&mut protected, root, add)?;
+        protect(&mut protected, log, add)?;
     }
     let log_dir = root.clone().join("_delta_log");
     let set_aside = root.clone().join(SET_ASIDE_DIR);
@@ -205,10 +205,10 @@ pub async fn vacuum(
 }
 
 /// Marks a checkpoint tombstone's data file, deletion vector and index segments as needed.
-fn protect_tombstone(protected: &mut HashSet<Path>, root: &Path, remove: &Remove) -> Result<()> {
+fn protect_tombstone(protected: &mut HashSet<Path>, log: &DeltaLog, remove: &Remove) -> Result<()> {
     protect(
         protected,
-        root,
+        log,
         &Add {
             path: remove.path.clone(),
             partition_values: Default::default(),
@@ -223,15 +223,15 @@ fn protect_tombstone(protected: &mut HashSet<Path>, root: &Path, remove: &Remove
 }
 
 /// Marks `add`'s data file, deletion vector and index segments as needed.
-fn protect(protected: &mut HashSet<Path>, root: &Path, add: &Add) -> Result<()> {
-    protected.insert(Path::from_url_path(format!("{root}/{}", add.path))?);
+fn protect(protected: &mut HashSet<Path>, log: &DeltaLog, add: &Add) -> Result<()> {
+    protected.insert(log.file_path(&add.path).map_err(external)?);
     if let Some(descriptor) = &add.deletion_vector
-        && let Some(path) = descriptor.file_path(root).map_err(external)?
+        && let Some(path) = descriptor.file_path(log).map_err(external)?
     {
         protected.insert(path);
     }
     for segment in segments_of(add) {
-        protected.insert(segment_location(root, segment)?);
+        protected.insert(segment_location(log.root(), segment)?);
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use roaring::RoaringTreemap;
 use serde::{Deserialize, Serialize};
 
-use super::TxLogError;
+use super::{DeltaLog, TxLogError};
 
 /// First four bytes (little-endian) of a serialized `RoaringBitmapArray` in portable format.
 const MAGIC: u32 = 1_681_511_377;
@@ -51,8 +51,9 @@ impl DeletionVectorDescriptor {
         }
     }
 
-    /// The DV file, for file-based storage types.
-    pub fn file_path(&self, table_root: &Path) -> Result<Option<Path>, TxLogError> {
+    /// The DV file of a file in `log`'s table, for file-based storage types.
+    pub fn file_path(&self, log: &DeltaLog) -> Result<Option<Path>, TxLogError> {
+        let table_root = log.root();
         match self.storage_type.as_str() {
             "i" => Ok(None),
             "u" => {
@@ -71,27 +72,7 @@ impl DeletionVectorDescriptor {
                 }
                 Ok(Some(path.join(name.as_str())))
             }
-            "p" => {
-                // Absolute URI; usable only when it names a file inside this table.
-                let text = &self.path_or_inline_dv;
-                let url_path = url::Url::parse(text)
-                    .map(|u| u.path().to_string())
-                    .unwrap_or_else(|_| text.clone());
-                let path =
-                    Path::from_url_path(&url_path).map_err(|e| self.corrupt(&e.to_string()))?;
-                let root = table_root.as_ref();
-                let inside = path
-                    .as_ref()
-                    .find(root)
-                    .map(|at| &path.as_ref()[at..])
-                    .filter(|_| !root.is_empty());
-                match inside {
-                    Some(relative) => Ok(Some(Path::from(relative))),
-                    None => Err(TxLogError::Unsupported(format!(
-                        "deletion vector at '{text}' outside the table folder"
-                    ))),
-                }
-            }
+            "p" => log.file_path(&self.path_or_inline_dv).map(Some),
             other => Err(TxLogError::Unsupported(format!(
                 "deletion vector storage type '{other}'"
             ))),
@@ -99,12 +80,10 @@ impl DeletionVectorDescriptor {
     }
 
     /// Reads and checks the bitmap this descriptor points at.
-    pub async fn load(
-        &self,
-        store: &dyn ObjectStore,
-        table_root: &Path,
-    ) -> Result<RoaringTreemap, TxLogError> {
-        let file = self.file_path(table_root)?;
+    pub async fn load(&self, log: &DeltaLog) -> Result<RoaringTreemap, TxLogError> {
+        let store = log.store().as_ref();
+        let table_root = log.root();
+        let file = self.file_path(log)?;
         let damaged = |reason: &str| TxLogError::DamagedDeletionVector {
             location: match &file {
                 Some(path) => {
@@ -291,6 +270,8 @@ mod z85 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use object_store::memory::InMemory;
 
@@ -310,8 +291,8 @@ mod tests {
 
     #[tokio::test]
     async fn reads_a_spark_dv_file() {
-        let store = InMemory::new();
-        let root = Path::from("db/t");
+        let store = Arc::new(InMemory::new());
+        let log = DeltaLog::new(store.clone(), Path::from("db/t"));
         let descriptor = DeletionVectorDescriptor {
             storage_type: "u".into(),
             path_or_inline_dv: "vBn[lx{q8@P<9BNH/isA".into(),
@@ -319,7 +300,7 @@ mod tests {
             size_in_bytes: 36,
             cardinality: 2,
         };
-        let path = descriptor.file_path(&root).unwrap().unwrap();
+        let path = descriptor.file_path(&log).unwrap().unwrap();
         assert!(
             path.as_ref().starts_with("db/t/deletion_vector_61d16c75-"),
             "{path}"
@@ -328,7 +309,23 @@ mod tests {
             .put(&path, PutPayload::from(SPARK_FILE.to_vec()))
             .await
             .unwrap();
-        let bitmap = descriptor.load(&store, &root).await.unwrap();
+        let bitmap = descriptor.load(&log).await.unwrap();
+        assert_eq!(bitmap.iter().collect::<Vec<_>>(), [0, 9]);
+        // The same file named by its absolute URI (a shallow clone's 'p' descriptor).
+        let clone = DeltaLog::new(store, Path::from("db/c"))
+            .with_base(url::Url::parse("file:///data").unwrap());
+        let uri = clone.absolute_uri(&path).unwrap();
+        assert!(
+            uri.starts_with("file:///data/db/t/deletion_vector_61d16c75-"),
+            "{uri}"
+        );
+        let absolute = DeletionVectorDescriptor {
+            storage_type: "p".into(),
+            path_or_inline_dv: uri,
+            ..descriptor
+        };
+        assert_eq!(absolute.file_path(&clone).unwrap(), Some(path));
+        let bitmap = absolute.load(&clone).await.unwrap();
         assert_eq!(bitmap.iter().collect::<Vec<_>>(), [0, 9]);
     }
 
@@ -341,10 +338,8 @@ mod tests {
             size_in_bytes: 44,
             cardinality: 6,
         };
-        let bitmap = descriptor
-            .load(&InMemory::new(), &Path::from("t"))
-            .await
-            .unwrap();
+        let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("t"));
+        let bitmap = descriptor.load(&log).await.unwrap();
         assert_eq!(bitmap.iter().collect::<Vec<_>>(), [3, 4, 7, 11, 18, 29]);
         // Zero padding, as Delta expects, reproduces the same text.
         assert_eq!(
@@ -355,15 +350,18 @@ mod tests {
 
     #[tokio::test]
     async fn written_vectors_read_back_and_detect_corruption() {
-        let store = InMemory::new();
+        let store = Arc::new(InMemory::new());
         let root = Path::from("db/t");
+        let log = DeltaLog::new(store.clone(), root.clone());
         let bitmap: RoaringTreemap = (0u64..100_000).step_by(3).chain([5_000_000_000]).collect();
-        let (descriptor, written) = write_deletion_vector(&store, &root, &bitmap).await.unwrap();
+        let (descriptor, written) = write_deletion_vector(store.as_ref(), &root, &bitmap)
+            .await
+            .unwrap();
         assert_eq!(descriptor.cardinality, bitmap.len() as i64);
         assert_eq!(written, 1 + 4 + descriptor.size_in_bytes as usize + 4);
-        assert_eq!(descriptor.load(&store, &root).await.unwrap(), bitmap);
+        assert_eq!(descriptor.load(&log).await.unwrap(), bitmap);
 
-        let path = descriptor.file_path(&root).unwrap().unwrap();
+        let path = descriptor.file_path(&log).unwrap().unwrap();
         let mut bytes = store
             .get(&path)
             .await
@@ -374,7 +372,7 @@ mod tests {
             .to_vec();
         bytes[20] ^= 0xff;
         store.put(&path, PutPayload::from(bytes)).await.unwrap();
-        let error = descriptor.load(&store, &root).await.unwrap_err();
+        let error = descriptor.load(&log).await.unwrap_err();
         assert!(error.to_string().contains("checksum"), "{error}");
     }
 
@@ -383,7 +381,8 @@ mod tests {
         let json = r#"{"storageType":"u","pathOrInlineDv":"ab^-aqEH.-t@S}K{vb[*k^","offset":1,"sizeInBytes":36,"cardinality":2}"#;
         let descriptor: DeletionVectorDescriptor = serde_json::from_str(json).unwrap();
         assert_eq!(serde_json::to_string(&descriptor).unwrap(), json);
-        let path = descriptor.file_path(&Path::from("t")).unwrap().unwrap();
+        let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("t"));
+        let path = descriptor.file_path(&log).unwrap().unwrap();
         assert_eq!(
             path.as_ref(),
             "t/ab/deletion_vector_d2c639aa-8816-431a-aaf6-d3fe2512ff61.bin"

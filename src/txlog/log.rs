@@ -9,6 +9,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde_json::Value;
+use url::Url;
 
 use super::checkpoint::{self, LastCheckpoint, LogFile};
 use super::{Action, CommitInfo, Remove, Snapshot, TxLogError};
@@ -58,16 +59,86 @@ pub struct CommitFile {
     pub timestamp: i64,
 }
 
+/// Path parts joined with `/`, each URL-encoded as Delta's paths are.
+fn url_encoded<'a>(parts: impl Iterator<Item = object_store::path::PathPart<'a>>) -> String {
+    parts
+        .map(|part| {
+            url::form_urlencoded::byte_serialize(part.as_ref().as_bytes())
+                .collect::<String>()
+                .replace('+', "%20")
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// The transaction log of the table rooted at `root` (relative to the store root).
 #[derive(Debug, Clone)]
 pub struct DeltaLog {
     store: Arc<dyn ObjectStore>,
     root: Path,
+    /// The URL of the store root (ending in `/`), which absolute file URIs in the log (a
+    /// shallow clone's) are resolved against.
+    base: Option<Url>,
 }
 
 impl DeltaLog {
     pub fn new(store: Arc<dyn ObjectStore>, root: Path) -> Self {
-        Self { store, root }
+        Self {
+            store,
+            root,
+            base: None,
+        }
+    }
+
+    /// This log with `base` as the URL of its store root.
+    pub fn with_base(mut self, mut base: Url) -> Self {
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        self.base = Some(base);
+        self
+    }
+
+    /// The store path of a file the log names: a path relative to the table root (URL-encoded,
+    /// as Delta writes it), or an absolute URI under the store root.
+    pub fn file_path(&self, path: &str) -> Result<Path, TxLogError> {
+        let invalid = |reason: String| TxLogError::Corrupt {
+            path: path.to_string(),
+            reason,
+        };
+        let absolute = Url::parse(path)
+            .ok()
+            .filter(|url| url.has_host() || url.scheme() == "file");
+        match absolute {
+            Some(url) => {
+                let inside = self
+                    .base
+                    .as_ref()
+                    .and_then(|base| url.as_str().strip_prefix(base.as_str()));
+                let Some(relative) = inside else {
+                    return Err(TxLogError::Unsupported(format!(
+                        "file '{path}' outside this server's data root"
+                    )));
+                };
+                Path::from_url_path(relative).map_err(|e| invalid(e.to_string()))
+            }
+            None => Path::from_url_path(format!("{}/{path}", self.root))
+                .map_err(|e| invalid(e.to_string())),
+        }
+    }
+
+    /// The absolute URI of `path` (relative to the store root), for a log that names files
+    /// of another table; `None` when the store root's URL is unknown.
+    pub fn absolute_uri(&self, path: &Path) -> Option<String> {
+        let base = self.base.as_ref()?;
+        base.join(&url_encoded(path.parts())).ok().map(String::from)
+    }
+
+    /// `path` (relative to the store root) as the log names a file of this table: relative to
+    /// the table root, URL-encoded; `None` for a path outside the table's folder.
+    pub fn relative_path(&self, path: &Path) -> Option<String> {
+        path.prefix_match(&self.root).map(url_encoded)
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {

@@ -3,12 +3,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, FieldRef, Fields, SchemaRef};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
-    Action, Add, Metadata, Protocol, Remove, TxLogError, arrow_schema_from_delta, physical_schema,
+    Action, Add, Metadata, Protocol, Remove, TxLogError, arrow_schema_from_delta, physical_name,
+    physical_schema,
 };
 
 /// Reader features whose semantics MiniDB honours when scanning.
@@ -101,6 +102,7 @@ impl Snapshot {
     ) -> Result<Self, TxLogError> {
         check_readable(&protocol, &metadata)?;
         let schema = Arc::new(arrow_schema_from_delta(&metadata.schema_string)?);
+        check_nested_names(schema.fields())?;
         let file_schema = match physical_schema(&schema) {
             physical if physical == *schema => Arc::clone(&schema),
             physical => Arc::new(physical),
@@ -215,6 +217,30 @@ fn apply(
             Action::CommitInfo(_) | Action::Other(..) => {}
         }
     }
+}
+
+/// Refuses column mapping that renames a field inside a struct, list or map: MiniDB resolves
+/// physical names of top-level columns only (its own tables keep nested fields' names).
+fn check_nested_names(fields: &Fields) -> Result<(), TxLogError> {
+    for field in fields {
+        let nested: Vec<&FieldRef> = match field.data_type() {
+            DataType::Struct(inner) => inner.iter().collect(),
+            DataType::List(element) => vec![element],
+            DataType::Map(entries, _) => vec![entries],
+            _ => continue,
+        };
+        for inner in nested {
+            if physical_name(inner) != inner.name() {
+                return Err(TxLogError::Unsupported(format!(
+                    "column mapping that renames the nested field '{}' of column '{}'",
+                    inner.name(),
+                    field.name()
+                )));
+            }
+            check_nested_names(&Fields::from(vec![Arc::clone(inner)]))?;
+        }
+    }
+    Ok(())
 }
 
 fn check_readable(protocol: &Protocol, metadata: &Metadata) -> Result<(), TxLogError> {

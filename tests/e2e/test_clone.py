@@ -1,11 +1,13 @@
-"""CREATE TABLE … DEEP CLONE and … AS SELECT: a clone reads as its source's version did, in MiniDB and in the
-peers (delta-rs, DuckDB's delta_scan, polars), and keeps reading after the source is vacuumed
-and dropped."""
+"""CREATE TABLE … DEEP | SHALLOW CLONE and … AS SELECT: a clone reads as its source's version did,
+in MiniDB and in the peers (a deep clone in delta-rs, DuckDB's delta_scan and polars; a shallow
+clone in delta-rs); a deep clone keeps reading after the source is vacuumed and dropped, a
+shallow clone until the source's VACUUM deletes files it names."""
 
 from __future__ import annotations
 
 import pytest
 
+from test_delta_interop import read_delta_rs
 from test_mor import execute, peer_rows, query
 
 
@@ -67,3 +69,68 @@ def test_create_table_as_select_is_one_commit_and_a_failure_leaves_no_table(serv
         cur.execute("CREATE TABLE broken AS SELECT id / 0 AS x FROM base")
     cur.execute("SHOW TABLES")
     assert sorted(cur.fetch_arrow_table().column(0).to_pylist()) == ["base", "copy"]
+
+
+def test_shallow_clones_read_like_their_source_version_until_the_source_is_vacuumed(server, conn):
+    cur = conn.cursor()
+    execute(cur, "CREATE TABLE base (id INT PRIMARY KEY, grp INT, v VARCHAR)")
+    execute(cur, "CREATE INDEX base_grp ON base (grp)")
+    for start in range(0, 300, 100):
+        values = ", ".join(f"({i}, {i % 7}, 'v{i}')" for i in range(start, start + 100))
+        execute(cur, f"INSERT INTO base VALUES {values}")
+    execute(cur, "DELETE FROM base WHERE id % 5 = 0")
+    expected_now = rows(cur, "SELECT * FROM base")
+    expected_v3 = rows(cur, "SELECT * FROM base VERSION AS OF 3")
+
+    execute(cur, "CREATE TABLE thin SHALLOW CLONE base")
+    execute(cur, "CREATE TABLE thin3 SHALLOW CLONE base VERSION AS OF 3")
+    assert rows(cur, "SELECT * FROM thin") == expected_now
+    assert rows(cur, "SELECT * FROM thin3") == expected_v3
+    assert rows(cur, "SELECT id FROM thin WHERE grp = 3") == [r[:1] for r in expected_now if r[1] == 3]
+    cur.execute("DESCRIBE HISTORY thin")
+    history = cur.fetch_arrow_table().to_pylist()
+    assert [h["operation"] for h in history] == ["CLONE"]
+    assert '"isShallow":true' in history[0]["operationParameters"]
+
+    # The clone's own writes stay its own: its deletion vectors go to its folder.
+    assert execute(cur, "DELETE FROM thin WHERE grp = 1") == len([r for r in expected_now if r[1] == 1])
+    expected_thin = [r for r in expected_now if r[1] != 1]
+    assert rows(cur, "SELECT * FROM thin") == expected_thin
+    assert rows(cur, "SELECT * FROM base") == expected_now
+
+    # VACUUM on the source deletes the files it no longer uses once they are past its
+    # retention, even those a shallow clone still names: the clone then fails, naming them.
+    execute(cur, "ALTER TABLE base SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = 'interval 0 hours')")
+    execute(cur, "OPTIMIZE base")
+    assert rows(cur, "SELECT * FROM thin") == expected_thin
+    execute(cur, "VACUUM base RETAIN 0 HOURS")
+    assert rows(cur, "SELECT * FROM base") == expected_now
+    # (A server may answer from the columns it has cached until it reads the files again.)
+    cur.close()
+    conn.close()
+    server.restart()
+    with server.text() as again:
+        assert "is missing: the log lists it, storage has no such object" in again.query("SELECT * FROM thin;")
+        assert "FSCK" not in again.query("SELECT count(*) FROM base;")
+
+
+def test_peers_read_a_shallow_clone_like_its_source_version(server, conn):
+    cur = conn.cursor()
+    execute(cur, "CREATE TABLE base (id INT, v VARCHAR)")
+    for start in range(0, 200, 50):
+        values = ", ".join(f"({i}, 'v{i}')" for i in range(start, start + 50))
+        execute(cur, f"INSERT INTO base VALUES {values}")
+    execute(cur, "DELETE FROM base WHERE id % 3 = 0")
+    execute(cur, "UPDATE base SET v = 'updated' WHERE id < 20")
+    expected = rows(cur, "SELECT * FROM base")
+    expected_v2 = rows(cur, "SELECT * FROM base VERSION AS OF 2")
+    execute(cur, "CREATE TABLE thin SHALLOW CLONE base")
+    execute(cur, "CREATE TABLE thin2 SHALLOW CLONE base VERSION AS OF 2")
+    data = server.data_dir / "default"
+    for name, want in [("thin", expected), ("thin2", expected_v2)]:
+        # The clone's folder holds its log only: it names the source's files and vectors.
+        assert [p.name for p in (data / name).iterdir()] == ["_delta_log"]
+        # delta-rs resolves the absolute URIs; DuckDB's delta_scan 1.5 and polars join every
+        # path to the table folder, so they cannot read a shallow clone (docs/sql.md).
+        got = [tuple(r.values()) for r in read_delta_rs(data / name).to_pylist()]
+        assert sorted(got, key=repr) == want, f"delta-rs reads shallow clone {name} otherwise"

@@ -36,7 +36,6 @@ NOT_SUPPORTED_YET = {
         "CREATE TABLE docs.f1 (id INT REFERENCES docs.t (id))",
         "CREATE TABLE docs.f2 (id INT, FOREIGN KEY (id) REFERENCES docs.t (id))",
     ],
-    "`SHALLOW CLONE`": ["CREATE TABLE docs.cl SHALLOW CLONE docs.t"],
     "partitioning by several columns": [
         "CREATE TABLE docs.p1 (a INT, b INT) PARTITION BY HASH (a, b)",
         "CREATE TABLE docs.p2 (a INT, b INT) PARTITION BY RANGE (a, b)",

@@ -199,7 +199,7 @@ impl Engine {
             .await
         {
             // The files have names of their own (a new UUID each): nobody else's table uses them.
-            clone::delete_files(handle.log().store(), handle.log().root(), &adds).await;
+            clone::delete_files(handle.log(), &adds).await;
             return Err(e.into());
         }
         Ok(Outcome::TableCreatedAs {
@@ -219,12 +219,6 @@ impl Engine {
         if_not_exists: bool,
         shallow: bool,
     ) -> Result<Outcome, EngineError> {
-        if shallow {
-            return Err(EngineError::NotSupported(
-                "SHALLOW CLONE (a table referencing another's files); DEEP CLONE copies them"
-                    .into(),
-            ));
-        }
         let database = session.database_or_current(name.database.clone());
         check_writable(&database, &name.table)?;
         if let Some(exists) = self
@@ -263,9 +257,11 @@ impl Engine {
             }
         };
         let source_name = format!("{source_database}.{}", source.table);
-        let store = Arc::clone(handle.log().store());
-        let root = self.catalog.table_root(&database, &name.table);
-        let adds = clone::copy_files(&store, handle.log().root(), &root, &snapshot).await?;
+        let target = self.catalog.table_log(&database, &name.table);
+        let adds = match shallow {
+            true => clone::reference_files(handle.log(), &snapshot)?,
+            false => clone::copy_files(handle.log(), &target, &snapshot).await?,
+        };
         let mut metadata = snapshot.metadata().clone();
         metadata.id = uuid::Uuid::new_v4().to_string();
         metadata.name = Some(name.table.clone());
@@ -283,11 +279,19 @@ impl Engine {
                     "sourceVersion".into(),
                     serde_json::json!(snapshot.version()),
                 ),
-                ("isShallow".into(), serde_json::json!(false)),
+                ("isShallow".into(), serde_json::json!(shallow)),
             ]),
             metrics: HashMap::from([
-                ("numCopiedFiles".into(), serde_json::json!(adds.len())),
-                ("copiedFilesSize".into(), serde_json::json!(bytes)),
+                ("sourceNumOfFiles".into(), serde_json::json!(adds.len())),
+                ("sourceTableSize".into(), serde_json::json!(bytes)),
+                (
+                    "numCopiedFiles".into(),
+                    serde_json::json!(if shallow { 0 } else { adds.len() }),
+                ),
+                (
+                    "copiedFilesSize".into(),
+                    serde_json::json!(if shallow { 0 } else { bytes }),
+                ),
             ]),
             blind_append: false,
         };
@@ -304,7 +308,9 @@ impl Engine {
                 return Err(e.into());
             }
             Err(e) => {
-                clone::delete_files(&store, &root, &adds).await;
+                if !shallow {
+                    clone::delete_files(&target, &adds).await;
+                }
                 return Err(e.into());
             }
         }

@@ -48,6 +48,17 @@ pub fn segments_of(add: &Add) -> impl Iterator<Item = &str> {
         .filter_map(|(_, value)| value.as_deref())
 }
 
+/// `add` without tags naming index segments.
+pub fn without_segments(mut add: Add) -> Add {
+    if let Some(tags) = &mut add.tags {
+        tags.retain(|key, _| !key.starts_with(TAG_PREFIX));
+        if tags.is_empty() {
+            add.tags = None;
+        }
+    }
+    add
+}
+
 /// Entries per leaf (Parquet row group) of a segment.
 pub const LEAF_ROWS: usize = 8192;
 
