@@ -15,14 +15,19 @@ def rows(cur, sql: str) -> list[tuple]:
     return sorted(query(cur, sql), key=repr)
 
 
-def test_deep_clones_read_like_their_source_version_after_vacuum_and_drop(server, conn):
-    cur = conn.cursor()
-    execute(cur, "CREATE TABLE src (id INT PRIMARY KEY, grp INT, v VARCHAR)")
-    execute(cur, "CREATE INDEX src_grp ON src (grp)")
+def make_source(cur, table: str) -> None:
+    """A keyed, indexed table of 240 rows in three files, with deletion vectors."""
+    execute(cur, f"CREATE TABLE {table} (id INT PRIMARY KEY, grp INT, v VARCHAR)")
+    execute(cur, f"CREATE INDEX {table}_grp ON {table} (grp)")
     for start in range(0, 300, 100):
         values = ", ".join(f"({i}, {i % 7}, 'v{i}')" for i in range(start, start + 100))
-        execute(cur, f"INSERT INTO src VALUES {values}")
-    execute(cur, "DELETE FROM src WHERE id % 5 = 0")
+        execute(cur, f"INSERT INTO {table} VALUES {values}")
+    execute(cur, f"DELETE FROM {table} WHERE id % 5 = 0")
+
+
+def test_deep_clones_read_like_their_source_version_after_vacuum_and_drop(server, conn):
+    cur = conn.cursor()
+    make_source(cur, "src")
     execute(cur, "UPDATE src SET v = 'updated' WHERE grp = 3")
     cur.execute("DESCRIBE HISTORY src")
     newest = max(cur.fetch_arrow_table().column("version").to_pylist())
@@ -73,12 +78,7 @@ def test_create_table_as_select_is_one_commit_and_a_failure_leaves_no_table(serv
 
 def test_shallow_clones_read_like_their_source_version_until_the_source_is_vacuumed(server, conn):
     cur = conn.cursor()
-    execute(cur, "CREATE TABLE base (id INT PRIMARY KEY, grp INT, v VARCHAR)")
-    execute(cur, "CREATE INDEX base_grp ON base (grp)")
-    for start in range(0, 300, 100):
-        values = ", ".join(f"({i}, {i % 7}, 'v{i}')" for i in range(start, start + 100))
-        execute(cur, f"INSERT INTO base VALUES {values}")
-    execute(cur, "DELETE FROM base WHERE id % 5 = 0")
+    make_source(cur, "base")
     expected_now = rows(cur, "SELECT * FROM base")
     expected_v3 = rows(cur, "SELECT * FROM base VERSION AS OF 3")
 
