@@ -10,7 +10,7 @@
 //! segments, which name files relative to the source (an index reads a file without a segment
 //! whole). The source's log, history and files of other versions stay behind.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::common::Result;
@@ -64,7 +64,7 @@ pub async fn copy_files(
 ) -> Result<Vec<Add>> {
     let store = source.store();
     let mut copies: Vec<(Path, Path)> = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen: HashMap<Path, Path> = HashMap::new();
     let mut adds = Vec::with_capacity(snapshot.files().len());
     for add in snapshot.files() {
         let mut copy = Add {
@@ -74,8 +74,18 @@ pub async fn copy_files(
         for from in objects_of(source, add)? {
             let to = copy_location(&from, source.root(), target.root())?;
             point_at_copy(&mut copy, &from, &to, source, target)?;
-            if seen.insert(to.clone()) {
-                copies.push((from, to));
+            match seen.get(&to) {
+                None => {
+                    seen.insert(to.clone(), from.clone());
+                    copies.push((from, to));
+                }
+                Some(earlier) if *earlier == from => {}
+                Some(earlier) => {
+                    return Err(TableError::NotSupported(format!(
+                        "DEEP CLONE: files {earlier} and {from} would both be copied to {to}"
+                    ))
+                    .into());
+                }
             }
         }
         adds.push(copy);

@@ -31,8 +31,9 @@ use super::partitioning::{PARTITIONING_PROPERTY, Partitioning};
 use super::properties::declared;
 use super::{TableError, TableHandle};
 use crate::txlog::{
-    Action, COLUMN_MAPPING_ID, COLUMN_MAPPING_MODE, Metadata, Operation, PHYSICAL_NAME,
-    STATISTICS_PROPERTY, Snapshot, TYPE_CHANGES, delta_schema_string, delta_type_name, is_mapped,
+    Action, CHAR_VARCHAR_TYPE, COLUMN_MAPPING_ID, COLUMN_MAPPING_MODE, Metadata, Operation,
+    PHYSICAL_NAME, STATISTICS_PROPERTY, Snapshot, TYPE_CHANGES, declared_length,
+    delta_schema_string, delta_type_name, is_mapped,
 };
 
 /// The table property recording the highest column mapping id given out.
@@ -146,8 +147,9 @@ pub enum ColumnChange {
     Nullable(bool),
     /// `SET DEFAULT expr` (its SQL text) or `DROP DEFAULT`.
     Default(Option<String>),
-    /// `TYPE t`: a wider type (see [`widens`]).
-    Type(DataType),
+    /// `TYPE t`: a wider type (see [`widens`]), or a longer declared length of a string; the
+    /// field carries the new type and its declared length.
+    Type(Field),
 }
 
 /// Commits `change` to `column`'s definition on top of `snapshot`, which the caller holds the
@@ -196,11 +198,43 @@ pub async fn change_column(
             );
             ("default", json!(default))
         }
-        ColumnChange::Type(to) => {
+        ColumnChange::Type(new) => {
             let field = schema.field(index);
-            let from = field.data_type();
+            let (from, to) = (field.data_type(), new.data_type());
             if from == to {
-                return Ok(());
+                let (old, declared) = (declared_length(field), declared_length(new));
+                if old == declared {
+                    return Ok(());
+                }
+                // Only a longer length, or none, holds every value without checking them.
+                let longer = match (old, declared) {
+                    (Some(old), Some(declared)) => declared.chars >= old.chars,
+                    (Some(_), None) => true,
+                    _ => false,
+                };
+                if !longer {
+                    return Err(TableError::Invalid(format!(
+                        "column '{column}' of {table} cannot take a shorter or new declared \
+                         length: its values are not checked again (a length only grows)"
+                    ))
+                    .into());
+                }
+                let mut metadata_of = field.metadata().clone();
+                match declared {
+                    Some(length) => {
+                        metadata_of.insert(CHAR_VARCHAR_TYPE.to_string(), length.metadata_value())
+                    }
+                    None => metadata_of.remove(CHAR_VARCHAR_TYPE),
+                };
+                let mut fields: Vec<Field> =
+                    schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+                fields[index] = field.clone().with_metadata(metadata_of);
+                metadata.schema_string =
+                    delta_schema_string(&Schema::new(fields)).map_err(external)?;
+                let length = declared.map(|d| d.sql_name());
+                actions.push(Action::Metadata(metadata));
+                let parameters = [("column", json!(column)), ("length", json!(length))];
+                return commit_change(handle, snapshot, "CHANGE COLUMN", parameters, actions).await;
             }
             if !widens(from, to) {
                 return Err(TableError::Invalid(format!(
@@ -518,20 +552,20 @@ fn dropping_refused(snapshot: &Snapshot, column: &str) -> Result<Option<String>>
 
 /// `ALTER TABLE … DROP COLUMN c[, …]`: one metadata commit (turning column mapping on first if
 /// needed) that removes the columns from the schema; their values stay in the data files,
-/// unread, until the files are rewritten. Returns the number dropped.
+/// unread, until the files are rewritten. Each column comes with whether it may be missing (`IF
+/// EXISTS`). Returns the number dropped.
 pub async fn drop_columns(
     handle: &Arc<TableHandle>,
     table: &str,
-    columns: &[String],
-    if_exists: bool,
+    columns: &[(String, bool)],
 ) -> Result<usize> {
     let _turn = handle.lock_for_write().await.map_err(external)?;
     let snapshot = handle.refresh().await.map_err(external)?;
     let (mut fields, mut metadata, upgrade) = mapped_columns(&snapshot);
     let mut dropped = Vec::new();
-    for column in columns {
+    for (column, if_exists) in columns {
         let Some(index) = fields.iter().position(|f| f.name() == column) else {
-            if if_exists {
+            if *if_exists {
                 continue;
             }
             return Err(no_column(table, column));

@@ -19,7 +19,7 @@ use super::datafile::DataFilesWriter;
 use super::error::external;
 use super::{TableHandle, Writer};
 use crate::table::TableError;
-use crate::txlog::{Action, Operation, Snapshot};
+use crate::txlog::{Action, Operation, Snapshot, TxLogError};
 use datafusion::execution::object_store::ObjectStoreUrl;
 
 /// Encoded size at which the writer starts a new data file.
@@ -104,6 +104,15 @@ impl DataSink for DeltaSink {
                 let turn = handle.lock_for_write().await.map_err(external)?;
                 if turn.is_some() {
                     base = handle.refresh().await.map_err(external)?;
+                    // The rows were written and their keys found by the statement's columns.
+                    if base.metadata().schema_string != self.snapshot.metadata().schema_string {
+                        return Err(external(TxLogError::Conflict {
+                            table: self.table.clone(),
+                            version: base.version(),
+                            reason: "the table's columns changed while the rows were written"
+                                .into(),
+                        }));
+                    }
                 }
                 turn
             }

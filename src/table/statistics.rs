@@ -178,7 +178,7 @@ pub async fn analyze(
             },
         ));
     }
-    commit(handle, &figures).await?;
+    commit(handle, &snapshot, &figures).await?;
     Ok(figures)
 }
 
@@ -200,10 +200,22 @@ fn hll_counts(data_type: &DataType) -> bool {
 
 /// Merges `figures` into the newest version's statistics and commits them, retrying when a
 /// concurrent statement commits first.
-async fn commit(handle: &Arc<TableHandle>, figures: &[(String, ColumnStats)]) -> Result<()> {
+async fn commit(
+    handle: &Arc<TableHandle>,
+    analyzed_at: &Snapshot,
+    figures: &[(String, ColumnStats)],
+) -> Result<()> {
     for attempt in 1..=COMMIT_ATTEMPTS {
         let _turn = handle.lock_for_write().await.map_err(external)?;
         let newest = handle.refresh().await.map_err(external)?;
+        // The figures name columns as the analyzed version did: a rename or a dropped and
+        // re-added column since would pin them on another column.
+        if newest.metadata().schema_string != analyzed_at.metadata().schema_string {
+            return Err(TableError::Invalid(
+                "the table's columns changed while ANALYZE ran; run it again".into(),
+            )
+            .into());
+        }
         let mut all = analyzed(&newest)?;
         all.extend(figures.iter().cloned());
         let mut metadata = newest.metadata().clone();

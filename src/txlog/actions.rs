@@ -134,6 +134,10 @@ impl Protocol {
                 }
             }
         }
+        // Reader version 2 is column mapping.
+        if self.min_reader_version == 2 && !readers.iter().any(|f| f == "columnMapping") {
+            readers.push("columnMapping".into());
+        }
         for features in [&mut readers, &mut writers] {
             if !features.iter().any(|f| f == feature) {
                 features.push(feature.into());
@@ -316,6 +320,19 @@ mod tests {
             ["appendOnly", "invariants", "deletionVectors"]
         );
         assert_eq!(upgraded.reader_features.unwrap(), ["deletionVectors"]);
+        // Reader version 2 / writer 5 is column mapping, which readers must keep applying.
+        let mapped = Protocol {
+            min_reader_version: 2,
+            min_writer_version: 5,
+            reader_features: None,
+            writer_features: None,
+        };
+        let upgraded = mapped.with_deletion_vectors();
+        assert!(upgraded.has_feature("columnMapping"));
+        assert_eq!(
+            upgraded.reader_features.unwrap(),
+            ["columnMapping", "deletionVectors"]
+        );
     }
 
     #[test]

@@ -116,7 +116,14 @@ impl DeltaLog {
                     .base
                     .as_ref()
                     .and_then(|base| url.as_str().strip_prefix(base.as_str()));
-                let Some(relative) = inside else {
+                // Another engine may name a file of this table under another scheme or mount
+                // (`s3a://`, a mounted path): it is found by the table's folder in its path.
+                let folder = format!("/{}/", self.root);
+                let relative = inside.or_else(|| {
+                    let at = url.path().find(&folder)?;
+                    Some(&url.path()[at + 1..])
+                });
+                let Some(relative) = relative else {
                     return Err(TxLogError::Unsupported(format!(
                         "file '{path}' outside this server's data root"
                     )));

@@ -168,6 +168,9 @@ def test_a_damaged_checkpoint_is_read_around_and_fsck_removes_it(server):
     checkpoint = log / f"{3:020}.checkpoint.parquet"
     last = log / "_last_checkpoint"
     wait_for(checkpoint.exists, "the checkpoint of version 3")
+    # `_last_checkpoint` is written after the checkpoint: garbage written before it would be
+    # overwritten.
+    wait_for(last.exists, "_last_checkpoint")
     flip(checkpoint, checkpoint.stat().st_size - 40, 20)
     last.write_text("{garbage")
     server.restart(hard=False)

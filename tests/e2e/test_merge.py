@@ -128,7 +128,7 @@ def test_merge_answers_on_both_protocols_and_failures_write_nothing(server, conn
     with pytest.raises(Exception, match="cannot affect a row a second time"):
         cur.execute("MERGE INTO m USING (VALUES (1), (1)) AS s(id) ON m.id = s.id WHEN MATCHED THEN DELETE")
     with pytest.raises(Exception, match=r"duplicate key violates PRIMARY KEY \(id\): \(9\)"):
-        cur.execute("INSERT INTO m (id, val) VALUES (9, 1), (9, 2) ON CONFLICT DO NOTHING")
+        cur.execute("INSERT INTO m (id, val) VALUES (9, 1), (9, 2) ON CONFLICT (id) DO UPDATE SET val = excluded.val")
     assert len(commits(log)) == versions
     assert query(cur, "SELECT id, val FROM m ORDER BY id") == [(1, 15), (2, 21), (7, 70), (8, 80)]
 

@@ -347,12 +347,30 @@ impl Merge {
             },
         });
         let excluded_columns: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+        let listed = excluded_columns.join(", ");
+        let source = match (&conflict.action, conflict_keys.as_slice()) {
+            // As in PostgreSQL, of proposed rows sharing a key DO NOTHING inserts the first
+            // (a row with a NULL in the key conflicts with none).
+            (ast::OnConflictAction::DoNothing, [key]) => {
+                let key: Vec<String> = key.iter().map(|c| quote(c)).collect();
+                let nulls: Vec<String> = key.iter().map(|c| format!("{c} IS NULL")).collect();
+                format!(
+                    "(SELECT {listed} FROM (SELECT *, row_number() OVER (PARTITION BY {} ORDER BY \
+                     \"__minidb_ordinal\") AS \"__minidb_first\" FROM (SELECT *, row_number() \
+                     OVER () AS \"__minidb_ordinal\" FROM ({query}) AS proposed({listed})) AS \
+                     numbered) AS ranked WHERE \"__minidb_first\" = 1 OR {}) AS excluded({listed})",
+                    key.join(", "),
+                    nulls.join(" OR ")
+                )
+            }
+            _ => format!("({query}) AS excluded({listed})"),
+        };
         Ok(Self {
             statement: "INSERT … ON CONFLICT DO UPDATE",
             table,
             target,
             target_alias,
-            source: format!("({query}) AS excluded({})", excluded_columns.join(", ")),
+            source,
             source_alias: "excluded".into(),
             on: on.join(" OR "),
             clauses,

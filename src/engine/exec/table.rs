@@ -601,7 +601,7 @@ impl Engine {
                 data_type,
                 using: None,
                 ..
-            } => ColumnChange::Type(column_field(&column, data_type, true)?.data_type().clone()),
+            } => ColumnChange::Type(column_field(&column, data_type, true)?),
             other => {
                 return Err(EngineError::NotSupported(format!(
                     "ALTER COLUMN … {other} (ALTER COLUMN changes a column's type, NOT NULL \
@@ -611,10 +611,10 @@ impl Engine {
         };
         let target = self.autocommit_target(session, &name).await?;
         let qualified = format!("{}.{}", target.database, target.table);
-        if let (ColumnChange::Type(to), Ok(field)) =
+        if let (ColumnChange::Type(new), Ok(field)) =
             (&change, target.snapshot.schema().field_with_name(&column))
-            && field.data_type() != to
-            && !widens(field.data_type(), to)
+            && field.data_type() != new.data_type()
+            && !widens(field.data_type(), new.data_type())
         {
             return Err(EngineError::InvalidInput(format!(
                 "column '{column}' of {qualified} cannot change from {} to {}: a type changes \
@@ -622,7 +622,7 @@ impl Engine {
                  DECIMAL with room for its digits; REAL to DOUBLE; DECIMAL to more digits; DATE \
                  to TIMESTAMP)",
                 column_type_name(field),
-                column_type_name(&Field::new(&column, to.clone(), true)),
+                column_type_name(new),
             )));
         }
         if change == ColumnChange::Nullable(false)
@@ -671,7 +671,6 @@ impl Engine {
         operations: &[ast::AlterTableOperation],
     ) -> Result<Outcome, EngineError> {
         let mut columns = Vec::new();
-        let mut if_exists = false;
         for operation in operations {
             if let ast::AlterTableOperation::DropColumn {
                 column_names,
@@ -687,13 +686,12 @@ impl Engine {
                             .into(),
                     ));
                 }
-                if_exists |= *when_present;
-                columns.extend(column_names.iter().map(normalize));
+                columns.extend(column_names.iter().map(|c| (normalize(c), *when_present)));
             }
         }
         let (database, handle) = self.named_table(session, &name).await?;
         let qualified = format!("{database}.{}", name.table);
-        let dropped = drop_columns(&handle, &qualified, &columns, if_exists).await?;
+        let dropped = drop_columns(&handle, &qualified, &columns).await?;
         if dropped == 0 {
             return Ok(Outcome::NothingToDo(format!(
                 "Table {qualified} has none of those columns"
