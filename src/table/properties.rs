@@ -44,23 +44,29 @@ pub const DEFAULT_LOG_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Prefix of the properties MiniDB manages itself.
 const RESERVED_PREFIX: &str = "minidb.";
 
+/// Whether `key` is a Delta property that MiniDB sets itself when a schema change needs it
+/// (column mapping, type widening).
+pub fn is_schema_feature(key: &str) -> bool {
+    key.starts_with("delta.columnMapping.") || key == "delta.enableTypeWidening"
+}
+
 /// Whether MiniDB keeps one of its own declarations (keys, defaults, indexes, partitioning…)
-/// in the table property `key`, which SQL sets by other means.
+/// or a schema feature in the table property `key`, which SQL sets by other means.
 pub fn is_managed(key: &str) -> bool {
-    key.starts_with(RESERVED_PREFIX)
+    key.starts_with(RESERVED_PREFIX) || is_schema_feature(key)
 }
 
 /// Checks that `key` may be set to `value`; the error says why not.
 pub fn check(key: &str, value: &str) -> Result<(), String> {
-    if is_managed(key) {
-        return Err(format!(
-            "table property {key} is managed by MiniDB (constraints and indexes are declared with SQL)"
-        ));
-    }
-    if key.starts_with("delta.columnMapping.") || key == "delta.enableTypeWidening" {
+    if is_schema_feature(key) {
         return Err(format!(
             "table property {key} is managed by MiniDB (RENAME COLUMN and DROP COLUMN turn on \
              column mapping; ALTER COLUMN … TYPE turns on type widening)"
+        ));
+    }
+    if is_managed(key) {
+        return Err(format!(
+            "table property {key} is managed by MiniDB (constraints and indexes are declared with SQL)"
         ));
     }
     if key == TARGET_FILE_SIZE || key == CHECKPOINT_INTERVAL {

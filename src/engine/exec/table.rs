@@ -366,9 +366,7 @@ impl Engine {
             .configuration
             .iter()
             .filter(|(key, _)| {
-                key.as_str() != STATISTICS_PROPERTY
-                    && !key.starts_with("delta.columnMapping.")
-                    && key.as_str() != "delta.enableTypeWidening"
+                key.as_str() != STATISTICS_PROPERTY && !properties::is_schema_feature(key)
             })
             .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
             .collect();
