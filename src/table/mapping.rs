@@ -102,3 +102,58 @@ impl PhysicalExprAdapter for ColumnMappingAdapter {
             .data()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use arrow::datatypes::DataType;
+    use datafusion::physical_expr::expressions::{CastExpr, Literal};
+
+    use super::*;
+    use crate::txlog::PHYSICAL_NAME;
+
+    fn mapped(name: &str, physical: &str, data_type: DataType) -> Field {
+        Field::new(name, data_type, true).with_metadata(HashMap::from([(
+            PHYSICAL_NAME.to_string(),
+            physical.to_string(),
+        )]))
+    }
+
+    fn rewrite(adapter: &Arc<dyn PhysicalExprAdapter>, column: &str, index: usize) -> String {
+        let expr = Arc::new(Column::new(column, index)) as Arc<dyn PhysicalExpr>;
+        let rewritten = adapter.rewrite(expr).unwrap();
+        if let Some(column) = rewritten.downcast_ref::<Column>() {
+            return format!("{}@{}", column.name(), column.index());
+        }
+        if let Some(cast) = rewritten.downcast_ref::<CastExpr>() {
+            let inner = cast.expr().downcast_ref::<Column>().unwrap();
+            return format!("cast {}@{}", inner.name(), inner.index());
+        }
+        match rewritten.downcast_ref::<Literal>() {
+            Some(literal) => format!("literal {}", literal.value()),
+            None => format!("{rewritten}"),
+        }
+    }
+
+    /// A renamed column reads its file column; a column added after the file was written reads
+    /// NULL even when a dropped column of its name is in the file; a widened one is cast.
+    #[test]
+    fn table_columns_resolve_by_physical_name() {
+        let table = Arc::new(Schema::new(vec![
+            mapped("label", "name", DataType::Utf8),
+            mapped("name", "col-new", DataType::Utf8),
+            mapped("n", "n", DataType::Int64),
+        ]));
+        let file = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int32, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let adapter = ColumnMappingAdapterFactory
+            .create(Arc::clone(&table), file)
+            .unwrap();
+        assert_eq!(rewrite(&adapter, "label", 0), "name@1");
+        assert_eq!(rewrite(&adapter, "name", 1), "literal NULL");
+        assert_eq!(rewrite(&adapter, "n", 2), "cast n@0");
+    }
+}

@@ -1325,6 +1325,50 @@ mod tests {
         ]
     }
 
+    /// A file named relative to the table, or by absolute URI under the data root (a shallow
+    /// clone), resolves to its store path; a URI under another scheme or mount is found by the
+    /// table's folder; anything else is refused.
+    #[test]
+    fn file_paths_resolve_relative_and_absolute_names() {
+        let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("db/clone"))
+            .with_base(url::Url::parse("s3://bucket/prefix").unwrap());
+        let resolve = |path: &str| log.file_path(path).map(|p| p.to_string());
+        assert_eq!(
+            resolve("part-0.parquet").unwrap(),
+            "db/clone/part-0.parquet"
+        );
+        assert_eq!(
+            resolve("a%20b/part.parquet").unwrap(),
+            "db/clone/a b/part.parquet"
+        );
+        assert_eq!(
+            resolve("s3://bucket/prefix/db/source/part-1.parquet").unwrap(),
+            "db/source/part-1.parquet"
+        );
+        let uri = log
+            .absolute_uri(&Path::from("db/source/a b.parquet"))
+            .unwrap();
+        assert_eq!(uri, "s3://bucket/prefix/db/source/a%20b.parquet");
+        assert_eq!(resolve(&uri).unwrap(), "db/source/a b.parquet");
+        assert_eq!(
+            resolve("s3a://bucket/prefix/db/clone/part-2.parquet").unwrap(),
+            "db/clone/part-2.parquet"
+        );
+        assert_eq!(
+            log.relative_path(&Path::from("db/clone/x y.parquet"))
+                .as_deref(),
+            Some("x%20y.parquet")
+        );
+        assert_eq!(log.relative_path(&Path::from("db/source/x.parquet")), None);
+        let outside = resolve("s3://elsewhere/other/part.parquet").unwrap_err();
+        assert!(
+            outside
+                .to_string()
+                .contains("outside this server's data root"),
+            "{outside}"
+        );
+    }
+
     fn add(path: &str) -> Action {
         Action::Add(Add {
             path: path.into(),
