@@ -13,6 +13,7 @@ mod activity;
 mod error;
 mod names;
 mod provider;
+mod references;
 mod statements;
 mod store;
 mod system;
@@ -22,6 +23,7 @@ pub use activity::{CompactionRun, MaintenanceLog};
 pub use error::CatalogError;
 pub use names::{AsOf, DEFAULT_DATABASE, as_of_name, is_reserved, split_as_of, validate_name};
 pub use provider::{CATALOG_NAME, ReadSet, Scope, StatementCatalog};
+pub use references::StatementReferences;
 pub use statements::{RunningStatement, RunningStatements, StatementOrigin, StopReason};
 pub use store::{Catalog, new_table};
 pub use system::{

@@ -18,7 +18,10 @@ use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 use datafusion::sql::parser::DFParser;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
-use super::{AsOf, Catalog, CatalogError, SYSTEM_DATABASE, SystemTables, ViewDef, split_as_of};
+use super::{
+    AsOf, Catalog, CatalogError, SYSTEM_DATABASE, StatementReferences, SystemTables, ViewDef,
+    split_as_of,
+};
 use crate::table::{DeltaTableProvider, TableHandle, Transaction};
 
 /// What a statement needs to see of the catalog.
@@ -425,7 +428,13 @@ impl SchemaProvider for Database {
                 DeltaTableProvider::new(qualified, handle, snapshot, self.store_url.clone())
             }
         };
-        let provider: Arc<dyn TableProvider> = Arc::new(provider.with_column_defaults()?);
+        let references =
+            StatementReferences::new(Arc::clone(&self.catalog), self.transaction.clone());
+        let provider: Arc<dyn TableProvider> = Arc::new(
+            provider
+                .with_column_defaults()?
+                .with_references(Arc::new(references)),
+        );
         Ok(Some(Arc::clone(
             self.resolved().entry(key).or_insert(provider),
         )))

@@ -19,19 +19,25 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::MemTable;
 
 use super::{Catalog, CatalogError, is_reserved};
+use crate::table::foreign_keys::foreign_keys;
 use crate::table::partitioning::{Partitioner, partition_of, tagged_partition};
+use crate::table::properties::declared;
 use crate::table::statistics::{ColumnStats, analyzed};
-use crate::table::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, TableHandle, table_indexes};
+use crate::table::{
+    DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, TableHandle, UNIQUE_PROPERTY, primary_key,
+    table_indexes,
+};
 use crate::txlog::{Action, FileStats, Snapshot, declared_length};
 
 /// The system database's name.
 pub const SYSTEM_DATABASE: &str = "sys";
 
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "db_metadata",
     "table_metadata",
     "columns_metadata",
     "index_metadata",
+    "constraints",
     "delta_log",
     "table_files",
     "compactions",
@@ -267,6 +273,52 @@ impl SystemTables {
                         out.text("max_value", stats.and_then(|s| s.max.clone()));
                         out.int("analyzed_version", stats.map(|s| s.version));
                         out.time("analyzed_time", stats.map(|s| s.analyzed_at));
+                    }
+                }
+            }
+            "constraints" => {
+                for (db, table, _, snapshot) in self.tables().await? {
+                    let mut keys: Vec<(String, &str, Vec<String>)> = Vec::new();
+                    if let Some(columns) = primary_key(&snapshot)? {
+                        keys.push((format!("{table}_pkey"), "PRIMARY KEY", columns));
+                    }
+                    let unique: Vec<Vec<String>> =
+                        declared(&snapshot, UNIQUE_PROPERTY)?.unwrap_or_default();
+                    for columns in unique {
+                        let name = format!("{table}_{}_key", columns.join("_"));
+                        keys.push((name, "UNIQUE", columns));
+                    }
+                    for (name, kind, columns) in keys {
+                        for (i, column) in columns.into_iter().enumerate() {
+                            out.text("db_name", Some(db.clone()));
+                            out.text("table_name", Some(table.clone()));
+                            out.text("constraint_name", Some(name.clone()));
+                            out.text("constraint_type", Some(kind.into()));
+                            out.text("column_name", Some(column));
+                            out.int32("ordinal_position", Some(i as i32 + 1));
+                            out.text("referenced_db_name", None);
+                            out.text("referenced_table_name", None);
+                            out.text("referenced_column_name", None);
+                            out.text("on_delete", None);
+                        }
+                    }
+                    for key in foreign_keys(&snapshot)? {
+                        let (parent_db, parent_table) =
+                            key.parent.split_once('.').unwrap_or(("", &key.parent));
+                        for (i, (column, parent_column)) in
+                            key.columns.iter().zip(&key.parent_columns).enumerate()
+                        {
+                            out.text("db_name", Some(db.clone()));
+                            out.text("table_name", Some(table.clone()));
+                            out.text("constraint_name", Some(key.name.clone()));
+                            out.text("constraint_type", Some("FOREIGN KEY".into()));
+                            out.text("column_name", Some(column.clone()));
+                            out.int32("ordinal_position", Some(i as i32 + 1));
+                            out.text("referenced_db_name", Some(parent_db.into()));
+                            out.text("referenced_table_name", Some(parent_table.into()));
+                            out.text("referenced_column_name", Some(parent_column.clone()));
+                            out.text("on_delete", Some(key.on_delete.sql().into()));
+                        }
                     }
                 }
             }
@@ -659,6 +711,18 @@ fn table_schema(table: &str) -> Schema {
             text("max_value"),
             int("analyzed_version"),
             time("analyzed_time"),
+        ],
+        "constraints" => vec![
+            text("db_name"),
+            text("table_name"),
+            text("constraint_name"),
+            text("constraint_type"),
+            text("column_name"),
+            Field::new("ordinal_position", DataType::Int32, true),
+            text("referenced_db_name"),
+            text("referenced_table_name"),
+            text("referenced_column_name"),
+            text("on_delete"),
         ],
         "index_metadata" => vec![
             text("db_name"),

@@ -1,5 +1,5 @@
 //! What protocols may ask the engine about its catalog, besides running statements: the
-//! databases, tables and views (with their schemas and primary keys) that Flight SQL's metadata
+//! databases, tables and views (with their schemas, primary and foreign keys) that Flight SQL's metadata
 //! commands list, and the figures of the admin service.
 
 use arrow::datatypes::{Field, Schema};
@@ -7,8 +7,25 @@ use arrow::datatypes::{Field, Schema};
 use super::sql::{self, Statement};
 use super::{Engine, EngineError, Session};
 use crate::catalog::{CompactionRun, system_tables};
+use crate::table::foreign_keys::{ForeignKey, foreign_keys};
 use crate::table::primary_key;
 use crate::txlog::unmapped;
+
+/// A foreign key, as the catalog RPCs describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKeyInfo {
+    pub name: String,
+    pub database: String,
+    pub table: String,
+    pub columns: Vec<String>,
+    pub parent_database: String,
+    pub parent_table: String,
+    pub parent_columns: Vec<String>,
+    /// The name of the parent's key it references (`t_pkey`, `t_a_b_key`).
+    pub parent_key: String,
+    /// `NO ACTION`, `RESTRICT`, `CASCADE` or `SET NULL`.
+    pub on_delete: &'static str,
+}
 
 /// The catalog's figures, for the admin service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +103,64 @@ impl Engine {
     ) -> Result<Vec<String>, EngineError> {
         let handle = self.catalog.table(database, table).await?;
         Ok(primary_key(&handle.cached())?.unwrap_or_default())
+    }
+
+    /// The foreign keys of `database.table` (the keys it imports).
+    pub async fn foreign_keys(
+        &self,
+        database: &str,
+        table: &str,
+    ) -> Result<Vec<ForeignKeyInfo>, EngineError> {
+        let handle = self.catalog.table(database, table).await?;
+        let mut found = Vec::new();
+        for key in foreign_keys(&handle.cached())? {
+            found.push(self.key_info(database, table, key).await?);
+        }
+        Ok(found)
+    }
+
+    /// The foreign keys of other tables that reference `database.table` (the keys it exports).
+    pub async fn referencing_foreign_keys(
+        &self,
+        database: &str,
+        table: &str,
+    ) -> Result<Vec<ForeignKeyInfo>, EngineError> {
+        let handle = self.catalog.table(database, table).await?;
+        let mut found = Vec::new();
+        for (child, key) in self.referencing_keys(database, table, &handle).await? {
+            let (child_database, child_table) = child.split_once('.').unwrap_or(("", &child));
+            found.push(self.key_info(child_database, child_table, key).await?);
+        }
+        Ok(found)
+    }
+
+    async fn key_info(
+        &self,
+        database: &str,
+        table: &str,
+        key: ForeignKey,
+    ) -> Result<ForeignKeyInfo, EngineError> {
+        let (parent_database, parent_table) =
+            key.parent.split_once('.').unwrap_or(("", &key.parent));
+        let is_primary = match self.catalog.table(parent_database, parent_table).await {
+            Ok(parent) => primary_key(&parent.cached())?.as_ref() == Some(&key.parent_columns),
+            Err(_) => false,
+        };
+        let parent_key = match is_primary {
+            true => format!("{parent_table}_pkey"),
+            false => format!("{parent_table}_{}_key", key.parent_columns.join("_")),
+        };
+        Ok(ForeignKeyInfo {
+            database: database.to_string(),
+            table: table.to_string(),
+            parent_database: parent_database.to_string(),
+            parent_table: parent_table.to_string(),
+            parent_key,
+            on_delete: key.on_delete.sql(),
+            name: key.name,
+            columns: key.columns,
+            parent_columns: key.parent_columns,
+        })
     }
 
     /// The tables of the system database and their schemas.

@@ -33,7 +33,7 @@ mod sqlstate;
 mod types;
 mod wording;
 
-pub use catalog_api::{CatalogStatus, CompactionHistory};
+pub use catalog_api::{CatalogStatus, CompactionHistory, ForeignKeyInfo};
 pub use compactor::{CompactionOptions, Compactor};
 pub use error::{EngineError, ErrorKind};
 pub use ingest::{IfExists, IfMissing};

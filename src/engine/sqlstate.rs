@@ -26,6 +26,7 @@ const BY_MESSAGE: &[(&str, &str)] = &[
     ("does not fit column", "22P02"),
     ("is too long for column", "22001"),
     ("duplicate key violates", "23505"),
+    ("violates foreign key", "23503"),
     ("cannot affect a row a second time", "21000"),
     ("is not null: null not allowed", "23502"),
     ("must appear in the group by clause", "42803"),

@@ -133,6 +133,13 @@ impl KeyChecker {
         Ok(keys)
     }
 
+    /// A checker for the key columns `columns` of `snapshot`'s table, which need not be a key:
+    /// a foreign key's columns in a child table, to find rows that reference given keys.
+    pub fn for_columns(snapshot: &Snapshot, kind: &str, columns: Vec<String>) -> Result<Self> {
+        let indexes = table_indexes(snapshot).map_err(TableError::from)?;
+        Self::new(snapshot, kind.to_string(), columns, &indexes)
+    }
+
     fn new(
         snapshot: &Snapshot,
         kind: String,
@@ -172,6 +179,15 @@ impl KeyChecker {
         &self.columns
     }
 
+    /// Per row of the key columns `columns`, whether its key is among those recorded.
+    pub fn contains(&self, columns: &[ArrayRef]) -> Result<Vec<bool>> {
+        let rows = self.converter.convert_columns(columns)?;
+        Ok(rows
+            .iter()
+            .map(|row| self.seen.contains(row.as_ref()))
+            .collect())
+    }
+
     fn key_columns(&self, batch: &RecordBatch) -> Vec<ArrayRef> {
         self.indices
             .iter()
@@ -193,16 +209,35 @@ impl KeyChecker {
             if !self.seen.insert(row.as_ref().into()) {
                 return Err(self.violation(&columns, i));
             }
-            let value = ScalarValue::try_from_array(&columns[0], i)?;
-            self.range = Some(match self.range.take() {
-                None => (value.clone(), value),
-                Some((lo, hi)) => (
-                    if value < lo { value.clone() } else { lo },
-                    if value > hi { value } else { hi },
-                ),
-            });
+            self.widen_range(ScalarValue::try_from_array(&columns[0], i)?);
         }
         Ok(())
+    }
+
+    /// Records keys to look for (key columns in the table's types); a key repeated or with a
+    /// NULL in it is taken once or not at all.
+    pub fn add_keys(&mut self, columns: &[ArrayRef]) -> Result<()> {
+        if self.index.is_some() && self.seen.len() <= MAX_PROBED_KEYS {
+            self.new_keys.push(columns.to_vec());
+        }
+        let rows = self.converter.convert_columns(columns)?;
+        for (i, row) in rows.iter().enumerate() {
+            if columns.iter().any(|c| c.is_null(i)) || !self.seen.insert(row.as_ref().into()) {
+                continue;
+            }
+            self.widen_range(ScalarValue::try_from_array(&columns[0], i)?);
+        }
+        Ok(())
+    }
+
+    fn widen_range(&mut self, value: ScalarValue) {
+        self.range = Some(match self.range.take() {
+            None => (value.clone(), value),
+            Some((lo, hi)) => (
+                if value < lo { value.clone() } else { lo },
+                if value > hi { value } else { hi },
+            ),
+        });
     }
 
     /// Fails if a live row of `snapshot` already has one of the new keys.
@@ -213,8 +248,26 @@ impl KeyChecker {
         store_url: ObjectStoreUrl,
         context: Arc<TaskContext>,
     ) -> Result<()> {
+        match self
+            .find_existing(snapshot, handle, store_url, context)
+            .await?
+        {
+            Some((columns, row)) => Err(self.violation(&columns, row)),
+            None => Ok(()),
+        }
+    }
+
+    /// The key columns and row of one of the recorded keys that a live row of `snapshot` has,
+    /// if any does.
+    pub async fn find_existing(
+        &self,
+        snapshot: &Snapshot,
+        handle: &TableHandle,
+        store_url: ObjectStoreUrl,
+        context: Arc<TaskContext>,
+    ) -> Result<Option<(Vec<ArrayRef>, usize)>> {
         let Some((lo, hi)) = &self.range else {
-            return Ok(());
+            return Ok(None);
         };
         let probes = match &self.index {
             Some((index, codec)) if self.seen.len() <= MAX_PROBED_KEYS => {
@@ -245,14 +298,17 @@ impl KeyChecker {
                     .await?
             {
                 if found {
-                    return Err(self.existing_key(handle, index, codec, add, probes).await?);
+                    return self
+                        .existing_key(handle, index, codec, add, probes)
+                        .await
+                        .map(Some);
                 }
                 continue;
             }
             files.push(live_file(handle, add, stats).await?);
         }
         if files.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let plan = parquet_scan(ParquetScan {
             runtime: context.runtime_env(),
@@ -271,10 +327,10 @@ impl KeyChecker {
             let columns = batch.columns().to_vec();
             let rows = self.converter.convert_columns(&columns)?;
             if let Some(i) = rows.iter().position(|row| self.seen.contains(row.as_ref())) {
-                return Err(self.violation(&columns, i));
+                return Ok(Some((columns, i)));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// One equality probe per new key without NULLs, and where each key came from.
@@ -294,7 +350,7 @@ impl KeyChecker {
         Ok(KeyProbes { probes, origins })
     }
 
-    /// The violation for the first new key that `add`'s file already holds.
+    /// The first new key that `add`'s file already holds.
     async fn existing_key(
         &self,
         handle: &TableHandle,
@@ -302,11 +358,11 @@ impl KeyChecker {
         codec: &KeyCodec,
         add: &Add,
         KeyProbes { probes, origins }: &KeyProbes,
-    ) -> Result<DataFusionError> {
+    ) -> Result<(Vec<ArrayRef>, usize)> {
         for (probe, (b, i)) in probes.iter().zip(origins) {
             let one = std::slice::from_ref(probe);
             if handle.index_contains(index, codec, add, one).await? == Some(true) {
-                return Ok(self.violation(&self.new_keys[*b], *i));
+                return Ok((self.new_keys[*b].clone(), *i));
             }
         }
         Err(
@@ -326,7 +382,7 @@ impl KeyChecker {
 }
 
 /// The key at `row` of the key columns `columns`, for messages: `1, abc, NULL`.
-pub(super) fn key_text(columns: &[ArrayRef], row: usize) -> String {
+pub fn key_text(columns: &[ArrayRef], row: usize) -> String {
     let options = FormatOptions::default().with_null("NULL");
     columns
         .iter()

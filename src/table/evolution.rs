@@ -26,6 +26,7 @@ use serde_json::{Map, Value, json};
 
 use super::constraints::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY, primary_key};
 use super::error::external;
+use super::foreign_keys::{FOREIGN_KEYS_PROPERTY, referenced_by};
 use super::index::{INDEXES_PROPERTY, table_indexes};
 use super::partitioning::{PARTITIONING_PROPERTY, Partitioning};
 use super::properties::declared;
@@ -449,6 +450,13 @@ fn rename_in_declarations(metadata: &mut Metadata, old: &str, new: &str) -> Resu
             rename(column);
         }
     })?;
+    edit_property(metadata, FOREIGN_KEYS_PROPERTY, |keys| {
+        for key in elements(keys) {
+            if let Some(columns) = key.get_mut("columns") {
+                elements(columns).for_each(rename);
+            }
+        }
+    })?;
     edit_property(metadata, DEFAULTS_PROPERTY, |defaults| {
         rekey(defaults, old, new)
     })?;
@@ -480,6 +488,17 @@ pub async fn rename_column(
         return Err(
             TableError::Invalid(format!("column '{new}' already exists in table {table}")).into(),
         );
+    }
+    if !referenced_by(&snapshot)?.is_empty() {
+        let unique: Vec<Vec<String>> = declared(&snapshot, UNIQUE_PROPERTY)?.unwrap_or_default();
+        let keys = primary_key(&snapshot)?.into_iter().chain(unique);
+        if keys.flatten().any(|c| c == old) {
+            return Err(TableError::Invalid(format!(
+                "column '{old}' of {table} is in a key that foreign keys of other tables reference; \
+                 it cannot be renamed"
+            ))
+            .into());
+        }
     }
     fields[index] = fields[index].clone().with_name(new);
     metadata.schema_string = delta_schema_string(&Schema::new(fields)).map_err(external)?;

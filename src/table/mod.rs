@@ -17,6 +17,7 @@ mod datafile;
 mod error;
 pub mod evolution;
 mod footers;
+pub mod foreign_keys;
 mod handle;
 pub mod index;
 mod indexing;
@@ -35,7 +36,9 @@ mod vacuum;
 mod vectors;
 mod zorder;
 
-pub use constraints::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY, primary_key};
+pub use constraints::{
+    DEFAULTS_PROPERTY, KeyChecker, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY, key_text, primary_key,
+};
 pub use damage::{Damage, Finding, fsck};
 pub use error::TableError;
 pub use footers::FooterCache;

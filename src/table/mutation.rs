@@ -6,7 +6,8 @@
 //! 1. unions each touched file's old deletion vector with its newly deleted positions and writes
 //!    the result to a fresh DV file (a file whose rows are all deleted is simply removed);
 //! 2. writes the new values, if any, to one new data file;
-//! 3. checks the primary key against the table as it will be after the commit;
+//! 3. checks the primary key against the table as it will be after the commit, and the new
+//!    rows' foreign keys against their parent tables (whose locks it holds until the commit);
 //! 4. commits `remove` (old DV) + `add` (same file, new DV, `tightBounds:false`) per touched file,
 //!    plus the new file's `add`, as one Delta commit that is not a blind append.
 //!
@@ -14,23 +15,29 @@
 //! rows changed, not to the size of the files they live in.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
-use datafusion::common::Result;
+use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch};
+use arrow::compute::filter;
+use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use futures::StreamExt;
 use roaring::RoaringTreemap;
 use serde_json::{Value, json};
 
-use super::constraints::KeyChecker;
+use super::constraints::{KeyChecker, primary_key};
+use super::damage::execute_naming_damage;
 use super::datafile::DataFilesWriter;
 use super::error::external;
-use super::scan::row_count_of;
-use super::{TableHandle, Writer};
+use super::foreign_keys::{ChildKeys, ReferencedTables, referenced_by};
+use super::properties::declared;
+use super::scan::{ParquetScan, indexed_file, parquet_scan, row_count_of};
+use super::{TableHandle, UNIQUE_PROPERTY, Writer};
 use crate::table::TableError;
 use crate::txlog::{
-    Action, Add, ENABLE_DELETION_VECTORS, Operation, Remove, Snapshot, write_deletion_vector,
+    Action, Add, ENABLE_DELETION_VECTORS, FileStats, Operation, Remove, Snapshot,
+    write_deletion_vector,
 };
 
 /// Encoded size at which an UPDATE's new rows go on in a new file.
@@ -44,25 +51,45 @@ pub struct Mutation {
     store_url: ObjectStoreUrl,
     /// Newly deleted row positions, by the file's index in the snapshot.
     deleted: BTreeMap<usize, RoaringTreemap>,
-    new_rows: Option<DataFilesWriter>,
+    /// The writer of new rows, behind a mutex only so that a `&Mutation` can cross threads
+    /// (the foreign key work reads it while the writer, which is not `Sync`, stays put).
+    new_rows: Option<Mutex<DataFilesWriter>>,
     keys: Vec<KeyChecker>,
+    /// The new rows' foreign keys, checked against the parent tables before the commit.
+    child_keys: ChildKeys,
+    /// Opens the tables foreign key checks read.
+    references: Arc<dyn ReferencedTables>,
+    /// For a table other tables reference: the new rows' values of each of its keys, so that a
+    /// key a deleted row had and a new row has again does not count as removed.
+    kept_keys: Vec<KeyChecker>,
     metrics: HashMap<String, Value>,
 }
 
 impl Mutation {
     /// A mutation of `snapshot` that assigns the `changed` columns (none for a DELETE).
     ///
-    /// Rows whose key columns keep their values keep their keys, so a PRIMARY KEY or UNIQUE
-    /// constraint is only checked when one of its columns is assigned.
+    /// Rows whose key columns keep their values keep their keys, so a PRIMARY KEY, UNIQUE or
+    /// FOREIGN KEY constraint is only checked when one of its columns is assigned.
     pub fn new(
         handle: Arc<TableHandle>,
         writer: Writer,
         snapshot: Arc<Snapshot>,
         store_url: ObjectStoreUrl,
         changed: &HashSet<&str>,
+        references: Arc<dyn ReferencedTables>,
     ) -> Result<Self> {
         let mut keys = KeyChecker::for_table(&snapshot)?;
         keys.retain(|key| key.columns().iter().any(|c| changed.contains(c.as_str())));
+        let name = handle.log().table_name();
+        let child_keys = ChildKeys::for_table(&name, &snapshot, Some(&|c| changed.contains(c)))?;
+        let mut kept_keys = Vec::new();
+        if !referenced_by(&snapshot)?.is_empty() {
+            let unique: Vec<Vec<String>> =
+                declared(&snapshot, UNIQUE_PROPERTY)?.unwrap_or_default();
+            for columns in primary_key(&snapshot)?.into_iter().chain(unique) {
+                kept_keys.push(KeyChecker::for_columns(&snapshot, "KEY", columns)?);
+            }
+        }
         Ok(Self {
             handle,
             writer,
@@ -71,8 +98,83 @@ impl Mutation {
             deleted: BTreeMap::new(),
             new_rows: None,
             keys,
+            child_keys,
+            references,
+            kept_keys,
             metrics: HashMap::new(),
         })
+    }
+
+    /// The snapshot the mutation changes.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// The values of the key columns `columns` that the deleted rows had and no new row has,
+    /// in batches of key columns: the keys the mutation takes out of the table.
+    pub async fn removed_keys(
+        &self,
+        columns: &[String],
+        context: &Arc<TaskContext>,
+    ) -> Result<Vec<Vec<ArrayRef>>> {
+        if self.deleted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let schema = self.snapshot.schema();
+        let indices = columns
+            .iter()
+            .map(|c| schema.index_of(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let all: Vec<(&Add, &FileStats)> = self.snapshot.files_with_stats().collect();
+        let mut files = Vec::new();
+        for (index, positions) in &self.deleted {
+            let (add, stats) = all
+                .get(*index)
+                .ok_or_else(|| TableError::Internal(format!("no file {index} in the snapshot")))?;
+            if let Some((file, _)) =
+                indexed_file(&self.handle, add, stats, positions.clone()).await?
+            {
+                files.push(file);
+            }
+        }
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let plan = parquet_scan(ParquetScan {
+            runtime: context.runtime_env(),
+            store_url: self.store_url.clone(),
+            schema: Arc::clone(schema).into(),
+            files,
+            projection: Some(indices),
+            predicate: None,
+            limit: None,
+            partitions: 1,
+            rows: None,
+        })?;
+        let kept = self.kept_keys.iter().find(|k| k.columns() == columns);
+        let mut removed = Vec::new();
+        let mut stream = execute_naming_damage(&plan, 0, Arc::clone(context))?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let mut columns = batch.columns().to_vec();
+            if let Some(kept) = kept {
+                let gone = BooleanArray::from(
+                    kept.contains(&columns)?
+                        .into_iter()
+                        .map(|found| !found)
+                        .collect::<Vec<_>>(),
+                );
+                columns = columns
+                    .iter()
+                    .map(|c| filter(c, &gone))
+                    .collect::<Result<_, _>>()
+                    .map_err(DataFusionError::from)?;
+            }
+            if columns.first().is_some_and(|c| !c.is_empty()) {
+                removed.push(columns);
+            }
+        }
+        Ok(removed)
     }
 
     /// Marks rows deleted, given as parallel arrays of file indexes and row positions (Int64).
@@ -120,13 +222,23 @@ impl Mutation {
         for key in self.keys.iter_mut() {
             key.add_new(&batch)?;
         }
+        self.child_keys.add_new(&batch)?;
+        for key in self.kept_keys.iter_mut() {
+            let columns = key
+                .columns()
+                .iter()
+                .map(|c| Ok(Arc::clone(batch.column(schema.index_of(c)?))))
+                .collect::<Result<Vec<_>>>()?;
+            key.add_keys(&columns)?;
+        }
         let writer = match self.new_rows.as_mut() {
             Some(writer) => writer,
-            None => self.new_rows.insert(DataFilesWriter::try_new(
+            None => self.new_rows.insert(Mutex::new(DataFilesWriter::try_new(
                 Arc::clone(&self.snapshot),
                 NEW_FILE_BYTES,
-            )?),
+            )?)),
         };
+        let writer = writer.get_mut().unwrap_or_else(|e| e.into_inner());
         writer.write(&self.handle, &batch).await
     }
 
@@ -198,9 +310,18 @@ impl Mutation {
                 .await?;
             }
         }
+        // The parents stay locked until the commit, so the keys found there stay there.
+        let _parents = if self.child_keys.is_empty() {
+            Vec::new()
+        } else {
+            self.child_keys
+                .check(self.references.as_ref(), &self.store_url, &context)
+                .await?
+        };
         let mut added_files = 0usize;
         let mut added_rows = 0u64;
         if let Some(writer) = self.new_rows {
+            let writer = writer.into_inner().unwrap_or_else(|e| e.into_inner());
             added_rows = writer.rows();
             for add in writer.finish(&self.handle).await? {
                 bytes_written += add.size as u64;

@@ -26,6 +26,7 @@ use parquet::arrow::RowNumber;
 use super::column_scan::column_scan;
 use super::constraints::column_defaults;
 use super::error::external;
+use super::foreign_keys::ReferencedTables;
 use super::index::{IndexScan, column_bounds, table_indexes};
 use super::partitioning::{Partitioner, partition_of};
 use super::pruning::{FilePruningStats, merged_statistics};
@@ -74,6 +75,8 @@ pub struct DeltaTableProvider {
     transaction: Option<Arc<TxTable>>,
     /// Where an INSERT's commit waits when the table is not created yet.
     pending: Option<Arc<PendingCommit>>,
+    /// Opens the parent tables an INSERT's foreign key checks read.
+    references: Option<Arc<dyn ReferencedTables>>,
 }
 
 impl DeltaTableProvider {
@@ -93,7 +96,14 @@ impl DeltaTableProvider {
             defaults: HashMap::new(),
             transaction: None,
             pending: None,
+            references: None,
         }
+    }
+
+    /// Lets INSERTs check the table's foreign keys, opening the parents through `references`.
+    pub fn with_references(mut self, references: Arc<dyn ReferencedTables>) -> Self {
+        self.references = Some(references);
+        self
     }
 
     /// The table as `table`'s transaction sees it: its snapshot, and writes staged into it.
@@ -480,6 +490,7 @@ impl TableProvider for DeltaTableProvider {
             Arc::clone(&self.snapshot),
             self.store_url.clone(),
             self.writer(),
+            self.references.clone(),
         );
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::constraints::KeyChecker;
 use super::datafile::DataFilesWriter;
 use super::error::external;
+use super::foreign_keys::{ChildKeys, ReferencedTables};
 use super::{TableHandle, Writer};
 use crate::table::TableError;
 use crate::txlog::{Action, Operation, Snapshot, TxLogError};
@@ -36,6 +37,8 @@ pub struct DeltaSink {
     snapshot: Arc<Snapshot>,
     store_url: ObjectStoreUrl,
     writer: Writer,
+    /// Opens the parent tables of the table's foreign keys.
+    references: Option<Arc<dyn ReferencedTables>>,
 }
 
 impl DeltaSink {
@@ -45,6 +48,7 @@ impl DeltaSink {
         snapshot: Arc<Snapshot>,
         store_url: ObjectStoreUrl,
         writer: Writer,
+        references: Option<Arc<dyn ReferencedTables>>,
     ) -> Self {
         Self {
             table,
@@ -52,6 +56,7 @@ impl DeltaSink {
             snapshot,
             store_url,
             writer,
+            references,
         }
     }
 }
@@ -75,6 +80,7 @@ impl DataSink for DeltaSink {
     ) -> Result<u64> {
         let schema = Arc::clone(self.snapshot.schema());
         let mut keys = KeyChecker::for_table(&self.snapshot)?;
+        let mut child_keys = ChildKeys::for_table(&self.table, &self.snapshot, None)?;
         let mut rows = 0u64;
         let mut files = DataFilesWriter::try_new(Arc::clone(&self.snapshot), TARGET_FILE_BYTES)?;
         while let Some(batch) = data.next().await {
@@ -88,6 +94,7 @@ impl DataSink for DeltaSink {
             for key in keys.iter_mut() {
                 key.add_new(&batch)?;
             }
+            child_keys.add_new(&batch)?;
             rows += batch.num_rows() as u64;
             files.write(&self.handle, &batch).await?;
         }
@@ -95,6 +102,23 @@ impl DataSink for DeltaSink {
         if adds.is_empty() {
             return Ok(0);
         }
+        // The parents are opened (and locked) before the table itself, and stay so until the
+        // commit: parents before children is the order every writer takes locks in.
+        let _parents = match (&self.references, child_keys.is_empty()) {
+            (_, true) => Vec::new(),
+            (Some(references), false) => {
+                child_keys
+                    .check(references.as_ref(), &self.store_url, context)
+                    .await?
+            }
+            (None, false) => {
+                return Err(TableError::Internal(format!(
+                    "an append to {} cannot check its foreign keys",
+                    self.table
+                ))
+                .into());
+            }
+        };
         // A keyed append read the table: in pessimistic mode it checks and commits under the
         // table's writer lock, on the newest snapshot, so racing keyed appends take turns
         // instead of conflicting.

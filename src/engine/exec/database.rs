@@ -1,6 +1,8 @@
 //! `CREATE DATABASE`, `DROP DATABASE`, `USE`, `SHOW DATABASES` and `SHOW TABLES` (which lists
 //! views too, and for `sys` the system tables).
 
+use crate::table::foreign_keys::foreign_keys;
+
 use super::{Engine, EngineError, Outcome, Session};
 use crate::catalog::{CatalogError, DEFAULT_DATABASE, SYSTEM_DATABASE, system_tables};
 use crate::engine::Listing;
@@ -30,8 +32,24 @@ impl Engine {
                 "the default database cannot be dropped".into(),
             ));
         }
+        // Tables of other databases may reference the tables dropped, or be referenced by them.
+        let mut children = Vec::new();
+        if let Ok(tables) = self.catalog.tables(&name).await {
+            let dropping: Vec<String> = tables.iter().map(|t| format!("{name}.{t}")).collect();
+            for table in &tables {
+                self.check_not_referenced(&name, table, &dropping).await?;
+                if let Ok(handle) = self.catalog.table(&name, table).await {
+                    children.push((table.clone(), foreign_keys(&handle.cached())?));
+                }
+            }
+        }
         match self.catalog.drop_database(&name).await {
-            Ok(()) => Ok(Outcome::DatabaseDropped(name)),
+            Ok(()) => {
+                for (table, keys) in children {
+                    self.unlist_dropped_child(&name, &table, &keys).await;
+                }
+                Ok(Outcome::DatabaseDropped(name))
+            }
             Err(CatalogError::DatabaseNotFound(_)) if if_exists => Ok(Outcome::NothingToDo(
                 format!("Database {name} does not exist"),
             )),

@@ -1,6 +1,6 @@
 //! `SHOW CREATE TABLE t`: the statements that declare a table as it is now, ready to run again
-//! — its `CREATE TABLE` (columns with their declared types, `NOT NULL`, `DEFAULT`, keys,
-//! partitioning, table properties), then a `CREATE INDEX` per index not made for a key; for a
+//! — its `CREATE TABLE` (columns with their declared types, `NOT NULL`, `DEFAULT`, keys and
+//! foreign keys, partitioning, table properties), then a `CREATE INDEX` per index not made for a key; for a
 //! view, its `CREATE VIEW`.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use super::{Engine, EngineError, Outcome, Session};
 use crate::catalog::{CatalogError, ViewDef, column_type_name};
 use crate::engine::Listing;
 use crate::engine::sql::TableName;
+use crate::table::foreign_keys::{OnDelete, foreign_keys};
 use crate::table::partitioning::{PARTITIONING_PROPERTY, Partitioning};
 use crate::table::{
     DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY, properties, table_indexes,
@@ -74,6 +75,22 @@ fn table_statements(
         items.push(format!("PRIMARY KEY ({})", idents(&primary_key)));
     }
     items.extend(unique.iter().map(|key| format!("UNIQUE ({})", idents(key))));
+    for key in foreign_keys(snapshot)? {
+        let (parent_database, parent_table) =
+            key.parent.split_once('.').unwrap_or(("", &key.parent));
+        let mut item = format!(
+            "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {}.{} ({})",
+            ident(&key.name),
+            idents(&key.columns),
+            ident(parent_database),
+            ident(parent_table),
+            idents(&key.parent_columns)
+        );
+        if key.on_delete != OnDelete::NoAction {
+            item.push_str(&format!(" ON DELETE {}", key.on_delete.sql()));
+        }
+        items.push(item);
+    }
     let name = format!("{}.{}", ident(database), ident(table));
     let mut create = format!("CREATE TABLE {name} ({})", items.join(", "));
     if let Some(partitioning) = &partitioning {

@@ -26,10 +26,11 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
 
 use super::{Engine, EngineError, Outcome, Session};
-use crate::catalog::{CatalogError, check_writable};
+use crate::catalog::{CatalogError, StatementReferences, check_writable};
 use crate::engine::insert::store;
 use crate::engine::running::task_context;
 use crate::engine::sql::{TableName, normalize, table_name};
+use crate::table::foreign_keys::{ReferencedTable, ReferencedTables, foreign_keys};
 use crate::table::{
     DeltaTableProvider, FILE_INDEX_COLUMN, Mutation, ROW_INDEX_COLUMN, TableHandle, Writer,
     WriterLock,
@@ -133,6 +134,14 @@ pub(super) struct WriteTarget {
     pub handle: Arc<TableHandle>,
     pub snapshot: Arc<Snapshot>,
     pub writer: Writer,
+    /// Opens the tables the statement's foreign key checks and actions need; it knows the
+    /// target as already open.
+    pub references: Arc<StatementReferences>,
+    /// The target as [`StatementReferences`] hands it out, held for the statement.
+    _own: Arc<ReferencedTable>,
+    /// The parents of the target's foreign keys, opened (and locked) before the target when the
+    /// statement may assign key columns: parents before children is every writer's lock order.
+    _parents: Vec<Arc<ReferencedTable>>,
     /// Until the commit (or the transaction's end), no other writer of this server changes the
     /// table, so the snapshot stays the newest.
     pub _turn: Option<WriterLock>,
@@ -146,7 +155,16 @@ impl Engine {
         session: &Session,
         name: &TableName,
     ) -> Result<WriteTarget, EngineError> {
-        self.open_for_write(session, name, true).await
+        self.open_for_write(session, name, true, true).await
+    }
+
+    /// [`Engine::write_target`] for a DELETE, which assigns no foreign key column.
+    async fn delete_target(
+        &self,
+        session: &Session,
+        name: &TableName,
+    ) -> Result<WriteTarget, EngineError> {
+        self.open_for_write(session, name, true, false).await
     }
 
     /// Opens `name` for a statement that commits on its own even in a transaction (a change of
@@ -156,7 +174,7 @@ impl Engine {
         session: &Session,
         name: &TableName,
     ) -> Result<WriteTarget, EngineError> {
-        self.open_for_write(session, name, false).await
+        self.open_for_write(session, name, false, false).await
     }
 
     async fn open_for_write(
@@ -164,6 +182,7 @@ impl Engine {
         session: &Session,
         name: &TableName,
         in_transaction: bool,
+        assigns_keys: bool,
     ) -> Result<WriteTarget, EngineError> {
         let database = session.database_or_current(name.database.clone());
         let table = name.table.clone();
@@ -173,7 +192,24 @@ impl Engine {
             Err(e) => return Err(self.table_error(&database, &table, e).await),
         };
         let qualified = format!("{database}.{table}");
-        let (snapshot, writer, turn) = match session.transaction().filter(|_| in_transaction) {
+        let transaction = session.transaction().filter(|_| in_transaction);
+        let references = Arc::new(StatementReferences::new(
+            Arc::clone(&self.catalog),
+            transaction.cloned(),
+        ));
+        let mut parents = Vec::new();
+        if assigns_keys {
+            let mut names: Vec<String> = foreign_keys(&handle.cached())?
+                .into_iter()
+                .map(|key| key.parent)
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            for parent in names {
+                parents.extend(references.open(&parent).await?);
+            }
+        }
+        let (snapshot, writer, turn) = match transaction {
             Some(transaction) => {
                 let part = transaction
                     .table(&qualified, &handle)
@@ -187,12 +223,22 @@ impl Engine {
                 (snapshot, Writer::Autocommit(Arc::clone(&handle)), turn)
             }
         };
+        let own = Arc::new(ReferencedTable {
+            handle: Arc::clone(&handle),
+            snapshot: Arc::clone(&snapshot),
+            writer: writer.clone(),
+            _turn: None,
+        });
+        references.hold(&qualified, &own).await;
         Ok(WriteTarget {
             database,
             table,
             handle,
             snapshot,
             writer,
+            references,
+            _own: own,
+            _parents: parents,
             _turn: turn,
         })
     }
@@ -243,7 +289,10 @@ impl Engine {
     }
 
     async fn execute_dml(&self, session: &Session, dml: Dml) -> Result<Outcome, EngineError> {
-        let target = self.write_target(session, &dml.table).await?;
+        let target = match dml.kind {
+            DmlKind::Delete => self.delete_target(session, &dml.table).await?,
+            DmlKind::Update => self.write_target(session, &dml.table).await?,
+        };
         let schema = Arc::clone(target.snapshot.schema());
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         for (column, _) in &dml.assignments {
@@ -273,10 +322,11 @@ impl Engine {
         let changed: HashSet<&str> = dml.assignments.iter().map(|(c, _)| c.as_str()).collect();
         let mut mutation = Mutation::new(
             Arc::clone(&target.handle),
-            target.writer,
+            target.writer.clone(),
             Arc::clone(&target.snapshot),
-            store_url,
+            store_url.clone(),
             &changed,
+            Arc::clone(&target.references) as Arc<dyn ReferencedTables>,
         )?;
         let mut stream = execute_stream(physical, task_context(&state)?)?;
         while let Some(batch) = stream.next().await {
@@ -294,9 +344,19 @@ impl Engine {
             DmlKind::Delete => ("DELETE", |table, rows| Outcome::Deleted { table, rows }),
             DmlKind::Update => ("UPDATE", |table, rows| Outcome::Updated { table, rows }),
         };
-        let rows = mutation
-            .commit(operation, predicate, task_context(&state)?)
+        let context = task_context(&state)?;
+        let cascades = self
+            .referencing_changes(
+                &state,
+                &target,
+                &mutation,
+                &changed,
+                dml.kind == DmlKind::Update,
+                &store_url,
+            )
             .await?;
+        cascades.commit(&context).await?;
+        let rows = mutation.commit(operation, predicate, context).await?;
         Ok(outcome(target.table, rows))
     }
 }

@@ -38,6 +38,7 @@ use crate::catalog::CatalogError;
 use crate::engine::insert::store;
 use crate::engine::running::task_context;
 use crate::engine::sql::{TableName, normalize, table_name};
+use crate::table::foreign_keys::ReferencedTables;
 use crate::table::{
     DEFAULTS_PROPERTY, FILE_INDEX_COLUMN, Mutation, PRIMARY_KEY_PROPERTY, ROW_INDEX_COLUMN,
     UNIQUE_PROPERTY, table_indexes,
@@ -585,12 +586,14 @@ impl Engine {
         let plan = LogicalPlanBuilder::from(plan).project(exprs)?.build()?;
         let physical = state.create_physical_plan(&plan).await?;
 
+        let changed = merge.changed(&columns);
         let mut mutation = Mutation::new(
             Arc::clone(&target.handle),
-            target.writer,
+            target.writer.clone(),
             Arc::clone(&target.snapshot),
-            store_url,
-            &merge.changed(&columns),
+            store_url.clone(),
+            &changed,
+            Arc::clone(&target.references) as Arc<dyn ReferencedTables>,
         )?;
         let mut counts = Counts::default();
         let values: Vec<usize> = (3..3 + columns.len()).collect();
@@ -635,8 +638,13 @@ impl Engine {
         mutation.report("numTargetRowsUpdated", counts.updated);
         mutation.report("numTargetRowsDeleted", counts.deleted);
         mutation.report("numOutputRows", counts.inserted + counts.updated);
+        let context = task_context(&state)?;
+        let cascades = self
+            .referencing_changes(&state, &target, &mutation, &changed, false, &store_url)
+            .await?;
+        cascades.commit(&context).await?;
         mutation
-            .commit("MERGE", Some(merge.on.clone()), task_context(&state)?)
+            .commit("MERGE", Some(merge.on.clone()), context)
             .await?;
         Ok(counts)
     }

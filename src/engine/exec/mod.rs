@@ -5,11 +5,13 @@
 mod database;
 mod declaration;
 mod dml;
+mod foreign_key;
 mod history;
 mod index;
 mod maintenance;
 mod merge;
 pub(super) mod query;
+mod references;
 mod session;
 mod table;
 mod transaction;

@@ -14,6 +14,7 @@ use datafusion::sql::sqlparser::ast::{self, ColumnOption};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 use super::declaration::declared;
+use super::foreign_key::DeclaredForeignKey;
 use super::{Engine, EngineError, Outcome, Session, drop_outcome};
 use crate::catalog::{
     AsOf, CatalogError, check_writable, column_type_name, new_table, split_as_of,
@@ -28,12 +29,17 @@ use crate::table::clone;
 use crate::table::evolution::{
     ColumnChange, NewColumn, add_columns, change_column, drop_columns, rename_column, widens,
 };
+use crate::table::foreign_keys::{foreign_keys, referenced_by, without_foreign_keys};
 use crate::table::partitioning::{PARTITIONING_PROPERTY, Partitioner, Partitioning};
 use crate::table::{
     DEFAULTS_PROPERTY, DeltaTableProvider, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY,
     PendingCommit, UNIQUE_PROPERTY, properties, set_properties,
 };
 use crate::txlog::{Action, Add, Operation, STATISTICS_PROPERTY};
+
+/// A declared table: its columns, its table properties (keys, indexes, defaults) and its foreign
+/// keys, not resolved yet.
+type Declared = (Schema, Vec<(String, String)>, Vec<DeclaredForeignKey>);
 
 impl Engine {
     /// `CREATE TABLE` with its columns declared, `… LIKE other`, or `… AS SELECT`.
@@ -55,13 +61,14 @@ impl Engine {
         }
         let name = table_name(&create.name)?;
         let database = session.database_or_current(name.database.clone());
-        let (schema, properties) = match (&create.like, &create.query) {
+        let (schema, properties, declared_keys) = match (&create.like, &create.query) {
             (Some(like), None) if create.columns.is_empty() && partitioning.is_none() => {
                 let like = match like {
                     ast::CreateTableLikeKind::Parenthesized(like)
                     | ast::CreateTableLikeKind::Plain(like) => like,
                 };
-                self.like_definition(session, &like.name).await?
+                let (schema, properties) = self.like_definition(session, &like.name).await?;
+                (schema, properties, Vec::new())
             }
             (Some(_), _) => {
                 return Err(EngineError::InvalidInput(
@@ -72,10 +79,16 @@ impl Engine {
             }
             (None, Some(query)) if create.columns.is_empty() => {
                 let schema = self.query_schema(session, query).await?;
-                (schema, Vec::new())
+                (schema, Vec::new(), Vec::new())
             }
             _ => self.declared_definition(create)?,
         };
+        if !declared_keys.is_empty() && create.query.is_some() {
+            return Err(EngineError::NotSupported(
+                "FOREIGN KEY in CREATE TABLE … AS SELECT; declare the columns, then INSERT … SELECT"
+                    .into(),
+            ));
+        }
         let mut properties: Vec<(String, String)> = properties;
         if let Some(partitioning) = partitioning {
             Partitioner::new(partitioning.clone(), &schema).map_err(EngineError::InvalidInput)?;
@@ -85,6 +98,18 @@ impl Engine {
         }
         properties.extend(table_properties(&create.table_options)?);
         let Some(query) = &create.query else {
+            if !declared_keys.is_empty() {
+                return self
+                    .create_child_table(
+                        session,
+                        create,
+                        &database,
+                        &schema,
+                        properties,
+                        declared_keys,
+                    )
+                    .await;
+            }
             return match self
                 .catalog
                 .create_table(&database, &name.table, &schema, properties)
@@ -263,6 +288,7 @@ impl Engine {
             false => clone::copy_files(handle.log(), &target, &snapshot).await?,
         };
         let mut metadata = snapshot.metadata().clone();
+        without_foreign_keys(&mut metadata.configuration);
         metadata.id = uuid::Uuid::new_v4().to_string();
         metadata.name = Some(name.table.clone());
         metadata.created_time = Some(chrono::Utc::now().timestamp_millis());
@@ -352,7 +378,7 @@ impl Engine {
 
     /// What `CREATE TABLE … LIKE source` copies: the columns with NOT NULL, and every table
     /// property — DEFAULTs, keys and indexes, partitioning, Delta properties — except the
-    /// statistics of the source's rows.
+    /// statistics of the source's rows and its foreign keys.
     async fn like_definition(
         &self,
         session: &Session,
@@ -361,26 +387,25 @@ impl Engine {
         let source = table_name(source)?;
         let (_, handle) = self.named_table(session, &source).await?;
         let snapshot = handle.cached();
-        let properties = snapshot
-            .metadata()
-            .configuration
-            .iter()
+        let mut configuration = snapshot.metadata().configuration.clone();
+        without_foreign_keys(&mut configuration);
+        let properties = configuration
+            .into_iter()
             .filter(|(key, _)| {
                 key.as_str() != STATISTICS_PROPERTY && !properties::is_schema_feature(key)
             })
-            .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
+            .filter_map(|(key, value)| Some((key, value?)))
             .collect();
         Ok((snapshot.schema().as_ref().clone(), properties))
     }
 
-    /// The columns and keys of a `CREATE TABLE` that declares them.
-    fn declared_definition(
-        &self,
-        create: &ast::CreateTable,
-    ) -> Result<(Schema, Vec<(String, String)>), EngineError> {
+    /// The columns and keys of a `CREATE TABLE` that declares them, and its foreign keys (not
+    /// resolved against their parent tables yet).
+    fn declared_definition(&self, create: &ast::CreateTable) -> Result<Declared, EngineError> {
         let name = table_name(&create.name)?;
         let mut primary_key: Vec<String> = Vec::new();
         let mut unique: Vec<Vec<String>> = Vec::new();
+        let mut references: Vec<DeclaredForeignKey> = Vec::new();
         for constraint in &create.constraints {
             match constraint {
                 ast::TableConstraint::PrimaryKey(pk) if primary_key.is_empty() => {
@@ -394,9 +419,14 @@ impl Engine {
                 ast::TableConstraint::Unique(key) => {
                     unique.push(index_columns(&key.columns, "UNIQUE")?);
                 }
+                ast::TableConstraint::ForeignKey(key) => {
+                    let columns = key.columns.iter().map(normalize).collect();
+                    let name = key.name.as_ref().map(normalize);
+                    references.push(DeclaredForeignKey::new(name, columns, key)?);
+                }
                 other => {
                     return Err(EngineError::NotSupported(format!(
-                        "table constraint {other} (MiniDB enforces PRIMARY KEY, UNIQUE, NOT NULL and DEFAULT)"
+                        "table constraint {other} (MiniDB enforces PRIMARY KEY, UNIQUE, FOREIGN KEY, NOT NULL and DEFAULT)"
                     )));
                 }
             }
@@ -436,9 +466,17 @@ impl Engine {
                         let text = self.default_text(&column_name, expr)?;
                         defaults.insert(column_name.clone(), text.into());
                     }
+                    ColumnOption::ForeignKey(key) => {
+                        let name = option.name.as_ref().map(normalize);
+                        references.push(DeclaredForeignKey::new(
+                            name,
+                            vec![column_name.clone()],
+                            key,
+                        )?);
+                    }
                     other => {
                         return Err(EngineError::NotSupported(format!(
-                            "column option {other} on '{column_name}' (MiniDB enforces PRIMARY KEY, UNIQUE, NOT NULL and DEFAULT)"
+                            "column option {other} on '{column_name}' (MiniDB enforces PRIMARY KEY, UNIQUE, FOREIGN KEY, NOT NULL and DEFAULT)"
                         )));
                     }
                 }
@@ -491,7 +529,7 @@ impl Engine {
             .into_iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
-        Ok((schema, properties))
+        Ok((schema, properties, references))
     }
 
     /// The text of a column's DEFAULT, checked to be a constant expression.
@@ -839,10 +877,38 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let mut dropped = Vec::new();
         let mut missing = Vec::new();
+        let dropping: Vec<String> = names
+            .iter()
+            .map(|n| {
+                format!(
+                    "{}.{}",
+                    session.database_or_current(n.database.clone()),
+                    n.table
+                )
+            })
+            .collect();
         for name in names {
             let database = session.database_or_current(name.database);
+            // A parent stays locked from the check that no other table references it to its
+            // drop, so no child can be created in between.
+            let (keys, _turn) = match self.catalog.table(&database, &name.table).await {
+                Ok(handle) => {
+                    let turn = match referenced_by(&handle.cached())?.is_empty() {
+                        true => None,
+                        false => handle.lock_for_write().await.map_err(CatalogError::from)?,
+                    };
+                    self.check_not_referenced(&database, &name.table, &dropping)
+                        .await?;
+                    (foreign_keys(&handle.cached())?, turn)
+                }
+                Err(_) => (Vec::new(), None),
+            };
             match self.catalog.drop_table(&database, &name.table).await {
-                Ok(()) => dropped.push(name.table),
+                Ok(()) => {
+                    self.unlist_dropped_child(&database, &name.table, &keys)
+                        .await;
+                    dropped.push(name.table)
+                }
                 Err(e) => match self.table_error(&database, &name.table, e).await {
                     EngineError::Catalog(CatalogError::TableNotFound(t)) if if_exists => {
                         missing.push(t)

@@ -7,11 +7,13 @@
 //! (type `VIEW`). So the name a
 //! client builds from GetTables, `db.table`, is the one its SQL uses.
 //!
-//! MiniDB has no foreign keys, so the three key RPCs answer with no rows, in their schema.
+//! GetImportedKeys lists a table's foreign keys, GetExportedKeys the foreign keys of other
+//! tables that reference it, and GetCrossReference those of one table that reference another:
+//! one row per column of a key.
 
 use std::sync::Arc;
 
-use arrow::array::{Int32Array, RecordBatch, StringArray};
+use arrow::array::{Int32Array, RecordBatch, StringArray, UInt8Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow_flight::Ticket;
 use arrow_flight::sql::metadata::{XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
@@ -25,7 +27,9 @@ use prost::Message;
 use tonic::Status;
 
 use super::status::to_status;
-use crate::engine::{CATALOG_NAME, DEFAULT_DATABASE, Engine, ErrorKind, SYSTEM_DATABASE};
+use crate::engine::{
+    CATALOG_NAME, DEFAULT_DATABASE, Engine, EngineError, ErrorKind, ForeignKeyInfo, SYSTEM_DATABASE,
+};
 
 /// Type of the tables users create.
 const TABLE: &str = "TABLE";
@@ -132,10 +136,49 @@ impl CatalogCommand {
                 builder.build().map_err(failed)
             }
             CatalogCommand::PrimaryKeys(command) => primary_keys(engine, command).await,
-            CatalogCommand::ExportedKeys(_)
-            | CatalogCommand::ImportedKeys(_)
-            | CatalogCommand::CrossReference(_) => {
-                Ok(RecordBatch::new_empty(foreign_keys_schema()))
+            CatalogCommand::ImportedKeys(command) => {
+                let keys = match table_in(command.catalog.as_deref(), command.db_schema.as_deref())
+                {
+                    Some(database) => {
+                        keys_of(engine.foreign_keys(&database, &command.table).await)?
+                    }
+                    None => Vec::new(),
+                };
+                foreign_key_rows(keys)
+            }
+            CatalogCommand::ExportedKeys(command) => {
+                let keys = match table_in(command.catalog.as_deref(), command.db_schema.as_deref())
+                {
+                    Some(database) => keys_of(
+                        engine
+                            .referencing_foreign_keys(&database, &command.table)
+                            .await,
+                    )?,
+                    None => Vec::new(),
+                };
+                foreign_key_rows(keys)
+            }
+            CatalogCommand::CrossReference(command) => {
+                let parent = table_in(
+                    command.pk_catalog.as_deref(),
+                    command.pk_db_schema.as_deref(),
+                );
+                let child = table_in(
+                    command.fk_catalog.as_deref(),
+                    command.fk_db_schema.as_deref(),
+                );
+                let keys = match (parent, child) {
+                    (Some(parent), Some(child)) => {
+                        keys_of(engine.foreign_keys(&child, &command.fk_table).await)?
+                            .into_iter()
+                            .filter(|k| {
+                                k.parent_database == parent && k.parent_table == command.pk_table
+                            })
+                            .collect()
+                    }
+                    _ => Vec::new(),
+                };
+                foreign_key_rows(keys)
             }
             CatalogCommand::TypeInfo(command) => {
                 command.into_builder(&type_info()).build().map_err(failed)
@@ -153,6 +196,88 @@ async fn databases(engine: &Engine) -> Result<Vec<String>, Status> {
     let mut databases = engine.databases().await.map_err(to_status)?;
     databases.push(SYSTEM_DATABASE.to_string());
     Ok(databases)
+}
+
+/// The database a key RPC's table is in (the default one when the command names none); `None`
+/// for another catalog or the system database, which hold no keys.
+fn table_in(catalog: Option<&str>, db_schema: Option<&str>) -> Option<String> {
+    let database = db_schema.unwrap_or(DEFAULT_DATABASE);
+    let other_catalog = catalog.is_some_and(|c| c != CATALOG_NAME);
+    (!other_catalog && database != SYSTEM_DATABASE).then(|| database.to_string())
+}
+
+/// The keys found, or none for a table that does not exist.
+fn keys_of(found: Result<Vec<ForeignKeyInfo>, EngineError>) -> Result<Vec<ForeignKeyInfo>, Status> {
+    match found {
+        Ok(keys) => Ok(keys),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(to_status(e)),
+    }
+}
+
+/// The Flight SQL code of a referential action.
+fn rule(action: &str) -> u8 {
+    match action {
+        "CASCADE" => 0,
+        "RESTRICT" => 1,
+        "SET NULL" => 2,
+        "SET DEFAULT" => 4,
+        _ => 3,
+    }
+}
+
+/// `keys` as rows of a key RPC's answer, one per key column, ordered by the parent table, the
+/// child table, the key and the column's place in it.
+fn foreign_key_rows(mut keys: Vec<ForeignKeyInfo>) -> Result<RecordBatch, Status> {
+    keys.sort_by(|a, b| {
+        (
+            &a.parent_database,
+            &a.parent_table,
+            &a.database,
+            &a.table,
+            &a.name,
+        )
+            .cmp(&(
+                &b.parent_database,
+                &b.parent_table,
+                &b.database,
+                &b.table,
+                &b.name,
+            ))
+    });
+    let rows: Vec<(&ForeignKeyInfo, usize)> = keys
+        .iter()
+        .flat_map(|key| (0..key.columns.len()).map(move |i| (key, i)))
+        .collect();
+    let text = |f: &dyn Fn(&ForeignKeyInfo, usize) -> String| -> arrow::array::ArrayRef {
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(k, i)| f(k, *i)),
+        ))
+    };
+    let code = |f: &dyn Fn(&ForeignKeyInfo) -> u8| -> arrow::array::ArrayRef {
+        Arc::new(UInt8Array::from_iter_values(rows.iter().map(|(k, _)| f(k))))
+    };
+    RecordBatch::try_new(
+        foreign_keys_schema(),
+        vec![
+            text(&|_, _| CATALOG_NAME.to_string()),
+            text(&|k, _| k.parent_database.clone()),
+            text(&|k, _| k.parent_table.clone()),
+            text(&|k, i| k.parent_columns[i].clone()),
+            text(&|_, _| CATALOG_NAME.to_string()),
+            text(&|k, _| k.database.clone()),
+            text(&|k, _| k.table.clone()),
+            text(&|k, i| k.columns[i].clone()),
+            Arc::new(Int32Array::from_iter_values(
+                rows.iter().map(|(_, i)| *i as i32 + 1),
+            )),
+            text(&|k, _| k.name.clone()),
+            text(&|k, _| k.parent_key.clone()),
+            code(&|_| rule("NO ACTION")),
+            code(&|k| rule(k.on_delete)),
+        ],
+    )
+    .map_err(failed)
 }
 
 /// The schema of GetExportedKeys, GetImportedKeys and GetCrossReference answers.
