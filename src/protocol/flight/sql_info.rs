@@ -148,7 +148,8 @@ pub fn sql_info(engine: &Engine) -> SqlInfoData {
     );
     // Bit 0: ANSI92_ENTRY_SQL (arrow-flight does not export SupportedAnsi92SqlGrammarLevel).
     info.append(SqlInfo::SqlAnsi92SupportedLevel, bits(&[0]));
-    // PRIMARY KEY and UNIQUE are enforced; there are no foreign keys or CHECK constraints.
+    // PRIMARY KEY, UNIQUE and FOREIGN KEY are enforced, but there are no CHECK constraints,
+    // which the facility includes.
     info.append(SqlInfo::SqlSupportsIntegrityEnhancementFacility, false);
     info.append(
         SqlInfo::SqlOuterJoinsSupportLevel,
