@@ -111,7 +111,7 @@ impl Mutation {
     }
 
     /// The values of the key columns `columns` that the deleted rows had and no new row has,
-    /// in batches of key columns: the keys the mutation takes out of the table.
+    /// without NULLs, in batches of key columns: the keys the mutation takes out of the table.
     pub async fn removed_keys(
         &self,
         columns: &[String],
@@ -157,19 +157,21 @@ impl Mutation {
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let mut columns = batch.columns().to_vec();
-            if let Some(kept) = kept {
-                let gone = BooleanArray::from(
-                    kept.contains(&columns)?
-                        .into_iter()
-                        .map(|found| !found)
-                        .collect::<Vec<_>>(),
-                );
-                columns = columns
-                    .iter()
-                    .map(|c| filter(c, &gone))
-                    .collect::<Result<_, _>>()
-                    .map_err(DataFusionError::from)?;
-            }
+            let brought_back = match kept {
+                Some(kept) => kept.contains(&columns)?,
+                None => vec![false; batch.num_rows()],
+            };
+            // A key with a NULL in it references nothing (MATCH SIMPLE), so it is never removed.
+            let gone = BooleanArray::from(
+                (0..batch.num_rows())
+                    .map(|i| !brought_back[i] && columns.iter().all(|c| c.is_valid(i)))
+                    .collect::<Vec<_>>(),
+            );
+            columns = columns
+                .iter()
+                .map(|c| filter(c, &gone))
+                .collect::<Result<_, _>>()
+                .map_err(DataFusionError::from)?;
             if columns.first().is_some_and(|c| !c.is_empty()) {
                 removed.push(columns);
             }

@@ -82,6 +82,9 @@ NOT_SUPPORTED_ELSEWHERE = {
         "ALTER TABLE docs.t ADD CONSTRAINT v_unique UNIQUE (v)",
     ],
     "`DROP COLUMN … CASCADE` is not supported": ["ALTER TABLE docs.t DROP COLUMN v CASCADE"],
+    "a second one is not supported by `CREATE TABLE`": [
+        "CREATE TABLE docs.two (a INT REFERENCES docs.t ON DELETE CASCADE, b INT REFERENCES docs.t ON DELETE SET NULL)",
+    ],
     "a table referencing itself is not supported": [
         "CREATE TABLE docs.tree (id INT PRIMARY KEY, parent INT REFERENCES docs.tree (id))",
     ],

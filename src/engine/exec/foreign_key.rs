@@ -135,6 +135,14 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             };
             let key = resolve(&qualified, schema, &keys, declared_key, &parent, &handle)?;
+            let acts =
+                |k: &ForeignKey| matches!(k.on_delete, OnDelete::Cascade | OnDelete::SetNull);
+            if acts(&key) && keys.iter().any(|k| k.parent == key.parent && acts(k)) {
+                return Err(EngineError::NotSupported(format!(
+                    "two foreign keys of {qualified} on {parent} with ON DELETE CASCADE or SET NULL \
+                     (one of them can be NO ACTION)"
+                )));
+            }
             keys.push(key);
             if !parents.iter().any(|(p, _)| *p == parent) {
                 parents.push((parent, handle));

@@ -524,6 +524,17 @@ impl Merge {
         }
         changed
     }
+
+    /// The columns its UPDATE clauses assign: the keys it can change (an insert removes none).
+    fn updated(&self) -> HashSet<&str> {
+        let mut updated = HashSet::new();
+        for clause in &self.clauses {
+            if let Action::Update(set) = &clause.action {
+                updated.extend(set.iter().map(|(c, _)| c.as_str()));
+            }
+        }
+        updated
+    }
 }
 
 impl Engine {
@@ -640,7 +651,14 @@ impl Engine {
         mutation.report("numOutputRows", counts.inserted + counts.updated);
         let context = task_context(&state)?;
         let cascades = self
-            .referencing_changes(&state, &target, &mutation, &changed, false, &store_url)
+            .referencing_changes(
+                &state,
+                &target,
+                &mutation,
+                &merge.updated(),
+                false,
+                &store_url,
+            )
             .await?;
         cascades.commit(&context).await?;
         mutation

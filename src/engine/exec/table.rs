@@ -29,7 +29,7 @@ use crate::table::clone;
 use crate::table::evolution::{
     ColumnChange, NewColumn, add_columns, change_column, drop_columns, rename_column, widens,
 };
-use crate::table::foreign_keys::{foreign_keys, referenced_by, without_foreign_keys};
+use crate::table::foreign_keys::{foreign_keys, without_foreign_keys};
 use crate::table::partitioning::{PARTITIONING_PROPERTY, Partitioner, Partitioning};
 use crate::table::{
     DEFAULTS_PROPERTY, DeltaTableProvider, INDEXES_PROPERTY, IndexDef, PRIMARY_KEY_PROPERTY,
@@ -891,19 +891,19 @@ impl Engine {
             let database = session.database_or_current(name.database);
             // A parent stays locked from the check that no other table references it to its
             // drop, so no child can be created in between.
-            let (keys, _turn) = match self.catalog.table(&database, &name.table).await {
+            let (keys, turn) = match self.catalog.table(&database, &name.table).await {
                 Ok(handle) => {
-                    let turn = match referenced_by(&handle.cached())?.is_empty() {
-                        true => None,
-                        false => handle.lock_for_write().await.map_err(CatalogError::from)?,
-                    };
+                    let turn = handle.lock_for_write().await.map_err(CatalogError::from)?;
+                    handle.refresh().await.map_err(CatalogError::from)?;
                     self.check_not_referenced(&database, &name.table, &dropping)
                         .await?;
                     (foreign_keys(&handle.cached())?, turn)
                 }
                 Err(_) => (Vec::new(), None),
             };
-            match self.catalog.drop_table(&database, &name.table).await {
+            let result = self.catalog.drop_table(&database, &name.table).await;
+            drop(turn);
+            match result {
                 Ok(()) => {
                     self.unlist_dropped_child(&database, &name.table, &keys)
                         .await;
