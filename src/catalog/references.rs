@@ -5,11 +5,12 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result};
+use futures::future::BoxFuture;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::{Catalog, CatalogError};
-use crate::table::foreign_keys::{ReferencedTable, ReferencedTables};
-use crate::table::{Transaction, Writer};
+use crate::table::foreign_keys::{ReferencedTable, ReferencedTables, foreign_keys};
+use crate::table::{TableHandle, Transaction, Writer};
 
 /// Opens a statement's parent and child tables for its foreign key checks and actions: inside a
 /// transaction, as the transaction sees them (pinned, and locked in pessimistic mode, until it
@@ -43,21 +44,15 @@ impl StatementReferences {
     }
 }
 
-#[async_trait]
-impl ReferencedTables for StatementReferences {
-    async fn open(&self, qualified: &str) -> Result<Option<Arc<ReferencedTable>>> {
-        let external = |e: CatalogError| DataFusionError::External(Box::new(e));
+impl StatementReferences {
+    /// Opens `qualified`, locking it outside a transaction only when `lock`.
+    async fn opening(&self, qualified: &str, lock: bool) -> Result<Option<Arc<ReferencedTable>>> {
         let mut opened = self.opened.lock().await;
         if let Some(table) = opened.get(qualified).and_then(Weak::upgrade) {
             return Ok(Some(table));
         }
-        let Some((database, table)) = qualified.split_once('.') else {
+        let Some(handle) = self.handle(qualified).await? else {
             return Ok(None);
-        };
-        let handle = match self.catalog.table(database, table).await {
-            Ok(handle) => handle,
-            Err(CatalogError::TableNotFound(_)) => return Ok(None),
-            Err(e) => return Err(external(e)),
         };
         let opening = match &self.transaction {
             Some(transaction) => {
@@ -73,10 +68,13 @@ impl ReferencedTables for StatementReferences {
                 }
             }
             None => {
-                let turn = handle
-                    .lock_for_write()
-                    .await
-                    .map_err(|e| external(e.into()))?;
+                let turn = match lock {
+                    true => handle
+                        .lock_for_write()
+                        .await
+                        .map_err(|e| external(e.into()))?,
+                    false => None,
+                };
                 let snapshot = handle.refresh().await.map_err(|e| external(e.into()))?;
                 ReferencedTable {
                     snapshot,
@@ -87,7 +85,71 @@ impl ReferencedTables for StatementReferences {
             }
         };
         let opening = Arc::new(opening);
-        opened.insert(qualified.to_string(), Arc::downgrade(&opening));
+        // An unlocked reading is not handed out as an opening: a later open() must lock.
+        if lock || self.transaction.is_some() {
+            opened.insert(qualified.to_string(), Arc::downgrade(&opening));
+        }
         Ok(Some(opening))
+    }
+
+    /// The handle of `qualified`; `None` when there is no such table.
+    async fn handle(&self, qualified: &str) -> Result<Option<Arc<TableHandle>>> {
+        let Some((database, table)) = qualified.split_once('.') else {
+            return Ok(None);
+        };
+        match self.catalog.table(database, table).await {
+            Ok(handle) => Ok(Some(handle)),
+            Err(CatalogError::TableNotFound(_)) => Ok(None),
+            Err(e) => Err(external(e)),
+        }
+    }
+
+    /// [`ReferencedTables::depth`], remembering the depths found on the way in `known`.
+    fn depth_of<'a>(
+        &'a self,
+        qualified: &'a str,
+        known: &'a mut HashMap<String, usize>,
+        steps: usize,
+    ) -> BoxFuture<'a, Result<usize>> {
+        Box::pin(async move {
+            if let Some(depth) = known.get(qualified) {
+                return Ok(*depth);
+            }
+            // Foreign keys form no cycle (a table references only tables that existed before
+            // it); the bound only keeps a damaged configuration from recursing forever.
+            let Some(handle) = self.handle(qualified).await?.filter(|_| steps < MAX_DEPTH) else {
+                return Ok(0);
+            };
+            let mut depth = 0;
+            for key in foreign_keys(&handle.cached())? {
+                if key.parent != qualified {
+                    depth = depth.max(1 + self.depth_of(&key.parent, known, steps + 1).await?);
+                }
+            }
+            known.insert(qualified.to_string(), depth);
+            Ok(depth)
+        })
+    }
+}
+
+/// Deepest chain of foreign keys followed when ordering locks.
+const MAX_DEPTH: usize = 64;
+
+fn external(e: CatalogError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+#[async_trait]
+impl ReferencedTables for StatementReferences {
+    async fn open(&self, qualified: &str) -> Result<Option<Arc<ReferencedTable>>> {
+        self.opening(qualified, true).await
+    }
+
+    async fn read(&self, qualified: &str) -> Result<Option<Arc<ReferencedTable>>> {
+        self.opening(qualified, false).await
+    }
+
+    async fn depth(&self, qualified: &str) -> Result<usize> {
+        self.depth_of(qualified, &mut HashMap::new(), 0).await
     }
 }

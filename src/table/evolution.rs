@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 
 use super::constraints::{DEFAULTS_PROPERTY, PRIMARY_KEY_PROPERTY, UNIQUE_PROPERTY, primary_key};
 use super::error::external;
-use super::foreign_keys::{FOREIGN_KEYS_PROPERTY, referenced_by};
+use super::foreign_keys::{FOREIGN_KEYS_PROPERTY, OnDelete, foreign_keys, referenced_by};
 use super::index::{INDEXES_PROPERTY, table_indexes};
 use super::partitioning::{PARTITIONING_PROPERTY, Partitioning};
 use super::properties::declared;
@@ -177,6 +177,17 @@ pub async fn change_column(
             if *nullable && key.iter().any(|k| k == column) {
                 return Err(TableError::Invalid(format!(
                     "column '{column}' is in the PRIMARY KEY of {table}, which stays NOT NULL"
+                ))
+                .into());
+            }
+            let setting_null = foreign_keys(snapshot)?.into_iter().find(|k| {
+                k.on_delete == OnDelete::SetNull && k.columns.iter().any(|c| c == column)
+            });
+            if let Some(key) = setting_null.filter(|_| !*nullable) {
+                return Err(TableError::Invalid(format!(
+                    "column '{column}' of {table} is set to NULL by foreign key {} (ON DELETE SET \
+                     NULL), so it cannot be NOT NULL",
+                    key.name
                 ))
                 .into());
             }

@@ -15,9 +15,10 @@
 //!
 //! Concurrency: the tables a check reads are opened through [`ReferencedTables`], which in
 //! pessimistic mode takes their writer locks until the statement ends (in a transaction, until
-//! it ends), parents before children. A writer of child rows checks and commits while holding
+//! it ends), ancestors before descendants. A writer of child rows checks and commits while holding
 //! the parent's lock, and a writer of the parent holds it from reading the rows it changes to
-//! its commit, so the two take turns and neither can leave an orphan. In optimistic mode there
+//! its commit, so the two take turns and neither can leave an orphan (the parent's writer reads
+//! the children without locking them, unless it changes them). In optimistic mode there
 //! are no locks: each check sees the newest commit, but a concurrent writer on another server
 //! can slip between the check and the commit.
 
@@ -205,6 +206,33 @@ pub trait ReferencedTables: Send + Sync + fmt::Debug {
     /// `qualified` (`database.table`) as the statement's writes see it; `None` when no such
     /// table exists. Opening the same table twice in a statement returns the first opening.
     async fn open(&self, qualified: &str) -> Result<Option<Arc<ReferencedTable>>>;
+
+    /// `qualified` as [`ReferencedTables::open`] would give it, but outside a transaction
+    /// without taking its writer lock: for a check that locks the statement already holds keep
+    /// true (a parent's writer reading a child, whose writers all hold the parent's lock).
+    async fn read(&self, qualified: &str) -> Result<Option<Arc<ReferencedTable>>>;
+
+    /// How deep `qualified` sits among foreign keys: 0 without any, else one more than its
+    /// deepest parent. Writers lock tables by increasing depth (then name), so ancestors before
+    /// descendants and never in a ring.
+    async fn depth(&self, qualified: &str) -> Result<usize>;
+}
+
+/// Sorts `tables` into the order their writer locks are taken in (see
+/// [`ReferencedTables::depth`]), without duplicates.
+pub async fn lock_order(references: &dyn ReferencedTables, tables: &mut Vec<String>) -> Result<()> {
+    tables.sort_unstable();
+    tables.dedup();
+    if tables.len() < 2 {
+        return Ok(());
+    }
+    let mut ordered = Vec::with_capacity(tables.len());
+    for table in tables.drain(..) {
+        ordered.push((references.depth(&table).await?, table));
+    }
+    ordered.sort();
+    tables.extend(ordered.into_iter().map(|(_, table)| table));
+    Ok(())
 }
 
 /// One foreign key of a write's target and the distinct keys its new rows hold.
@@ -305,18 +333,16 @@ impl ChildKeys {
         store_url: &ObjectStoreUrl,
         context: &Arc<TaskContext>,
     ) -> Result<Vec<Arc<ReferencedTable>>> {
-        let mut parents: Vec<&str> = self
+        let mut parents: Vec<String> = self
             .keys
             .iter()
             .filter(|k| !k.distinct.is_empty())
-            .map(|k| k.key.parent.as_str())
+            .map(|k| k.key.parent.clone())
             .collect();
-        // Parents are locked in name order, so two writers never wait for each other in a ring.
-        parents.sort_unstable();
-        parents.dedup();
+        lock_order(references, &mut parents).await?;
         let mut opened = HashMap::new();
         for parent in parents {
-            let table = references.open(parent).await?.ok_or_else(|| {
+            let table = references.open(&parent).await?.ok_or_else(|| {
                 TableError::Invalid(format!(
                     "the table {parent} that {} references does not exist",
                     self.table

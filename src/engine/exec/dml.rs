@@ -30,7 +30,7 @@ use crate::catalog::{CatalogError, StatementReferences, check_writable};
 use crate::engine::insert::store;
 use crate::engine::running::task_context;
 use crate::engine::sql::{TableName, normalize, table_name};
-use crate::table::foreign_keys::{ReferencedTable, ReferencedTables, foreign_keys};
+use crate::table::foreign_keys::{ReferencedTable, ReferencedTables, foreign_keys, lock_order};
 use crate::table::{
     DeltaTableProvider, FILE_INDEX_COLUMN, Mutation, ROW_INDEX_COLUMN, TableHandle, Writer,
     WriterLock,
@@ -203,8 +203,7 @@ impl Engine {
                 .into_iter()
                 .map(|key| key.parent)
                 .collect();
-            names.sort_unstable();
-            names.dedup();
+            lock_order(references.as_ref(), &mut names).await?;
             for parent in names {
                 parents.extend(references.open(&parent).await?);
             }

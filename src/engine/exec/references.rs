@@ -36,8 +36,8 @@ use super::{Engine, EngineError};
 use crate::catalog::StatementReferences;
 use crate::engine::running::task_context;
 use crate::table::foreign_keys::{
-    ForeignKey, OnDelete, ReferencedTable, ReferencedTables, foreign_keys, referenced_by,
-    still_referenced,
+    ForeignKey, OnDelete, ReferencedTable, ReferencedTables, foreign_keys, lock_order,
+    referenced_by, still_referenced,
 };
 use crate::table::{
     DeltaTableProvider, FILE_INDEX_COLUMN, KeyChecker, Mutation, ROW_INDEX_COLUMN, key_text,
@@ -122,14 +122,16 @@ impl Engine {
         out: &'a mut Cascades,
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
-            let children = referenced_by(mutation.snapshot())?;
+            let mut children = referenced_by(mutation.snapshot())?;
             if children.is_empty() {
                 return Ok(());
             }
+            lock_order(references.as_ref(), &mut children).await?;
             let context = task_context(state)?;
             let mut removed: HashMap<Vec<String>, Vec<Vec<ArrayRef>>> = HashMap::new();
             for child_name in children {
-                let Some(child) = references.open(&child_name).await? else {
+                // Checks read the child unlocked: its writers hold this parent's lock.
+                let Some(child) = references.read(&child_name).await? else {
                     continue;
                 };
                 let keys = foreign_keys(&child.snapshot)?;
@@ -190,6 +192,10 @@ impl Engine {
                         )));
                     }
                     let set_null = action == OnDelete::SetNull;
+                    // Changing the child needs its lock, and its newest commit under it.
+                    let Some(child) = references.open(&child_name).await? else {
+                        continue;
+                    };
                     let child_change = self
                         .referencing_rows(
                             state,
