@@ -66,6 +66,7 @@ pub struct Metrics {
     statement_seconds: Family<ProtocolLabels, Histogram>,
     sessions: Family<ProtocolLabels, Gauge>,
     commits: Counter,
+    grouped_appends: Counter,
     conflicts: Counter,
     bytes_read: Counter,
     bytes_written: Counter,
@@ -104,6 +105,7 @@ impl Metrics {
         let compactions = Family::<OutcomeLabels, Counter>::default();
         let [
             commits,
+            grouped_appends,
             conflicts,
             bytes_read,
             bytes_written,
@@ -184,6 +186,12 @@ impl Metrics {
             ),
             ("commits", "Delta log commits written", &commits),
             (
+                "grouped_appends",
+                "Autocommit appends committed together with others in one Delta commit \
+                 (group commit)",
+                &grouped_appends,
+            ),
+            (
                 "commit_conflicts",
                 "Statements refused with a retryable commit conflict",
                 &conflicts,
@@ -213,6 +221,7 @@ impl Metrics {
             statement_seconds,
             sessions,
             commits,
+            grouped_appends,
             conflicts,
             bytes_read,
             bytes_written,
@@ -276,6 +285,11 @@ impl Metrics {
 
     pub fn commit(&self) {
         self.commits.inc();
+    }
+
+    /// `statements` appends were committed together in one commit.
+    pub fn grouped_appends(&self, statements: u64) {
+        self.grouped_appends.inc_by(statements);
     }
 
     pub fn conflict(&self) {

@@ -11,6 +11,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::damage::Damage;
 use super::footers::FooterCache;
+use super::group_commit::AppendQueue;
 use super::index::{IndexCache, IndexDef, IndexScan, KeyCodec, Lookup, Probe, segment_location};
 use super::scan::data_file;
 use super::vectors::DeletionVectorCache;
@@ -76,6 +77,10 @@ pub struct TableHandle {
     /// The commit time (milliseconds since the epoch) log retention must pass before a log
     /// cleanup can delete anything (see [`CleanUp`]); unknown (`i64::MIN`) until the first.
     log_cleanup_due: Arc<AtomicI64>,
+    /// The newest version this process started a checkpoint of.
+    checkpointed: AtomicI64,
+    /// Autocommit appends waiting for the next commit (group commit).
+    appends: AppendQueue,
 }
 
 impl TableHandle {
@@ -92,6 +97,8 @@ impl TableHandle {
             concurrency,
             caches,
             log_cleanup_due: Arc::new(AtomicI64::new(i64::MIN)),
+            checkpointed: AtomicI64::new(0),
+            appends: AppendQueue::default(),
         }
     }
 
@@ -120,17 +127,54 @@ impl TableHandle {
         actions: Vec<Action>,
     ) -> Result<Arc<Snapshot>, TxLogError> {
         let removed = removed_files(&self.log, &actions);
-        let committed = match self.log.commit(read, operation, actions).await {
-            Ok(committed) => committed,
-            Err(e) => {
-                if matches!(e, TxLogError::Conflict { .. }) {
-                    metrics().conflict();
-                }
-                return Err(e);
+        let committed = self.log.commit(read, operation, actions).await;
+        if committed.is_ok() {
+            metrics().commit();
+        }
+        self.committed(committed, &removed)
+    }
+
+    /// Commits an autocommit statement's `actions` on top of `read`: a blind append (only
+    /// `add` actions) goes into the table's next commit together with the other appends
+    /// waiting for it (see [`AppendQueue`]); anything else commits alone.
+    pub async fn append(
+        &self,
+        read: &Arc<Snapshot>,
+        operation: Operation,
+        actions: Vec<Action>,
+    ) -> Result<Arc<Snapshot>, TxLogError> {
+        let grouped = operation.blind_append
+            && !actions.is_empty()
+            && actions.iter().all(|a| matches!(a, Action::Add(_)));
+        if !grouped {
+            return self.commit(read, operation, actions).await;
+        }
+        let committed = self
+            .appends
+            .commit(
+                &self.log,
+                || self.cached(),
+                Arc::clone(read),
+                operation,
+                actions,
+            )
+            .await;
+        self.committed(committed, &[])
+    }
+
+    /// What follows a commit attempt: counting a conflict, or forgetting the footers of the
+    /// files it removed, remembering the new snapshot and writing a checkpoint when one is due.
+    fn committed(
+        &self,
+        committed: Result<Arc<Snapshot>, TxLogError>,
+        removed: &[Path],
+    ) -> Result<Arc<Snapshot>, TxLogError> {
+        let committed = committed.inspect_err(|e| {
+            if matches!(e, TxLogError::Conflict { .. }) {
+                metrics().conflict();
             }
-        };
-        metrics().commit();
-        self.caches.footers.forget_files(&removed);
+        })?;
+        self.caches.footers.forget_files(removed);
         self.remember(&committed);
         self.checkpoint_if_due(&committed);
         Ok(committed)
@@ -138,13 +182,18 @@ impl TableHandle {
 
     /// After every `delta.checkpointInterval`-th commit, writes a checkpoint and cleans up the
     /// log behind it, in the background: the commit is already durable, and a reader does not
-    /// need the checkpoint (it replays commits instead), so a failure is only logged.
+    /// need the checkpoint (it replays commits instead), so a failure is only logged. Each
+    /// version is checkpointed once, however many statements its commit answered.
     fn checkpoint_if_due(&self, snapshot: &Arc<Snapshot>) {
         let interval = properties::checkpoint_interval(snapshot).unwrap_or_else(|e| {
             tracing::warn!(table = %self.log.root(), "{e}; using the default");
             properties::DEFAULT_CHECKPOINT_INTERVAL
         });
-        if snapshot.version() == 0 || !(snapshot.version() as u64).is_multiple_of(interval) {
+        let version = snapshot.version();
+        if version == 0
+            || !(version as u64).is_multiple_of(interval)
+            || self.checkpointed.fetch_max(version, Ordering::Relaxed) >= version
+        {
             return;
         }
         let log = self.log.clone();

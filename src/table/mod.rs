@@ -18,6 +18,7 @@ mod error;
 pub mod evolution;
 mod footers;
 pub mod foreign_keys;
+mod group_commit;
 mod handle;
 pub mod index;
 mod indexing;
@@ -42,6 +43,7 @@ pub use constraints::{
 pub use damage::{Damage, Finding, fsck};
 pub use error::TableError;
 pub use footers::FooterCache;
+pub use group_commit::GROUPED_STATEMENTS;
 pub use handle::{CacheBudgets, TableCaches, TableHandle, WriterLock};
 pub use index::{INDEXES_PROPERTY, IndexDef, table_indexes};
 pub use indexing::{create_index, drop_index};

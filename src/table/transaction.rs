@@ -249,7 +249,7 @@ impl Writer {
         actions: Vec<Action>,
     ) -> Result<(), TxLogError> {
         match self {
-            Writer::Autocommit(handle) => handle.commit(read, operation, actions).await.map(|_| ()),
+            Writer::Autocommit(handle) => handle.append(read, operation, actions).await.map(|_| ()),
             Writer::Transaction(table) => table.stage(&operation, actions),
             Writer::Pending(pending) => {
                 pending

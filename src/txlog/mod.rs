@@ -24,6 +24,8 @@ mod log;
 mod schema;
 mod snapshot;
 
+#[cfg(test)]
+pub(crate) use actions::test_table_metadata;
 pub use actions::{
     Action, Add, CommitInfo, ENABLE_DELETION_VECTORS, Format, Metadata, Protocol, Remove,
     STATISTICS_PROPERTY,

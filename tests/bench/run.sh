@@ -36,6 +36,8 @@ if $quick; then
   run tests/bench/merge.py --rows 200000
   run tests/bench/zorder.py --rows 200000 --files 16
   run tests/bench/open_log.py --commits 300 --runs 2
+  run tests/bench/insert_latency.py --calls 100 --warm-up 10
+  run tests/bench/writers.py --clients 1,16 --seconds 2
   run tests/bench/ingest.py --scale 0.05
   run tests/bench/tpch.py --scale 0.1 --runs 1
   run tests/bench/tpch_s3.py --scale 0.1 --runs 1
@@ -47,6 +49,8 @@ else
   run tests/bench/merge.py
   run tests/bench/zorder.py
   run tests/bench/open_log.py
+  run tests/bench/insert_latency.py
+  run tests/bench/writers.py
   run tests/bench/ingest.py
   run tests/bench/tpch.py
   run tests/bench/tpch_s3.py
