@@ -15,7 +15,9 @@
 //! one commit per round instead of one each, plus the commit races they would otherwise lose.
 //!
 //! The commit is written by a task of its own: a statement whose future is dropped while its
-//! group commits cannot leave the other statements without an answer.
+//! group commits cannot leave the other statements without an answer. A statement that goes
+//! away before its group is taken (its connection closed) is left out of it, not committed
+//! later behind its back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -96,11 +98,13 @@ async fn commit_group(log: &DeltaLog, base: Arc<Snapshot>, group: Vec<Waiting>) 
             false => newest,
         }
     });
+    // A statement that went away while it waited (its connection closed) is not committed
+    // behind its back; its files are left for VACUUM.
+    let group = group.into_iter().filter(|w| !w.answer.is_closed());
     // An append written before a schema, property or protocol change cannot be laid over it
     // (its files have the old columns): it fails alone, as its own commit would have.
-    let (group, stale): (Vec<Waiting>, Vec<Waiting>) = group
-        .into_iter()
-        .partition(|w| unchanged_between(&w.read, &base));
+    let (group, stale): (Vec<Waiting>, Vec<Waiting>) =
+        group.partition(|w| unchanged_between(&w.read, &base));
     for waiting in stale {
         let _ = waiting.answer.send(Err(TxLogError::Conflict {
             table: log.table_name(),
@@ -356,5 +360,33 @@ mod tests {
             .collect();
         assert_eq!(files.len(), 2);
         assert!(!files.contains(&"b".to_string()), "{files:?}");
+    }
+
+    /// A statement that went away while it waited for its turn is not committed later behind
+    /// its back.
+    #[tokio::test]
+    async fn an_append_whose_statement_went_away_is_not_committed() {
+        let (log, created) = new_table().await;
+        let queue = AppendQueue::default();
+        let newest = || Arc::clone(&created);
+        let first = queue.commit(&log, newest, Arc::clone(&created), insert(1), add("a"));
+        tokio::pin!(first);
+        assert!(futures::poll!(&mut first).is_pending());
+        {
+            let gone = queue.commit(&log, newest, Arc::clone(&created), insert(1), add("b"));
+            tokio::pin!(gone);
+            assert!(futures::poll!(&mut gone).is_pending());
+        }
+        let last = queue.commit(&log, newest, Arc::clone(&created), insert(1), add("c"));
+        let (first, last) = tokio::join!(first, last);
+        assert_eq!((first.unwrap().version(), last.unwrap().version()), (1, 2));
+        let files: Vec<String> = log
+            .load()
+            .await
+            .unwrap()
+            .files()
+            .map(|f| f.path.clone())
+            .collect();
+        assert_eq!(files, ["a", "c"]);
     }
 }

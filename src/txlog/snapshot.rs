@@ -1,9 +1,9 @@
 //! A table's state at one version, reconstructed by replaying its commits in order.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, FieldRef, Fields, SchemaRef};
+use imbl::{HashMap, OrdMap};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -46,9 +46,13 @@ struct LiveFile {
 
 /// Live data files in the order they were added (so a scan of a small table returns rows in
 /// insertion order), addressable by path.
+///
+/// Persistent maps: every commit's snapshot is the previous one plus a few changes, and shares
+/// everything else with it, so advancing a table of many files costs a few tree nodes instead of
+/// a copy of its whole file list.
 #[derive(Debug, Clone, Default)]
 struct LiveFiles {
-    by_order: BTreeMap<u64, LiveFile>,
+    by_order: OrdMap<u64, Arc<LiveFile>>,
     order_of: HashMap<String, u64>,
     next: u64,
 }
@@ -56,12 +60,17 @@ struct LiveFiles {
 impl LiveFiles {
     fn add(&mut self, add: Add) {
         // A file re-added (e.g. with a new deletion vector) keeps its place.
-        let order = *self.order_of.entry(add.path.clone()).or_insert_with(|| {
-            self.next += 1;
-            self.next
-        });
+        let order = match self.order_of.get(&add.path) {
+            Some(order) => *order,
+            None => {
+                self.next += 1;
+                self.order_of.insert(add.path.clone(), self.next);
+                self.next
+            }
+        };
         let stats = Arc::new(FileStats::of(&add));
-        self.by_order.insert(order, LiveFile { add, stats });
+        self.by_order
+            .insert(order, Arc::new(LiveFile { add, stats }));
     }
 
     fn remove(&mut self, path: &str) {

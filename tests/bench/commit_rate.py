@@ -2,7 +2,10 @@
 the rate and the server's resident memory per phase, to see whether a table's write speed holds
 as its log grows (checkpoints every `delta.checkpointInterval` commits, log cleanup).
 
-    .venv/bin/python tests/bench/commit_rate.py [--phases 8] [--inserts 3000]
+    .venv/bin/python tests/bench/commit_rate.py [--phases 8] [--inserts 3000] [--compaction-interval-ms 5000]
+
+`--compaction-interval-ms 0` turns background compaction off, so every INSERT's file stays and
+the table's file list grows with its log.
 
 Uses MINIDB_BIN (build with `cargo build --release`).
 """
@@ -31,12 +34,13 @@ def main() -> None:
     parser.add_argument("--phases", type=int, default=8)
     parser.add_argument("--inserts", type=int, default=3000, help="INSERTs per phase")
     parser.add_argument("--checkpoint-interval", type=int, default=10)
+    parser.add_argument("--compaction-interval-ms", type=int, default=5000)
     args = parser.parse_args()
     print(f"binary: {conftest.MINIDB_BIN}")
 
     work = Path(tempfile.mkdtemp(prefix="minidb-bench-"))
     (work / "data").mkdir()
-    server = conftest.MiniDBServer(work / "data", work, ["--compaction-interval-ms", "5000"]).start()
+    server = conftest.MiniDBServer(work / "data", work, ["--compaction-interval-ms", str(args.compaction_interval_ms)]).start()
     try:
         text = server.text()
         text.ok(
