@@ -265,6 +265,12 @@ mod tests {
         })]
     }
 
+    /// The paths of the table's live files, oldest first.
+    async fn live_files(log: &DeltaLog) -> Vec<String> {
+        let snapshot = log.load().await.unwrap();
+        snapshot.files().map(|f| f.path.clone()).collect()
+    }
+
     fn insert(rows: u64) -> Operation {
         Operation {
             name: "WRITE".into(),
@@ -351,13 +357,7 @@ mod tests {
         let stale = results[1].as_ref().unwrap_err().to_string();
         assert!(stale.contains("changed the table's schema"), "{stale}");
         assert_eq!(results[2].as_ref().unwrap().version(), 3);
-        let files: Vec<String> = log
-            .load()
-            .await
-            .unwrap()
-            .files()
-            .map(|f| f.path.clone())
-            .collect();
+        let files = live_files(&log).await;
         assert_eq!(files.len(), 2);
         assert!(!files.contains(&"b".to_string()), "{files:?}");
     }
@@ -380,13 +380,7 @@ mod tests {
         let last = queue.commit(&log, newest, Arc::clone(&created), insert(1), add("c"));
         let (first, last) = tokio::join!(first, last);
         assert_eq!((first.unwrap().version(), last.unwrap().version()), (1, 2));
-        let files: Vec<String> = log
-            .load()
-            .await
-            .unwrap()
-            .files()
-            .map(|f| f.path.clone())
-            .collect();
+        let files = live_files(&log).await;
         assert_eq!(files, ["a", "c"]);
     }
 }
