@@ -91,6 +91,21 @@ pub(crate) fn scalar_from_json(
     data_type: &DataType,
     max: bool,
 ) -> Option<ScalarValue> {
+    // The common types directly, without a round trip through text.
+    let direct = match (value, data_type) {
+        (Value::Number(n), DataType::Int64) => n.as_i64().map(|v| ScalarValue::Int64(Some(v))),
+        (Value::Number(n), DataType::Int32) => n
+            .as_i64()
+            .and_then(|v| i32::try_from(v).ok())
+            .map(|v| ScalarValue::Int32(Some(v))),
+        (Value::Number(n), DataType::Float64) => n.as_f64().map(|v| ScalarValue::Float64(Some(v))),
+        (Value::String(s), DataType::Utf8) => Some(ScalarValue::Utf8(Some(s.clone()))),
+        (Value::Bool(b), DataType::Boolean) => Some(ScalarValue::Boolean(Some(*b))),
+        _ => None,
+    };
+    if direct.is_some() {
+        return direct;
+    }
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),

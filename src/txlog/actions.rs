@@ -40,6 +40,22 @@ impl Action {
         })
     }
 
+    /// The `add` this action is, if it is one.
+    pub fn as_add(&self) -> Option<&Add> {
+        match self {
+            Action::Add(add) => Some(add),
+            _ => None,
+        }
+    }
+
+    /// The `remove` this action is, if it is one.
+    pub fn as_remove(&self) -> Option<&Remove> {
+        match self {
+            Action::Remove(remove) => Some(remove),
+            _ => None,
+        }
+    }
+
     /// Serializes to one JSON line (without the newline).
     pub fn to_json_line(&self) -> Result<String, serde_json::Error> {
         let (key, value) = match self {

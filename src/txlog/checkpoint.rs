@@ -6,18 +6,24 @@
 //! tombstones still inside file retention, and never a `commitInfo`. `_last_checkpoint` names
 //! the newest one so a reader lists the log from there instead of from commit 0.
 //!
-//! Actions travel between their JSON form (what commits hold) and the Parquet columns through
-//! Arrow's JSON codec, so the one serde definition of each action serves both encodings and a
-//! checkpoint written by another engine (extra columns such as `stats_parsed` included) decodes
-//! into the same actions.
+//! `add` and `remove` rows, nearly all of a checkpoint, are built and read column by column
+//! ([`super::file_columns`]). The few other actions travel between their JSON form (what commits
+//! hold) and the Parquet columns through Arrow's JSON codec, so one serde definition serves both
+//! encodings. A checkpoint written by another engine decodes into the same actions; columns
+//! other than the actions (such as `stats_parsed`) are not read.
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, StructArray, UInt32Array, new_null_array,
+};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use arrow::json::{LineDelimitedWriter, ReaderBuilder};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
@@ -27,7 +33,7 @@ use parquet::file::properties::WriterProperties;
 use crate::storage::parquet::{check_layout, guarded};
 use serde::{Deserialize, Serialize};
 
-use super::Action;
+use super::{Action, Add, Remove, file_columns};
 
 /// The contents of `_delta_log/_last_checkpoint`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,83 +108,201 @@ pub fn checkpoint_part_name(version: i64, part: u32, parts: u32) -> String {
     }
 }
 
-/// Encodes `actions` (no `commitInfo`) as a checkpoint file.
+/// Encodes `actions` (no `commitInfo`) as a checkpoint file: the few protocol, metadata and
+/// other actions first, then the adds, then the removes.
 pub fn encode(actions: &[Action]) -> Result<Bytes, String> {
     let schema = checkpoint_schema();
-    let mut text = String::new();
-    for action in actions {
-        if matches!(action, Action::CommitInfo(_)) {
-            continue;
-        }
-        text.push_str(&action.to_json_line().map_err(|e| e.to_string())?);
-        text.push('\n');
-    }
-    let mut decoder = ReaderBuilder::new(Arc::clone(&schema))
-        .with_batch_size(8192)
-        .build_decoder()
-        .map_err(|e| e.to_string())?;
     let properties = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
     let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(properties))
         .map_err(|e| e.to_string())?;
-    let mut input = text.as_bytes();
-    loop {
-        let consumed = decoder.decode(input).map_err(|e| e.to_string())?;
-        input = &input[consumed..];
-        if let Some(batch) = decoder.flush().map_err(|e| e.to_string())? {
-            writer.write(&batch).map_err(|e| e.to_string())?;
-        }
-        if input.is_empty() {
-            break;
-        }
+    let others: Vec<&Action> = actions
+        .iter()
+        .filter(|a| {
+            !matches!(
+                a,
+                Action::CommitInfo(_) | Action::Add(_) | Action::Remove(_)
+            )
+        })
+        .collect();
+    if let Some(batch) = json_rows(&schema, &others)? {
+        writer.write(&batch).map_err(|e| e.to_string())?;
+    }
+    let adds: Vec<&Add> = actions.iter().filter_map(Action::as_add).collect();
+    let removes: Vec<&Remove> = actions.iter().filter_map(Action::as_remove).collect();
+    for chunk in adds.chunks(ROWS_PER_BATCH) {
+        let batch = one_column_batch(&schema, "add", chunk.len(), |fields| {
+            file_columns::add_column(fields, chunk)
+        })?;
+        writer.write(&batch).map_err(|e| e.to_string())?;
+    }
+    for chunk in removes.chunks(ROWS_PER_BATCH) {
+        let batch = one_column_batch(&schema, "remove", chunk.len(), |fields| {
+            file_columns::remove_column(fields, chunk)
+        })?;
+        writer.write(&batch).map_err(|e| e.to_string())?;
     }
     Ok(Bytes::from(writer.into_inner().map_err(|e| e.to_string())?))
 }
 
-/// Decodes a checkpoint file (or one part of it) into its actions.
-pub fn decode(file: Bytes) -> Result<Vec<Action>, String> {
-    guarded(|| decode_checked(file))
+const ROWS_PER_BATCH: usize = 8192;
+
+/// The most actions reserved ahead of decoding, whatever a (perhaps damaged) footer claims.
+const MAX_RESERVED_ACTIONS: usize = 1 << 20;
+
+/// A batch of `rows` rows of `schema` whose column `name` is built by `build` (from that
+/// struct column's fields) and every other column is null.
+fn one_column_batch(
+    schema: &SchemaRef,
+    name: &str,
+    rows: usize,
+    build: impl Fn(&Fields) -> Result<ArrayRef, ArrowError>,
+) -> Result<RecordBatch, String> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Struct(fields) if field.name() == name => build(fields),
+            data_type => Ok(new_null_array(data_type, rows)),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| e.to_string())
 }
 
-fn decode_checked(file: Bytes) -> Result<Vec<Action>, String> {
+/// `actions` as rows of `schema`, through their JSON form (the one serde definition of each
+/// action); `None` for no actions.
+fn json_rows(schema: &SchemaRef, actions: &[&Action]) -> Result<Option<RecordBatch>, String> {
+    if actions.is_empty() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    for action in actions {
+        text.push_str(&action.to_json_line().map_err(|e| e.to_string())?);
+        text.push('\n');
+    }
+    let mut decoder = ReaderBuilder::new(Arc::clone(schema))
+        .with_batch_size(actions.len())
+        .build_decoder()
+        .map_err(|e| e.to_string())?;
+    let consumed = decoder.decode(text.as_bytes()).map_err(|e| e.to_string())?;
+    if consumed != text.len() {
+        return Err("checkpoint actions did not fit one batch".into());
+    }
+    decoder.flush().map_err(|e| e.to_string())
+}
+
+/// What to read of a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// Every action, tombstones (`remove`) included: what VACUUM and log cleanup need.
+    All,
+    /// The table's state only, without its tombstones: what a replay needs. A checkpoint is a
+    /// state, not a sequence, so its tombstones never apply to its adds (they may name a path
+    /// that is live again, with another deletion vector).
+    State,
+}
+
+/// Decodes a checkpoint file (or one part of it) into its actions.
+pub fn decode(file: Bytes, read: Read) -> Result<Vec<Action>, String> {
+    guarded(|| decode_checked(file, read))
+}
+
+fn decode_checked(file: Bytes, read: Read) -> Result<Vec<Action>, String> {
     // The actions decode from the Parquet schema; an embedded Arrow schema that is damaged
     // would make its decoder panic.
     let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
     let metadata = ArrowReaderMetadata::load(&file, options).map_err(|e| e.to_string())?;
     check_layout(metadata.metadata(), file.len() as u64)?;
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
-        .with_batch_size(8192)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut actions = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
-        actions.extend(decode_batch(&batch)?);
-    }
-    Ok(actions)
-}
-
-fn decode_batch(batch: &RecordBatch) -> Result<Vec<Action>, String> {
-    // Only the action columns: a checkpoint of another engine may carry more.
-    let wanted: Vec<usize> = batch
+    // Only the action columns: a checkpoint of another engine may carry more (`stats_parsed`).
+    let wanted = metadata
         .schema()
         .fields()
         .iter()
         .enumerate()
         .filter(|(_, f)| ACTION_COLUMNS.contains(&f.name().as_str()))
-        .map(|(i, _)| i)
+        .filter(|(_, f)| read == Read::All || f.name() != "remove")
+        .map(|(i, _)| i);
+    let mask = ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), wanted);
+    let rows = usize::try_from(metadata.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
+        .with_projection(mask)
+        .with_batch_size(ROWS_PER_BATCH)
+        .build()
+        .map_err(|e| e.to_string())?;
+    // One allocation for the whole file: a table of many files has as many actions.
+    let mut actions = Vec::with_capacity(rows.min(MAX_RESERVED_ACTIONS));
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        decode_batch(&batch, &mut actions)?;
+    }
+    Ok(actions)
+}
+
+/// Appends the actions of one batch to `actions`: the protocol, metadata and other actions
+/// (read through their JSON form), then the adds, then the removes (read from their columns).
+/// A checkpoint is a state, so the order of its rows carries no meaning; MiniDB writes them in
+/// this order.
+fn decode_batch(batch: &RecordBatch, actions: &mut Vec<Action>) -> Result<(), String> {
+    let file_actions = |name: &str| -> Result<Option<StructArray>, String> {
+        match batch.column_by_name(name) {
+            None => Ok(None),
+            Some(column) => match column.as_struct_opt() {
+                Some(array) => Ok(Some(array.clone())),
+                None => Err(format!("{name} is {}, not a struct", column.data_type())),
+            },
+        }
+    };
+    let adds = file_actions("add")?;
+    let removes = file_actions("remove")?;
+    let is_null =
+        |array: &Option<StructArray>, row: usize| array.as_ref().is_none_or(|a| a.is_null(row));
+    let rest: Vec<u32> = (0..batch.num_rows())
+        .filter(|row| is_null(&adds, *row) && is_null(&removes, *row))
+        .map(|row| row as u32)
         .collect();
-    let batch = batch.project(&wanted).map_err(|e| e.to_string())?;
-    // Without explicit nulls each row becomes `{"add":{…}}`: the one column it fills.
-    let mut writer = LineDelimitedWriter::new(Vec::new());
-    writer.write(&batch).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())?;
-    let text = String::from_utf8(writer.into_inner()).map_err(|e| e.to_string())?;
-    text.lines()
-        .filter(|line| !line.trim().is_empty() && *line != "{}")
-        .map(|line| Action::from_json_line(line).map_err(|e| e.to_string()))
-        .collect()
+    if !rest.is_empty() {
+        let others: Vec<usize> = batch
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !matches!(f.name().as_str(), "add" | "remove"))
+            .map(|(i, _)| i)
+            .collect();
+        let indices = UInt32Array::from(rest);
+        let taken = take_record_batch(
+            &batch.project(&others).map_err(|e| e.to_string())?,
+            &indices,
+        )
+        .map_err(|e| e.to_string())?;
+        // Without explicit nulls each row becomes `{"txn":{…}}`: the one column it fills.
+        let mut writer = LineDelimitedWriter::new(Vec::new());
+        writer.write(&taken).map_err(|e| e.to_string())?;
+        writer.finish().map_err(|e| e.to_string())?;
+        let text = String::from_utf8(writer.into_inner()).map_err(|e| e.to_string())?;
+        for line in text.lines() {
+            if !line.trim().is_empty() && line != "{}" {
+                actions.push(Action::from_json_line(line).map_err(|e| e.to_string())?);
+            }
+        }
+    }
+    if let Some(adds) = &adds {
+        file_columns::decode_adds(adds, actions)?;
+    }
+    if let Some(removes) = &removes {
+        // A row filling both keeps its add, as a JSON line keeps its first action.
+        let only_removes = match &adds {
+            Some(adds) => {
+                let mask = arrow::compute::is_null(adds).map_err(|e| e.to_string())?;
+                arrow::compute::filter(removes, &mask).map_err(|e| e.to_string())?
+            }
+            None => Arc::new(removes.clone()),
+        };
+        file_columns::decode_removes(only_removes.as_struct(), actions)?;
+    }
+    Ok(())
 }
 
 const ACTION_COLUMNS: &[&str] = &["txn", "add", "remove", "metaData", "protocol"];
@@ -331,8 +455,128 @@ mod tests {
             Action::Add(add),
             Action::Remove(remove),
         ];
-        let decoded = decode(encode(&actions).unwrap()).unwrap();
+        let decoded = decode(encode(&actions).unwrap(), Read::All).unwrap();
         assert_eq!(decoded, actions);
+        let state = decode(encode(&actions).unwrap(), Read::State).unwrap();
+        assert_eq!(state, actions[..3]);
+    }
+
+    /// A checkpoint of another engine (or of an older MiniDB, which wrote every action through
+    /// JSON): fields typed differently, strings as large strings, an extra column.
+    #[test]
+    fn checkpoints_of_other_writers_decode_into_the_same_actions() {
+        use arrow::compute::cast;
+        let mut metadata = crate::txlog::actions::test_table_metadata();
+        metadata.configuration.insert("k".into(), Some("v".into()));
+        let add = |path: &str, dv: bool| Add {
+            path: path.into(),
+            partition_values: [("p".to_string(), None)].into(),
+            size: 7,
+            modification_time: 8,
+            data_change: false,
+            stats: None,
+            tags: None,
+            deletion_vector: dv.then(|| DeletionVectorDescriptor {
+                storage_type: "i".into(),
+                path_or_inline_dv: "wi5b=000010000siXQKl0rr91000f55c8Xg0@@D72lkbi5=-{L".into(),
+                offset: None,
+                size_in_bytes: 40,
+                cardinality: 6,
+            }),
+        };
+        let actions = vec![
+            Action::Metadata(metadata),
+            Action::Add(add("a", true)),
+            Action::Other(
+                "txn".into(),
+                serde_json::json!({"appId": "x", "version": 3}),
+            ),
+            Action::Add(add("b", false)),
+            Action::Remove(Remove {
+                path: "c".into(),
+                deletion_timestamp: None,
+                data_change: true,
+                extended_file_metadata: None,
+                partition_values: None,
+                size: None,
+                tags: None,
+                deletion_vector: None,
+            }),
+        ];
+        let schema = checkpoint_schema();
+        let rows: Vec<&Action> = actions.iter().collect();
+        let batch = json_rows(&schema, &rows).unwrap().unwrap();
+        // `add.size` as int32, `add.path` as a large string, plus `stats_parsed`.
+        let DataType::Struct(add_fields) = schema.field_with_name("add").unwrap().data_type()
+        else {
+            unreachable!()
+        };
+        let retyped: Fields = add_fields
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "size" => Arc::new(Field::new("size", DataType::Int32, true)),
+                "path" => Arc::new(Field::new("path", DataType::LargeUtf8, true)),
+                _ => Arc::clone(f),
+            })
+            .collect();
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut columns = batch.columns().to_vec();
+        let add_index = schema.index_of("add").unwrap();
+        fields[add_index] = Field::new("add", DataType::Struct(retyped.clone()), true);
+        columns[add_index] = cast(&columns[add_index], &DataType::Struct(retyped)).unwrap();
+        fields.push(Field::new("stats_parsed", DataType::Int64, true));
+        columns.push(Arc::new(arrow::array::Int64Array::from(vec![Some(1); 5])));
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        let file = Bytes::from(writer.into_inner().unwrap());
+        // Read back grouped: other actions, then adds, then removes.
+        let kind = |a: &Action| match a {
+            Action::Add(_) => 1,
+            Action::Remove(_) => 2,
+            _ => 0,
+        };
+        let mut grouped = actions.clone();
+        grouped.sort_by_key(kind);
+        assert_eq!(decode(file, Read::All).unwrap(), grouped);
+    }
+
+    #[test]
+    fn a_missing_required_field_fails_the_checkpoint() {
+        let add = Add {
+            path: "a".into(),
+            partition_values: Default::default(),
+            size: 1,
+            modification_time: 2,
+            data_change: true,
+            stats: None,
+            tags: None,
+            deletion_vector: None,
+        };
+        let schema = checkpoint_schema();
+        let batch = one_column_batch(&schema, "add", 1, |fields| {
+            let column = file_columns::add_column(fields, &[&add])?;
+            let column = column.as_struct();
+            let children = fields
+                .iter()
+                .zip(column.columns())
+                .map(|(f, c)| match f.name().as_str() {
+                    "size" => new_null_array(f.data_type(), 1),
+                    _ => Arc::clone(c),
+                })
+                .collect();
+            Ok(Arc::new(StructArray::try_new(
+                fields.clone(),
+                children,
+                None,
+            )?))
+        })
+        .unwrap();
+        let mut writer = ArrowWriter::try_new(Vec::new(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        let file = Bytes::from(writer.into_inner().unwrap());
+        let err = decode(file, Read::All).unwrap_err();
+        assert!(err.contains("add action without size"), "{err}");
     }
 
     #[test]

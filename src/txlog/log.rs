@@ -287,9 +287,63 @@ impl DeltaLog {
     }
 
     /// Loads the latest snapshot: the newest checkpoint plus the commits after it.
+    ///
+    /// When `_last_checkpoint` names a checkpoint that reads, nothing is listed: the commits
+    /// after it are read by name, a few at a time, until one is missing (as [`Self::update`]
+    /// probes). A listing decides only where that does not hold: no `_last_checkpoint`, a
+    /// missing or damaged checkpoint, or a gap among the commits after it.
     pub async fn load(&self) -> Result<Snapshot, TxLogError> {
+        if let Some(hint) = self.last_checkpoint().await
+            && let Some(snapshot) = self.load_after(&hint).await?
+        {
+            return Ok(snapshot);
+        }
         let listing = self.list_for(None).await?;
         self.replay(&listing, listing.latest()).await
+    }
+
+    /// The newest snapshot replayed from the checkpoint `hint` names and the commits after it,
+    /// read by name; `None` when that checkpoint cannot be read or the commits after it have a
+    /// gap, which a listing must judge.
+    async fn load_after(&self, hint: &LastCheckpoint) -> Result<Option<Snapshot>, TxLogError> {
+        const WINDOW: i64 = 8;
+        let parts = hint
+            .parts
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .unwrap_or(1);
+        let checkpoint = match self
+            .checkpoint_parts(hint.version, parts, checkpoint::Read::State)
+            .await
+        {
+            Ok(actions) => actions,
+            Err(TxLogError::Corrupt { .. })
+            | Err(TxLogError::ObjectStore(object_store::Error::NotFound { .. })) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut state = vec![(hint.version, checkpoint)];
+        let mut next = hint.version + 1;
+        loop {
+            let window: Vec<Option<Vec<Action>>> = futures::stream::iter(next..next + WINDOW)
+                .map(|v| self.read_commit(v))
+                .buffered(WINDOW as usize)
+                .try_collect()
+                .await?;
+            let found = window.iter().take_while(|c| c.is_some()).count();
+            if window[found..].iter().any(Option::is_some) {
+                return Ok(None);
+            }
+            for actions in window.into_iter().flatten() {
+                state.push((next, actions));
+                next += 1;
+            }
+            if found < WINDOW as usize {
+                break;
+            }
+        }
+        Snapshot::replay(self.root.as_ref(), state).map(Some)
     }
 
     /// Loads the snapshot as of `version` (time travel).
@@ -405,7 +459,10 @@ impl DeltaLog {
             .next_back()
             .map_or(oldest, |(v, _)| *v);
         let base = match listing.start_for(first) {
-            Some(Some(checkpoint)) => self.checkpoint_actions(&listing, checkpoint).await?,
+            Some(Some(checkpoint)) => {
+                self.checkpoint_actions(&listing, checkpoint, checkpoint::Read::All)
+                    .await?
+            }
             _ => self.commit_actions(first).await?,
         };
         let later = listing
@@ -435,14 +492,16 @@ impl DeltaLog {
             Some(checkpoint) => {
                 // A checkpoint is a state, not a sequence: its tombstones may name a path that
                 // is live again (with another deletion vector) and must not remove it.
-                let mut actions = match self.checkpoint_actions(listing, checkpoint).await {
+                let actions = match self
+                    .checkpoint_actions(listing, checkpoint, checkpoint::Read::State)
+                    .await
+                {
                     Ok(actions) => actions,
                     Err(e @ TxLogError::Corrupt { .. }) => {
                         return self.replay_around(checkpoint, version, e).await;
                     }
                     Err(e) => return Err(e),
                 };
-                actions.retain(|a| !matches!(a, Action::Remove(_)));
                 state.push((checkpoint, actions));
                 checkpoint + 1
             }
@@ -494,7 +553,10 @@ impl DeltaLog {
         let mut good: BTreeMap<i64, (u32, usize, usize)> = BTreeMap::new();
         let mut damaged = Vec::new();
         for (&version, &parts) in &listing.checkpoints {
-            match self.checkpoint_actions(&listing, version).await {
+            match self
+                .checkpoint_actions(&listing, version, checkpoint::Read::All)
+                .await
+            {
                 Ok(actions) => {
                     let adds = actions
                         .iter()
@@ -624,25 +686,31 @@ impl DeltaLog {
         &self,
         listing: &Listing,
         version: i64,
+        read: checkpoint::Read,
     ) -> Result<Vec<Action>, TxLogError> {
         let parts = listing.checkpoints.get(&version).copied().unwrap_or(1);
-        self.checkpoint_parts(version, parts).await
+        self.checkpoint_parts(version, parts, read).await
     }
 
     /// The actions of the `parts`-part checkpoint at `version`, all parts in order.
-    async fn checkpoint_parts(&self, version: i64, parts: u32) -> Result<Vec<Action>, TxLogError> {
+    async fn checkpoint_parts(
+        &self,
+        version: i64,
+        parts: u32,
+        read: checkpoint::Read,
+    ) -> Result<Vec<Action>, TxLogError> {
         let mut actions = Vec::new();
         for part in 1..=parts {
             let path = self
                 .log_dir()
                 .join(checkpoint::checkpoint_part_name(version, part, parts).as_str());
             let bytes = self.store.get(&path).await?.bytes().await?;
-            actions.extend(
-                checkpoint::decode(bytes).map_err(|reason| TxLogError::Corrupt {
+            actions.extend(checkpoint::decode(bytes, read).map_err(|reason| {
+                TxLogError::Corrupt {
                     path: path.to_string(),
                     reason,
-                })?,
-            );
+                }
+            })?);
         }
         Ok(actions)
     }
@@ -744,7 +812,10 @@ impl DeltaLog {
         };
         let parts = last.parts.and_then(|p| u32::try_from(p).ok()).unwrap_or(1);
         // A checkpoint that cannot be read leaves it to the listing, which finds one that can.
-        let Ok(checkpoint) = self.checkpoint_parts(last.version, parts).await else {
+        let Ok(checkpoint) = self
+            .checkpoint_parts(last.version, parts, checkpoint::Read::All)
+            .await
+        else {
             return Ok(None);
         };
         let mut removed = Removed::default();
@@ -776,7 +847,10 @@ impl DeltaLog {
         };
         let first_commit = match start {
             Some(checkpoint) => {
-                removed.apply(self.checkpoint_actions(&listing, checkpoint).await?, 0);
+                let actions = self
+                    .checkpoint_actions(&listing, checkpoint, checkpoint::Read::All)
+                    .await?;
+                removed.apply(actions, 0);
                 checkpoint + 1
             }
             None => 0,
@@ -1749,5 +1823,39 @@ mod tests {
             log.load().await,
             Err(TxLogError::TableNotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_load_reads_the_commits_after_the_checkpoint_by_name() {
+        let log = DeltaLog::new(Arc::new(InMemory::new()), Path::from("db/t"));
+        let mut v = Arc::new(log.create(append(), table_actions()).await.unwrap());
+        for i in 0..5 {
+            v = log
+                .commit(&v, append(), vec![add(&format!("f{i}"))])
+                .await
+                .unwrap();
+        }
+        log.checkpoint(&v, 0).await.unwrap();
+        // More commits after the checkpoint than one window of reads.
+        for i in 5..25 {
+            v = log
+                .commit(&v, append(), vec![add(&format!("f{i}"))])
+                .await
+                .unwrap();
+        }
+        let (operation, actions) = delete("f3");
+        let v = log.commit(&v, operation, actions).await.unwrap();
+        let loaded = log.load().await.unwrap();
+        let listed = log.list(None).await.unwrap();
+        let replayed = log.replay(&listed, listed.latest()).await.unwrap();
+        assert_eq!(loaded.version(), v.version());
+        let paths = |s: &Snapshot| s.files().map(|f| f.path.clone()).collect::<Vec<_>>();
+        assert_eq!(paths(&loaded), paths(&replayed));
+        assert_eq!(loaded.files().count(), 24);
+        // A commit missing after the checkpoint is a gap the listing reports, not the end of
+        // the log.
+        log.store.delete(&log.commit_path(12)).await.unwrap();
+        let err = log.load().await.unwrap_err();
+        assert!(matches!(err, TxLogError::Corrupt { .. }), "{err}");
     }
 }

@@ -20,6 +20,7 @@ mod checkpoint;
 pub mod commit_point;
 mod dv;
 mod error;
+mod file_columns;
 mod log;
 mod schema;
 mod snapshot;
@@ -78,7 +79,7 @@ mod fuzz {
     #[test]
     fn kept_checkpoints_decode_or_fail_with_a_reason() {
         for (name, bytes) in fuzzing::kept_inputs("checkpoint") {
-            let outcome = checkpoint::decode(Bytes::from(bytes));
+            let outcome = checkpoint::decode(Bytes::from(bytes), checkpoint::Read::All);
             assert!(
                 outcome.as_ref().is_ok_and(|actions| !actions.is_empty())
                     || outcome.as_ref().is_err_and(|reason| !reason.is_empty()),
@@ -104,7 +105,7 @@ mod fuzz {
             fuzzing::mutated(checkpoint_seed()),
             prop::collection::vec(any::<u8>(), 0..512),
         ]) {
-            let _ = checkpoint::decode(Bytes::from(bytes));
+            let _ = checkpoint::decode(Bytes::from(bytes), checkpoint::Read::All);
         }
 
         #[test]

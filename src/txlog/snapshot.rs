@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, FieldRef, Fields, SchemaRef};
 use imbl::{HashMap, OrdMap};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{
     Action, Add, Metadata, Protocol, Remove, TxLogError, arrow_schema_from_delta, physical_name,
@@ -58,7 +58,7 @@ struct LiveFiles {
 }
 
 impl LiveFiles {
-    fn add(&mut self, add: Add) {
+    fn add(&mut self, add: Add, stats: Arc<FileStats>) {
         // A file re-added (e.g. with a new deletion vector) keeps its place.
         let order = match self.order_of.get(&add.path) {
             Some(order) => *order,
@@ -68,7 +68,6 @@ impl LiveFiles {
                 self.next
             }
         };
-        let stats = Arc::new(FileStats::of(&add));
         self.by_order
             .insert(order, Arc::new(LiveFile { add, stats }));
     }
@@ -217,15 +216,54 @@ fn apply(
     metadata: &mut Option<Metadata>,
     actions: Vec<Action>,
 ) {
+    let adds: Vec<&Add> = actions.iter().filter_map(Action::as_add).collect();
+    let mut stats = parsed_stats(&adds).into_iter();
     for action in actions {
         match action {
             Action::Protocol(p) => *protocol = Some(p),
             Action::Metadata(m) => *metadata = Some(m),
-            Action::Add(add) => files.add(add),
+            Action::Add(add) => {
+                let stats = stats.next().unwrap_or_default();
+                files.add(add, stats);
+            }
             Action::Remove(remove) => files.remove(&remove.path),
             Action::CommitInfo(_) | Action::Other(..) => {}
         }
     }
+}
+
+/// The statistics of `adds`, in order. A checkpoint's thousands of files are parsed on every
+/// core: parsing their JSON is most of what opening a table of many files costs.
+fn parsed_stats(adds: &[&Add]) -> Vec<Arc<FileStats>> {
+    const FILES_PER_THREAD: usize = 2048;
+    let parse = |adds: &[&Add]| -> Vec<Arc<FileStats>> {
+        adds.iter().map(|a| Arc::new(FileStats::of(a))).collect()
+    };
+    if adds.len() < 2 * FILES_PER_THREAD {
+        return parse(adds);
+    }
+    // Asked only here: it reads the process's CPU quota, which would cost every commit.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(adds.len() / FILES_PER_THREAD);
+    if threads <= 1 {
+        return parse(adds);
+    }
+    let chunk = adds.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut chunks = adds.chunks(chunk);
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks.map(|c| scope.spawn(move || parse(c))).collect();
+        let mut stats = parse(first);
+        for other in others {
+            stats.extend(
+                other
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            );
+        }
+        stats
+    })
 }
 
 /// Refuses column mapping that renames a field inside a struct, list or map: MiniDB resolves
@@ -286,11 +324,11 @@ pub struct FileStats {
     #[serde(default)]
     pub num_records: Option<u64>,
     #[serde(default)]
-    pub min_values: Map<String, Value>,
+    pub min_values: ColumnValues,
     #[serde(default)]
-    pub max_values: Map<String, Value>,
+    pub max_values: ColumnValues,
     #[serde(default)]
-    pub null_count: Map<String, Value>,
+    pub null_count: ColumnValues,
 }
 
 impl FileStats {
@@ -300,6 +338,54 @@ impl FileStats {
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default()
+    }
+}
+
+/// One statistic's value per column (`minValues`, `maxValues` or `nullCount`), sorted by
+/// column name.
+///
+/// A table keeps one of these per statistic per live file, so it is a sorted vector: a B-tree
+/// map allocates a node for eleven entries however few it holds, which made the statistics of
+/// a many-file table several times the size of everything else about it.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnValues(Vec<(Box<str>, Value)>);
+
+impl ColumnValues {
+    /// The value recorded for `column`, if any.
+    pub fn get(&self, column: &str) -> Option<&Value> {
+        self.0
+            .binary_search_by(|(name, _)| name.as_ref().cmp(column))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+}
+
+impl<'de> Deserialize<'de> for ColumnValues {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ColumnValues;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of per-column values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ColumnValues, A::Error> {
+                let mut values: Vec<(Box<str>, Value)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    values.push((name.into_boxed_str(), value));
+                }
+                // JSON objects with a repeated key keep the last value, as a map would.
+                values.reverse();
+                values.sort_by(|a, b| a.0.cmp(&b.0));
+                values.dedup_by(|later, earlier| later.0 == earlier.0);
+                values.shrink_to_fit();
+                Ok(ColumnValues(values))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 
