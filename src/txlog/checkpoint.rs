@@ -4,7 +4,7 @@
 //! `txn`, `add`, `remove`, `metaData` and `protocol`; each row fills exactly one of them. It
 //! carries the protocol, the metadata, every live `add` (with its deletion vector) and the
 //! tombstones still inside file retention, and never a `commitInfo`. `_last_checkpoint` names
-//! the newest one so a reader lists the log from there instead of from commit 0.
+//! the newest one so a reader starts there instead of at commit 0.
 //!
 //! `add` and `remove` rows, nearly all of a checkpoint, are built and read column by column
 //! ([`super::file_columns`]). The few other actions travel between their JSON form (what commits
