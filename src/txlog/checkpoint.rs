@@ -51,6 +51,16 @@ pub struct LastCheckpoint {
     pub parts: Option<i64>,
 }
 
+impl LastCheckpoint {
+    /// The number of files the checkpoint is written in (1 unless it is multi-part).
+    pub fn part_count(&self) -> u32 {
+        self.parts
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .unwrap_or(1)
+    }
+}
+
 /// A file name in `_delta_log/`, as far as reading the log is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFile {

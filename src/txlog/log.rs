@@ -307,13 +307,8 @@ impl DeltaLog {
     /// gap, which a listing must judge.
     async fn load_after(&self, hint: &LastCheckpoint) -> Result<Option<Snapshot>, TxLogError> {
         const WINDOW: i64 = 8;
-        let parts = hint
-            .parts
-            .and_then(|p| u32::try_from(p).ok())
-            .filter(|p| *p > 0)
-            .unwrap_or(1);
         let checkpoint = match self
-            .checkpoint_parts(hint.version, parts, checkpoint::Read::State)
+            .checkpoint_parts(hint.version, hint.part_count(), checkpoint::Read::State)
             .await
         {
             Ok(actions) => actions,
@@ -810,10 +805,9 @@ impl DeltaLog {
         else {
             return Ok(None);
         };
-        let parts = last.parts.and_then(|p| u32::try_from(p).ok()).unwrap_or(1);
         // A checkpoint that cannot be read leaves it to the listing, which finds one that can.
         let Ok(checkpoint) = self
-            .checkpoint_parts(last.version, parts, checkpoint::Read::All)
+            .checkpoint_parts(last.version, last.part_count(), checkpoint::Read::All)
             .await
         else {
             return Ok(None);
